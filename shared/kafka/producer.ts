@@ -1,0 +1,95 @@
+/** The idempotent producer, with concurrent sends coalesced into shared produce calls. */
+import { compatibilityPartitioner, murmur2, ProduceAcks, Producer } from "@platformatic/kafka";
+import { createCoalescer } from "../coalesce.ts";
+import { answers } from "./admin.ts";
+
+/** A record to produce. The key picks the partition with Kafka's murmur2, as Java clients and rpk do. */
+export interface OutRecord {
+  topic: string;
+  key: string;
+  value: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+/** Where the broker stored a record. */
+export interface Delivery {
+  topic: string;
+  partition: number;
+  offset: bigint;
+}
+
+/** The partition that Kafka's default partitioner gives `key` among `partitions`. */
+export function partitionFor(key: string | Buffer, partitions: number): number {
+  return (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions;
+}
+
+/** Largest produce call, kept well under the broker's 1 MiB default so one partition's batch always fits. */
+const MAX_CALL_BYTES = 512 * 1024;
+
+/**
+ * An idempotent producer (acks=all). Concurrent `send` calls are coalesced into shared produce calls; each call
+ * resolves with one {@link Delivery} per record once the broker has acknowledged all of them.
+ */
+export function createProducer(options: { brokers: string[]; clientId: string; timeoutMs?: number }) {
+  const producer = new Producer({
+    clientId: options.clientId,
+    bootstrapBrokers: options.brokers,
+    idempotent: true,
+    acks: ProduceAcks.ALL,
+    partitioner: compatibilityPartitioner,
+    timeout: options.timeoutMs ?? 5000,
+    connectTimeout: options.timeoutMs ?? 5000,
+    retries: 2,
+    retryDelay: 250,
+  });
+
+  async function produce(records: OutRecord[]): Promise<Delivery[]> {
+    const result = await producer.send({
+      messages: records.map((record) => ({
+        topic: record.topic,
+        key: Buffer.from(record.key),
+        value: Buffer.from(record.value),
+        ...(record.headers && { headers: toBufferMap(record.headers) }),
+      })),
+    });
+    // The broker answers with one base offset per partition; records of a partition follow it in send order.
+    const next = new Map<string, bigint>();
+    for (const { topic, partition, offset } of result.offsets ?? []) next.set(`${topic}:${partition}`, offset);
+    return records.map((record) => {
+      const count = producer.currentMetadata?.topics.get(record.topic)?.partitionsCount ?? 1;
+      const partition = partitionFor(record.key, count);
+      const slot = `${record.topic}:${partition}`;
+      const offset = next.get(slot) ?? -1n;
+      next.set(slot, offset + 1n);
+      return { topic: record.topic, partition, offset };
+    });
+  }
+
+  const coalescer = createCoalescer<OutRecord, Delivery>({
+    flush: produce,
+    sizeOf: (record) => record.key.length + record.value.length + 64,
+    maxItems: 20_000,
+    maxBytes: MAX_CALL_BYTES,
+    maxInFlight: 4,
+  });
+
+  return {
+    /** Produces `records`; resolves once the broker has acknowledged every one of them. */
+    send: coalescer.submit,
+
+    /** True when the broker answers a metadata request within `timeoutMs`. */
+    ping: (timeoutMs = 1000) => answers(producer, timeoutMs),
+
+    /** Waits for queued records, then closes the connections. */
+    async close(): Promise<void> {
+      await coalescer.drained();
+      await producer.close();
+    },
+  };
+}
+
+export type KafkaProducer = ReturnType<typeof createProducer>;
+
+function toBufferMap(headers: Record<string, string>): Map<Buffer, Buffer> {
+  return new Map(Object.entries(headers).map(([name, value]) => [Buffer.from(name), Buffer.from(value)]));
+}

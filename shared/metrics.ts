@@ -1,0 +1,21 @@
+/** Prometheus metrics: one registry per process, with the runtime's default metrics and a `service` label. */
+import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+
+/** A registry for `service`, with process metrics (RSS, CPU, event-loop lag) already registered. */
+export function createRegistry(service: string): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** A counter registered in `registry`. */
+export function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []) {
+  return new Counter({ name, help, labelNames, registers: [registry] });
+}
+
+/** A latency histogram in seconds, with buckets from 1 ms to 10 s. */
+export function histogram<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []) {
+  const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+  return new Histogram({ name, help, labelNames, buckets, registers: [registry] });
+}

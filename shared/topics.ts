@@ -1,0 +1,30 @@
+/**
+ * The one list of topics. Ingest, the consumers, `bun run stack` and compose's topic init all read it, so a
+ * topic is added here or nowhere.
+ */
+
+export const TOPICS = {
+  locationsRaw: "locations.raw",
+  loginsRaw: "logins.raw",
+  locationsEnriched: "locations.enriched",
+  loginsStats: "logins.stats",
+} as const;
+
+export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
+
+/** Dead letters of a consumed topic go to `<topic>.dlq`. */
+export const dlqOf = (topic: TopicName): string => `${topic}.dlq`;
+
+/** Topics that a stage consumes, and so the ones that get a dead-letter topic. */
+const CONSUMED: TopicName[] = [TOPICS.locationsRaw, TOPICS.locationsEnriched, TOPICS.loginsStats, TOPICS.loginsRaw];
+
+export interface TopicSpec {
+  name: string;
+  partitions: number;
+}
+
+/** Every topic the pipeline needs, each with `partitions` partitions (the `TOPIC_PARTITIONS` setting). */
+export function topicSpecs(partitions: number): TopicSpec[] {
+  const names = [...Object.values(TOPICS), ...CONSUMED.map(dlqOf)];
+  return names.map((name) => ({ name, partitions }));
+}

@@ -1,0 +1,238 @@
+/** The ingest API against the real broker: every status code, and what lands on the raw topics. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import * as v from "valibot";
+import { partitionFor } from "../shared/kafka.ts";
+import { RawLocation, RawLogin } from "../shared/schemas.ts";
+import { TOPICS } from "../shared/topics.ts";
+import { pollUntil, readTopic, snapshot, startIngest, testConfig } from "./support.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+const location = (i: number, extra: object = {}) => ({
+  user_id: `user-${run}-${i % 37}`,
+  timestamp: 1694479551 + i,
+  lat: -31.677696,
+  long: -65.030317,
+  ...extra,
+});
+
+let ingest: ReturnType<typeof startIngest>;
+beforeAll(() => {
+  ingest = startIngest();
+});
+afterAll(() => ingest.stop());
+
+describe("POST /v1/locations and /v1/logins", () => {
+  test("202 with the event ids once the broker has the events", async () => {
+    const before = await snapshot(TOPICS.loginsRaw);
+    const login = { user_id: `login-${run}`, timestamp: "2024-01-31T12:00:00+01:00", device_type: "ios" };
+    const response = await ingest.post("/v1/logins", JSON.stringify(login));
+    expect(response.status).toBe(202);
+    const body = (await response.json()) as { accepted: number; event_ids: string[] };
+    expect(body.accepted).toBe(1);
+    expect(body.event_ids).toHaveLength(1);
+
+    const [record] = await readTopic(TOPICS.loginsRaw, before, (records) =>
+      records.some((r) => r.key?.toString() === login.user_id),
+    ).then((records) => records.filter((r) => r.key?.toString() === login.user_id));
+    const event = v.parse(RawLogin, JSON.parse(String(record?.value)));
+    expect(event.event_id).toBe(body.event_ids[0] as string);
+    expect(event.timestamp).toBe("2024-01-31T11:00:00.000Z");
+    expect(event.device_type).toBe("ios");
+  });
+
+  test("a 1,000-event NDJSON body lands keyed by user_id, each on the partition its key maps to", async () => {
+    const before = await snapshot(TOPICS.locationsRaw);
+    const events = Array.from({ length: 1000 }, (_, i) => location(i));
+    const body = events.map((event) => JSON.stringify(event)).join("\n");
+    const response = await ingest.post("/v1/locations", body, { "content-type": "application/x-ndjson" });
+    expect(response.status).toBe(202);
+    const { event_ids } = (await response.json()) as { event_ids: string[] };
+    expect(new Set(event_ids).size).toBe(1000);
+
+    const ids = new Set(event_ids);
+    const ours = (records: Awaited<ReturnType<typeof readTopic>>) =>
+      records.filter((r) => ids.has(v.parse(RawLocation, JSON.parse(r.value.toString())).event_id));
+    const records = ours(await readTopic(TOPICS.locationsRaw, before, (all) => ours(all).length >= 1000));
+    expect(records).toHaveLength(1000);
+    const partitions = testConfig().TOPIC_PARTITIONS;
+    for (const record of records) {
+      const event = v.parse(RawLocation, JSON.parse(record.value.toString()));
+      expect(record.key?.toString()).toBe(event.user_id);
+      expect(record.partition).toBe(partitionFor(event.user_id, partitions));
+    }
+    expect(new Set(records.map((r) => r.partition)).size).toBeGreaterThan(1);
+  });
+
+  test("a client-given event_id is kept", async () => {
+    const before = await snapshot(TOPICS.locationsRaw);
+    const eventId = `client-${run}-1`;
+    const response = await ingest.post("/v1/locations", JSON.stringify([location(1, { event_id: eventId })]));
+    expect(response.status).toBe(202);
+    expect(((await response.json()) as { event_ids: string[] }).event_ids).toEqual([eventId]);
+    const records = await readTopic(TOPICS.locationsRaw, before, (all) =>
+      all.some((r) => r.value.toString().includes(eventId)),
+    );
+    const event = JSON.parse(String(records.find((r) => r.value.toString().includes(eventId))?.value));
+    expect(event.event_id).toBe(eventId);
+  });
+
+  test("400 lists every bad event by index and path, and nothing is produced", async () => {
+    const before = await snapshot(TOPICS.locationsRaw);
+    const body = [location(1), location(2, { lat: 91 }), location(3, { timestamp: "yesterday", extra: 1 })];
+    const response = await ingest.post("/v1/locations", JSON.stringify(body));
+    expect(response.status).toBe(400);
+    const { issues } = (await response.json()) as { issues: { index: number; path: string }[] };
+    expect(issues.map(({ index, path }) => `${index}:${path}`).sort()).toEqual(["1:lat", "2:extra", "2:timestamp"]);
+    // Nothing from the rejected body may reach the topic: a later good event is the next record on its partition.
+    const marker = location(4, { event_id: `marker-${run}` });
+    expect((await ingest.post("/v1/locations", JSON.stringify(marker))).status).toBe(202);
+    const records = await readTopic(TOPICS.locationsRaw, before, (all) =>
+      all.some((r) => r.value.toString().includes(`marker-${run}`)),
+    );
+    expect(records.filter((r) => r.value.toString().includes(`user-${run}-`)).map((r) => r.value.toString())).toEqual([
+      expect.stringContaining(`marker-${run}`),
+    ]);
+  });
+
+  test("400 names malformed JSON and the bad NDJSON line", async () => {
+    const json = await ingest.post("/v1/locations", "{not json");
+    expect(json.status).toBe(400);
+    expect(((await json.json()) as { error: string }).error).toContain("not valid JSON");
+
+    const ndjson = [JSON.stringify(location(1)), "{oops", JSON.stringify(location(2))].join("\n");
+    const bad = await ingest.post("/v1/locations", ndjson, { "content-type": "application/x-ndjson" });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toContain("line 2");
+  });
+
+  test("415 for other content types", async () => {
+    const response = await ingest.post("/v1/locations", JSON.stringify(location(1)), { "content-type": "text/plain" });
+    expect(response.status).toBe(415);
+  });
+
+  test("404 for unknown routes", async () => {
+    expect((await ingest.post("/v1/nope", "{}")).status).toBe(404);
+  });
+});
+
+describe("limits", () => {
+  test("413 over the body limit and over the event cap", async () => {
+    const small = startIngest({ INGEST_BODY_LIMIT_BYTES: "2048", INGEST_MAX_EVENTS: "5" });
+    try {
+      const big = JSON.stringify(Array.from({ length: 40 }, (_, i) => location(i)));
+      expect(big.length).toBeGreaterThan(2048);
+      const tooBig = await small.post("/v1/locations", big);
+      expect(tooBig.status).toBe(413);
+      expect(((await tooBig.json()) as { error: string }).error).toContain("2048 bytes");
+
+      const tooMany = await small.post(
+        "/v1/locations",
+        JSON.stringify(Array.from({ length: 6 }, (_, i) => location(i))),
+      );
+      expect(tooMany.status).toBe(413);
+      expect((await small.post("/v1/locations", JSON.stringify([location(1)]))).status).toBe(202);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  test("401 without a valid key when keys are configured", async () => {
+    const guarded = startIngest({ INGEST_API_KEYS: "key-one, key-two" });
+    try {
+      const body = JSON.stringify(location(1));
+      expect((await guarded.post("/v1/locations", body)).status).toBe(401);
+      expect((await guarded.post("/v1/locations", body, { authorization: "Bearer wrong" })).status).toBe(401);
+      expect((await guarded.post("/v1/locations", body, { authorization: "Bearer key-two" })).status).toBe(202);
+      expect((await fetch(`${guarded.url}/healthz`)).status).toBe(200);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
+  test("429 with Retry-After over the per-key rate", async () => {
+    const limited = startIngest({ INGEST_API_KEYS: "a,b", INGEST_RATE_LIMIT_PER_SECOND: "1" });
+    try {
+      const body = JSON.stringify(location(1));
+      const statuses = [];
+      let retryAfter: string | null = null;
+      // Five requests inside at most two one-second windows: at least one window sees two of them.
+      for (let i = 0; i < 5; i++) {
+        const response = await limited.post("/v1/locations", body, { authorization: "Bearer a" });
+        statuses.push(response.status);
+        if (response.status === 429) retryAfter = response.headers.get("retry-after");
+      }
+      expect(statuses).toContain(429);
+      expect(Number(retryAfter)).toBeGreaterThanOrEqual(0);
+      // The limit is per key: the other key still gets through.
+      expect((await limited.post("/v1/locations", body, { authorization: "Bearer b" })).status).toBe(202);
+    } finally {
+      await limited.stop();
+    }
+  });
+
+  test("503 with Retry-After when the broker cannot ack before the deadline", async () => {
+    const orphan = startIngest({ KAFKA_BROKERS: "127.0.0.1:1", INGEST_ACK_TIMEOUT_MS: "1000" });
+    try {
+      // The bound only stops a hang from stalling the suite; the API must answer on its own deadline.
+      const response = await fetch(`${orphan.url}/v1/locations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(location(1)),
+        signal: AbortSignal.timeout(15_000),
+      });
+      expect(response.status).toBe(503);
+      expect(response.headers.get("retry-after")).toBeTruthy();
+      expect((await fetch(`${orphan.url}/readyz`)).status).toBe(503);
+    } finally {
+      await orphan.stop();
+    }
+  });
+});
+
+describe("operations", () => {
+  test("/healthz, /readyz and /metrics", async () => {
+    expect((await fetch(`${ingest.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${ingest.url}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${ingest.url}/metrics`)).text();
+    expect(metrics).toMatch(/http_requests_total\{route="\/v1\/locations",status="202"/);
+    expect(metrics).toMatch(/ingest_events_total\{topic="locations.raw",outcome="accepted"/);
+    expect(metrics).toContain("ingest_produce_seconds_bucket");
+  });
+
+  test("SIGTERM finishes in-flight work, flushes and exits 0", async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const child = Bun.spawn(["bun", "run", "ingest.ts"], {
+      env: { ...process.env, INGEST_PORT: String(port), LOG_LEVEL: "info" },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const url = `http://127.0.0.1:${port}`;
+    await pollUntil("ingest to be ready", () =>
+      fetch(`${url}/readyz`).then(
+        (r) => (r.ok ? true : undefined),
+        () => undefined,
+      ),
+    );
+    // Stream the body so the request is provably in flight when the signal lands.
+    let body!: ReadableStreamDefaultController<Uint8Array>;
+    const lines = Array.from({ length: 500 }, (_, i) => `${JSON.stringify(location(i))}\n`);
+    const inFlight = fetch(`${url}/v1/locations`, {
+      method: "POST",
+      headers: { "content-type": "application/x-ndjson" },
+      body: new ReadableStream<Uint8Array>({
+        start(controller) {
+          body = controller;
+        },
+      }),
+    });
+    body.enqueue(new TextEncoder().encode(lines.slice(0, 250).join("")));
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    child.kill("SIGTERM");
+    body.enqueue(new TextEncoder().encode(lines.slice(250).join("")));
+    body.close();
+    expect((await inFlight).status).toBe(202);
+    expect(await child.exited).toBe(0);
+    const log = await new Response(child.stdout).text();
+    expect(log).toContain('"msg":"stopped"');
+  });
+});

@@ -1,0 +1,69 @@
+/**
+ * Test preload: picks the real broker and PostgreSQL every integration test talks to.
+ * 1. the configured (or default) KAFKA_BROKERS and DATABASE_URL, when they answer;
+ * 2. else, when a Docker daemon answers, Redpanda and PostgreSQL from testcontainers;
+ * 3. else it stops at once and says to run `bun run stack`.
+ * Then it makes sure every topic exists, so tests never depend on auto-creation.
+ */
+import postgres from "postgres";
+import { parseConfig } from "../shared/config.ts";
+import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
+import { topicSpecs } from "../shared/topics.ts";
+
+async function databaseAnswers(url: string): Promise<boolean> {
+  const sql = postgres(url, { connect_timeout: 2, max: 1, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  const info = Bun.spawn(["docker", "info", "--format", "{{.ServerVersion}}"], { stdout: "ignore", stderr: "ignore" });
+  const timeout = setTimeout(() => info.kill(), 5_000);
+  const code = await info.exited.catch(() => 1);
+  clearTimeout(timeout);
+  return code === 0;
+}
+
+/** Starts Redpanda and PostgreSQL containers and points the environment at them. */
+async function startContainers(): Promise<void> {
+  process.env.TESTCONTAINERS_RYUK_DISABLED = "true";
+  const { RedpandaContainer } = await import("@testcontainers/redpanda");
+  const { PostgreSqlContainer } = await import("@testcontainers/postgresql");
+  const { Wait } = await import("testcontainers");
+  const [redpanda, pg] = await Promise.all([
+    new RedpandaContainer("docker.redpanda.com/redpandadata/redpanda:v26.2.1").start(),
+    new PostgreSqlContainer("postgres:15")
+      // The default wait can hang under Bun; the second "ready" line comes after the init restart.
+      .withWaitStrategy(Wait.forLogMessage(/database system is ready to accept connections/, 2))
+      .start(),
+  ]);
+  process.env.KAFKA_BROKERS = redpanda.getBootstrapServers();
+  process.env.DATABASE_URL = pg.getConnectionUri();
+  process.on("beforeExit", () => void Promise.all([redpanda.stop(), pg.stop()]));
+}
+
+// parseConfig, not config(): the containers path changes the environment, and config() caches its first read.
+const { KAFKA_BROKERS, DATABASE_URL } = parseConfig(process.env);
+const [kafkaUp, databaseUp] = await Promise.all([brokerAnswers(KAFKA_BROKERS, 3_000), databaseAnswers(DATABASE_URL)]);
+
+if (!kafkaUp || !databaseUp) {
+  if (await dockerAnswers()) {
+    await startContainers();
+  } else {
+    const down = [!kafkaUp && `Kafka at ${KAFKA_BROKERS.join(",")}`, !databaseUp && `PostgreSQL at ${DATABASE_URL}`];
+    console.error(
+      `\nThe tests need a real broker and PostgreSQL, and ${down.filter(Boolean).join(" and ")} did not answer.\n` +
+        "Start them with `bun run stack` (or set KAFKA_BROKERS / DATABASE_URL, or run a Docker daemon).\n",
+    );
+    process.exit(1);
+  }
+}
+
+const env = parseConfig(process.env);
+await ensureTopics(env.KAFKA_BROKERS, topicSpecs(env.TOPIC_PARTITIONS));

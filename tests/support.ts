@@ -1,0 +1,80 @@
+/** Helpers the integration tests share: polling with a deadline, reading a topic range, running the ingest app. */
+import { createIngestApp } from "../ingest.ts";
+import { type Config, parseConfig } from "../shared/config.ts";
+import { serve } from "../shared/http.ts";
+import { createConsumer, createProducer, endOffsets, type InRecord, type Position } from "../shared/kafka.ts";
+import { createLogger } from "../shared/log.ts";
+
+/** Calls `probe` until it returns a value other than undefined, or throws once `timeoutMs` has passed. */
+export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** The environment the tests run against (the preload has pointed it at live servers). */
+export const testConfig = (overrides: Record<string, string> = {}): Config =>
+  parseConfig({ ...process.env, LOG_LEVEL: "silent", ...overrides });
+
+/** Reads `topic` from `from` until `done(records)` holds, or fails after `timeoutMs`. */
+export async function readTopic(
+  topic: string,
+  from: Position[],
+  done: (records: InRecord[]) => boolean,
+  timeoutMs = 30_000,
+): Promise<InRecord[]> {
+  const consumer = createConsumer({
+    brokers: testConfig().KAFKA_BROKERS,
+    groupId: `test-reader-${crypto.randomUUID()}`,
+    clientId: "test-reader",
+    topics: [topic],
+    startAt: from,
+  });
+  const records: InRecord[] = [];
+  const reading = (async () => {
+    for await (const batch of consumer.batches()) {
+      records.push(...batch);
+      if (done(records)) return;
+    }
+  })();
+  let timer: Timer | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out reading ${topic}: ${records.length} records`)), timeoutMs);
+  });
+  try {
+    await Promise.race([reading, deadline]);
+    return records;
+  } finally {
+    clearTimeout(timer);
+    await consumer.close();
+  }
+}
+
+/** The end offsets of `topic` now, to read only what a test produces after this point. */
+export const snapshot = (topic: string) => endOffsets(testConfig().KAFKA_BROKERS, topic);
+
+/** An ingest app on a free port, with its own producer, for `overrides` of the environment. */
+export function startIngest(overrides: Record<string, string> = {}) {
+  const config = testConfig(overrides);
+  const producer = createProducer({
+    brokers: config.KAFKA_BROKERS,
+    clientId: "test-ingest",
+    timeoutMs: config.INGEST_ACK_TIMEOUT_MS,
+  });
+  const log = createLogger("ingest", "silent");
+  const server = serve(createIngestApp({ config, producer, log, accepting: () => true }), 0);
+  const url = `http://127.0.0.1:${server.port}`;
+  return {
+    url,
+    post: (path: string, body: string, headers: Record<string, string> = {}) =>
+      fetch(`${url}${path}`, { method: "POST", body, headers: { "content-type": "application/json", ...headers } }),
+    async stop() {
+      await server.stop();
+      await producer.close();
+    },
+  };
+}
