@@ -10,6 +10,7 @@ import { secureHeaders } from "hono/secure-headers";
 import type * as v from "valibot";
 import { parseEvents } from "./shared/body.ts";
 import { type Config, config } from "./shared/config.ts";
+import { within } from "./shared/deadline.ts";
 import { guard } from "./shared/guard.ts";
 import { healthRoutes, serve } from "./shared/http.ts";
 import { createProducer, type KafkaProducer } from "./shared/kafka.ts";
@@ -54,10 +55,19 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
       const records = accepted.map((event) => ({ topic, key: event.user_id, value: JSON.stringify(event) }));
 
       const timer = produceSeconds.startTimer();
-      const acked = await withDeadline(producer.send(records), config.INGEST_ACK_TIMEOUT_MS);
+      const sent = producer.send(records).then(
+        () => true as const,
+        (error: unknown) => error,
+      );
+      const acked = await within(
+        sent,
+        config.INGEST_ACK_TIMEOUT_MS,
+        `no acknowledgement within ${config.INGEST_ACK_TIMEOUT_MS} ms`,
+      );
       timer();
       if (acked !== true) {
-        log.warn({ err: acked, topic, events: records.length }, "broker did not acknowledge in time");
+        const reason = acked instanceof Error ? acked.message : String(acked);
+        log.warn({ reason, topic, events: records.length }, "broker did not acknowledge the events");
         events.inc({ topic, outcome: "unacknowledged" }, records.length);
         c.header("Retry-After", RETRY_AFTER_SECONDS);
         return c.json(
@@ -94,23 +104,6 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
     return c.json({ error: "internal error" }, 500);
   });
   return app;
-}
-
-/** `true` once `work` resolves within `ms`; otherwise the error or "timeout". The work itself carries on. */
-async function withDeadline(work: Promise<unknown>, ms: number): Promise<true | unknown> {
-  let timer: Timer | undefined;
-  const deadline = new Promise((resolve) => {
-    timer = setTimeout(resolve, ms, new Error(`no acknowledgement within ${ms} ms`));
-  });
-  const outcome = await Promise.race([
-    work.then(
-      () => true,
-      (error: unknown) => error,
-    ),
-    deadline,
-  ]);
-  clearTimeout(timer);
-  return outcome;
 }
 
 if (import.meta.main) {

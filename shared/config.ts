@@ -28,6 +28,8 @@ const list = (fallback: string) =>
     ),
   );
 
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
 const hostPort = v.pipe(v.string(), v.regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"));
 
 const EnvSchema = v.object({
@@ -41,7 +43,7 @@ const EnvSchema = v.object({
     v.regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
   ),
   TOPIC_PARTITIONS: integer(6, 1, 1000),
-  LOG_LEVEL: v.optional(v.picklist(["trace", "debug", "info", "warn", "error", "fatal", "silent"]), "info"),
+  LOG_LEVEL: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`), "info"),
   SHUTDOWN_TIMEOUT_MS: integer(10_000, 100),
   INGEST_PORT: port(3000),
   INGEST_BODY_LIMIT_BYTES: integer(1_048_576, 1, 900_000_000),
@@ -49,6 +51,10 @@ const EnvSchema = v.object({
   INGEST_ACK_TIMEOUT_MS: integer(5_000, 1),
   INGEST_API_KEYS: list(""),
   INGEST_RATE_LIMIT_PER_SECOND: integer(0, 0),
+  ENRICH_PORT: port(3001),
+  AGGREGATE_PORT: port(3002),
+  PERSIST_PORT: port(3003),
+  BATCH_MAX_RECORDS: integer(5_000, 1, 100_000),
 });
 
 export type Config = v.InferOutput<typeof EnvSchema>;
@@ -63,7 +69,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   const result = v.safeParse(EnvSchema, env, { abortPipeEarly: true });
   if (result.success) return result.output;
   const lines = result.issues.map((issue) => {
-    const name = v.getDotPath(issue) ?? "environment";
+    const name = String(issue.path?.[0]?.key ?? "environment");
     return `  ${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`;
   });
   throw new ConfigError(`invalid environment:\n${lines.join("\n")}`);

@@ -1,16 +1,16 @@
 /** Topic administration and broker probes. */
 import { Admin, type Producer } from "@platformatic/kafka";
+import { within } from "../deadline.ts";
 import type { TopicSpec } from "../topics.ts";
 import type { Position } from "./consumer.ts";
 
 /** True when `client`'s broker answers a metadata request within `timeoutMs`. */
 export function answers(client: Producer | Admin, timeoutMs: number): Promise<boolean> {
-  const deadline = new Promise<boolean>((resolve) => setTimeout(resolve, timeoutMs, false));
   const metadata = client.metadata({ topics: [], forceUpdate: true, retries: 0 }).then(
     () => true,
     () => false,
   );
-  return Promise.race([metadata, deadline]);
+  return within(metadata, timeoutMs, false);
 }
 
 /** True when a broker of `brokers` answers a metadata request within `timeoutMs`. */

@@ -29,9 +29,11 @@ export interface ConsumerOptions {
   topics: string[];
   /** Start here instead of at the group's committed offsets (which fall back to the earliest record). */
   startAt?: Position[];
-  /** Called with the group's assignment to this member after every rebalance. */
-  onAssign?: (partitions: { topic: string; partition: number }[]) => void;
+  /** Called every few seconds with each assigned partition's lag (latest offset minus committed offset). */
+  onLag?: (lag: { topic: string; partition: number; lag: number }[]) => void;
 }
+
+const LAG_INTERVAL_MS = 5_000;
 
 function toRecord(message: Message): InRecord {
   const headers: Record<string, string> = {};
@@ -59,13 +61,16 @@ export function createConsumer(options: ConsumerOptions) {
     heartbeatInterval: 1_000,
     maxWaitTime: 200,
   });
-  if (options.onAssign) {
-    const onAssign = options.onAssign;
-    consumer.on("consumer:group:join", ({ assignments }) => {
-      onAssign(
-        (assignments ?? []).flatMap(({ topic, partitions }) => partitions.map((partition) => ({ topic, partition }))),
+  if (options.onLag) {
+    const onLag = options.onLag;
+    consumer.on("consumer:lag", (lag: Map<string, bigint[]>) => {
+      // -1 marks a partition that is not assigned to this member.
+      const assigned = [...lag].flatMap(([topic, lags]) =>
+        lags.flatMap((value, partition) => (value < 0n ? [] : [{ topic, partition, lag: Number(value) }])),
       );
+      onLag(assigned);
     });
+    consumer.startLagMonitoring({ topics: options.topics }, LAG_INTERVAL_MS);
   }
   let stream: Awaited<ReturnType<typeof consumer.consume>> | undefined;
 
@@ -104,6 +109,7 @@ export function createConsumer(options: ConsumerOptions) {
 
     /** Leaves the group, so its partitions move to the other members at once. */
     async close(): Promise<void> {
+      consumer.stopLagMonitoring();
       await stream?.close();
       await consumer.close();
     },

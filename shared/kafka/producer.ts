@@ -6,7 +6,8 @@ import { answers } from "./admin.ts";
 /** A record to produce. The key picks the partition with Kafka's murmur2, as Java clients and rpk do. */
 export interface OutRecord {
   topic: string;
-  key: string;
+  /** Without a key the record goes to partition 0 (dead letters of keyless records). */
+  key: string | Buffer | undefined;
   value: string | Buffer;
   headers?: Record<string, string>;
 }
@@ -19,8 +20,8 @@ export interface Delivery {
 }
 
 /** The partition that Kafka's default partitioner gives `key` among `partitions`. */
-export function partitionFor(key: string | Buffer, partitions: number): number {
-  return (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions;
+export function partitionFor(key: string | Buffer | undefined, partitions: number): number {
+  return key === undefined ? 0 : (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions;
 }
 
 /** Largest produce call, kept well under the broker's 1 MiB default so one partition's batch always fits. */
@@ -47,7 +48,7 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
     const result = await producer.send({
       messages: records.map((record) => ({
         topic: record.topic,
-        key: Buffer.from(record.key),
+        key: record.key === undefined ? undefined : Buffer.from(record.key),
         value: Buffer.from(record.value),
         ...(record.headers && { headers: toBufferMap(record.headers) }),
       })),
@@ -67,7 +68,7 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
 
   const coalescer = createCoalescer<OutRecord, Delivery>({
     flush: produce,
-    sizeOf: (record) => record.key.length + record.value.length + 64,
+    sizeOf: (record) => (record.key?.length ?? 0) + record.value.length + 64,
     maxItems: 20_000,
     maxBytes: MAX_CALL_BYTES,
     maxInFlight: 4,

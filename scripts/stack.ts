@@ -1,0 +1,266 @@
+/**
+ * `bun run stack`: the Kafka broker and PostgreSQL that every script and integration test talks to, with the
+ * pipeline's topics created. There is no container engine here, so Kafka runs from jars that Maven resolves and
+ * PostgreSQL is the Debian cluster. Idempotent: whatever already answers is reused, and only what this script
+ * started is recorded, so `bun run stack:stop` never stops a server someone else runs.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { $ } from "bun";
+import { config } from "../shared/config.ts";
+import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
+import { topicSpecs } from "../shared/topics.ts";
+
+const POM = join(import.meta.dir, "..", "stack", "pom.xml");
+const PROPERTIES_TEMPLATE = join(import.meta.dir, "..", "stack", "kafka.properties");
+
+/** Jars, broker data, logs and the record of what this script started. Outside the work tree: clones share it. */
+export const STACK_HOME = join(homedir(), ".cache", "event-pipeline");
+/** Pid of the broker this script started; `stack:stop` signals only this one. */
+export const KAFKA_PID_FILE = join(STACK_HOME, "kafka.pid");
+/** Present (holding "<version> <cluster>") only when this script started the PostgreSQL cluster. */
+export const PG_MARKER_FILE = join(STACK_HOME, "postgres-started");
+const KAFKA_LOG = join(STACK_HOME, "kafka.log");
+
+// The pom is the one place that names the version; jars and data are kept per version, so a bump starts clean.
+const KAFKA_VERSION = pomKafkaVersion();
+const KAFKA_HOME = join(STACK_HOME, `kafka-${KAFKA_VERSION}`);
+const LIBS = join(KAFKA_HOME, "libs");
+const DATA = join(KAFKA_HOME, "data");
+const CLUSTER_ID_FILE = join(KAFKA_HOME, "cluster-id");
+const PROPERTIES = join(KAFKA_HOME, "server.properties");
+const CLASSPATH = join(LIBS, "*"); // expanded by java, not by a shell
+
+const KAFKA_START_TIMEOUT_MS = 90_000;
+const PG_START_TIMEOUT_MS = 30_000;
+// The stock start script takes a 1 GiB heap; a single-node test broker runs well in half of that (RSS ~350 MB).
+const BROKER_JVM = ["-Xms256m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError"];
+const LOG_FORMAT = [
+  "-Dorg.slf4j.simpleLogger.showDateTime=true",
+  "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
+];
+// StorageTool logs its whole configuration at INFO; only problems are worth showing.
+const TOOL_JVM = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"];
+
+/** A failure with a message meant for the person running the script; no stack trace needed. */
+class StackError extends Error {}
+
+function pomKafkaVersion(): string {
+  const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM, "utf8"))?.[1];
+  if (!version) throw new Error(`no <kafka.version> in ${POM}`);
+  return version;
+}
+
+/** True when `pid` is a running Kafka broker; the command line is checked so a reused pid is never signalled. */
+export function isKafka(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("kafka.Kafka");
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of the broker this script started, if it still runs. */
+export function runningKafkaPid(): number | undefined {
+  if (!existsSync(KAFKA_PID_FILE)) return undefined;
+  const pid = Number(readFileSync(KAFKA_PID_FILE, "utf8").trim());
+  return Number.isInteger(pid) && pid > 0 && isKafka(pid) ? pid : undefined;
+}
+
+function requireCommand(command: string, aptPackage: string): void {
+  if (!Bun.which(command)) {
+    throw new StackError(
+      `${command} is not installed; install it with:\n  apt-get update && apt-get install -y ${aptPackage}`,
+    );
+  }
+}
+
+/** The log's errors with their exception messages, then its last lines: the cause is rarely at the very end. */
+function logExcerpt(): string {
+  if (!existsSync(KAFKA_LOG)) return "(no log)";
+  const lines = readFileSync(KAFKA_LOG, "utf8").trimEnd().split("\n");
+  const errors = lines.flatMap((line, i) => {
+    if (!/ (ERROR|FATAL) /.test(line)) return [];
+    const next = lines[i + 1] ?? "";
+    const isMessage = next && !next.startsWith("\t") && !/^\d{4}-\d\d-\d\dT/.test(next);
+    return isMessage ? [line, next] : [line];
+  });
+  return [...errors.slice(0, 20), "...", ...lines.slice(-10)].join("\n");
+}
+
+async function ensureJars(): Promise<void> {
+  if (existsSync(LIBS)) return;
+  requireCommand("mvn", "maven");
+  console.log(`kafka: resolving Kafka ${KAFKA_VERSION} jars with Maven (first run only)`);
+  // Copied aside and renamed, so an interrupted download is never taken for a complete one.
+  const partial = `${LIBS}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  const mvn =
+    await $`mvn -B -q -f ${POM} dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=${partial}`
+      .nothrow()
+      .quiet();
+  // Captured rather than shown: Debian's Maven prints stray colour codes even in batch mode; -q leaves only errors.
+  if (mvn.exitCode !== 0) {
+    const output = Bun.stripANSI(`${mvn.stdout}${mvn.stderr}`).trim();
+    throw new StackError(`Maven could not resolve Kafka's jars (exit ${mvn.exitCode}):\n${output}`);
+  }
+  renameSync(partial, LIBS);
+}
+
+async function ensureStorage(): Promise<void> {
+  mkdirSync(DATA, { recursive: true });
+  // Rendered on every start so edits to the template take effect without wiping the data.
+  writeFileSync(PROPERTIES, readFileSync(PROPERTIES_TEMPLATE, "utf8").replaceAll("@DATA_DIR@", DATA));
+  if (existsSync(join(DATA, "meta.properties"))) return;
+  if (!existsSync(CLUSTER_ID_FILE)) {
+    const id = (await $`java ${TOOL_JVM} -cp ${CLASSPATH} kafka.tools.StorageTool random-uuid`.quiet().text()).trim();
+    writeFileSync(CLUSTER_ID_FILE, `${id}\n`);
+  }
+  const clusterId = readFileSync(CLUSTER_ID_FILE, "utf8").trim();
+  console.log(`kafka: formatting storage in ${DATA} (cluster ${clusterId})`);
+  await $`java ${TOOL_JVM} -cp ${CLASSPATH} kafka.tools.StorageTool format -t ${clusterId} -c ${PROPERTIES}`.quiet();
+}
+
+function spawnBroker(): number {
+  // One previous log is kept: it usually holds why the last broker went away.
+  if (existsSync(KAFKA_LOG)) renameSync(KAFKA_LOG, `${KAFKA_LOG}.1`);
+  const log = openSync(KAFKA_LOG, "a");
+  const broker = Bun.spawn(["java", ...BROKER_JVM, ...LOG_FORMAT, "-cp", CLASSPATH, "kafka.Kafka", PROPERTIES], {
+    cwd: KAFKA_HOME,
+    detached: true, // its own session: it outlives this script and the terminal
+    stdio: ["ignore", log, log],
+  });
+  closeSync(log);
+  broker.unref();
+  writeFileSync(KAFKA_PID_FILE, `${broker.pid}\n`);
+  console.log(`kafka: started pid ${broker.pid}, log ${KAFKA_LOG}`);
+  return broker.pid;
+}
+
+async function waitForBroker(brokers: string[], pid: number): Promise<void> {
+  const started = Date.now();
+  while (Date.now() - started < KAFKA_START_TIMEOUT_MS) {
+    if (await brokerAnswers(brokers, 1000)) {
+      console.log(`kafka: answering on ${brokers.join(",")} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return;
+    }
+    if (!isKafka(pid)) {
+      rmSync(KAFKA_PID_FILE, { force: true });
+      throw new StackError(`Kafka (pid ${pid}) exited while starting; from ${KAFKA_LOG}:\n${logExcerpt()}`);
+    }
+    await Bun.sleep(250);
+  }
+  throw new StackError(
+    `Kafka (pid ${pid}) did not answer on ${brokers.join(",")} within ${KAFKA_START_TIMEOUT_MS / 1000} s; ` +
+      `it is left running (bun run stack:stop ends it). From ${KAFKA_LOG}:\n${logExcerpt()}`,
+  );
+}
+
+async function kafkaUp(brokers: string[]): Promise<void> {
+  if (await brokerAnswers(brokers, 2000)) {
+    console.log(`kafka: reusing the broker answering on ${brokers.join(",")}`);
+    return;
+  }
+  let pid = runningKafkaPid();
+  if (pid) {
+    console.log(`kafka: pid ${pid} (started earlier) is not answering yet; waiting for it`);
+  } else {
+    requireCommand("java", "openjdk-17-jre-headless");
+    await ensureJars();
+    await ensureStorage();
+    pid = spawnBroker();
+  }
+  await waitForBroker(brokers, pid);
+}
+
+interface Cluster {
+  version: number;
+  cluster: string;
+  port: string;
+  running: number;
+}
+
+async function postgresUp(databaseUrl: string): Promise<void> {
+  requireCommand("pg_lsclusters", "postgresql");
+  const url = new URL(databaseUrl);
+  const port = url.port || "5432";
+  const clusters: Cluster[] = await $`pg_lsclusters --json`.quiet().json();
+  const cluster = clusters.find((candidate) => candidate.port === port);
+  if (!cluster) {
+    const known = clusters.map((c) => `${c.version}/${c.cluster} on ${c.port}`).join(", ") || "none";
+    throw new StackError(`no PostgreSQL cluster listens on port ${port} (clusters: ${known}); create one with:
+  pg_createcluster ${clusters[0]?.version ?? 15} main --port ${port}`);
+  }
+  const name = `${cluster.version}/${cluster.cluster}`;
+  if (cluster.running) {
+    console.log(`postgres: reusing running cluster ${name}`);
+  } else {
+    await $`pg_ctlcluster ${cluster.version} ${cluster.cluster} start`.quiet();
+    writeFileSync(PG_MARKER_FILE, `${cluster.version} ${cluster.cluster}\n`);
+    console.log(`postgres: started cluster ${name}`);
+  }
+  await waitForPostgres(url.hostname, port);
+  await ensureRoleAndDatabase(url, port);
+  // The check that matters: the pipeline's own login over TCP, as the services and tests will connect.
+  await $`psql ${databaseUrl} -X -Atqc ${"select 1"}`.env({ ...process.env, PGCONNECT_TIMEOUT: "5" }).quiet();
+  console.log(`postgres: ${url.username}@${url.host}${url.pathname} accepts logins`);
+}
+
+async function waitForPostgres(host: string, port: string): Promise<void> {
+  const deadline = Date.now() + PG_START_TIMEOUT_MS;
+  while ((await $`pg_isready -q -h ${host} -p ${port}`.nothrow().quiet()).exitCode !== 0) {
+    if (Date.now() > deadline) throw new StackError(`PostgreSQL on ${host}:${port} not ready after 30 s`);
+    await Bun.sleep(250);
+  }
+}
+
+// psql variables (:'x' literal, :"x" identifier) do the quoting; \gexec runs the statement a query builds.
+const ROLE_AND_DATABASE_SQL = `
+select format(
+  case when exists (select from pg_roles where rolname = :'user')
+    then 'alter role %I with login password %L' else 'create role %I with login password %L' end,
+  :'user', :'password') \\gexec
+select format('create database %I owner %I', :'db', :'user')
+  where not exists (select from pg_database where datname = :'db') \\gexec
+`;
+
+/** Creates the URL's role and database if missing, and sets the role's password to the URL's, as superuser. */
+async function ensureRoleAndDatabase(url: URL, port: string): Promise<void> {
+  const user = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  const db = decodeURIComponent(url.pathname.slice(1));
+  // Over the Unix socket as the postgres OS user: Debian's pg_hba trusts that peer, no password needed.
+  const sql = Buffer.from(ROLE_AND_DATABASE_SQL);
+  await $`runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p ${port} -v user=${user} -v password=${password} -v db=${db} < ${sql}`
+    .cwd("/")
+    .quiet();
+}
+
+async function topicsUp(brokers: string[], partitions: number): Promise<void> {
+  const specs = topicSpecs(partitions);
+  const created = await ensureTopics(brokers, specs);
+  const note = created.length ? `created ${created.join(", ")}` : "all exist";
+  console.log(`topics: ${specs.length} topics with ${partitions} partitions, ${note}`);
+}
+
+function fail(error: unknown): never {
+  if (error instanceof $.ShellError) {
+    console.error(`stack: a command failed (exit ${error.exitCode}):\n${error.stderr.toString().trim()}`);
+  } else {
+    console.error(`stack: ${error instanceof StackError ? error.message : error}`);
+  }
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  const { KAFKA_BROKERS, DATABASE_URL, TOPIC_PARTITIONS } = config();
+  mkdirSync(STACK_HOME, { recursive: true });
+  const started = Date.now();
+  // The broker's JVM takes seconds to start; PostgreSQL comes up meanwhile.
+  await Promise.all([kafkaUp(KAFKA_BROKERS), postgresUp(DATABASE_URL)]);
+  await topicsUp(KAFKA_BROKERS, TOPIC_PARTITIONS);
+  console.log(`stack: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+if (import.meta.main) await main().catch(fail);

@@ -1,0 +1,60 @@
+/**
+ * Poison records: a record that does not decode, fails its schema or cannot be transformed goes to
+ * `<source topic>.dlq` with its original key and bytes, and the stage carries on with the rest of the batch.
+ */
+import * as v from "valibot";
+import type { InRecord, OutRecord } from "./kafka.ts";
+import { dlqOf, type TopicName } from "./topics.ts";
+
+/** A record whose bytes are not the event its topic carries. */
+export class DecodeError extends Error {
+  override name = "DecodeError";
+}
+
+/** The JSON event in `record`, validated by `schema`; throws a {@link DecodeError} that says what is wrong. */
+export function decode<S extends v.GenericSchema>(schema: S, record: InRecord): v.InferOutput<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(record.value.toString("utf8"));
+  } catch (error) {
+    throw new DecodeError(`value is not JSON: ${(error as Error).message}`);
+  }
+  const result = v.safeParse(schema, json, { abortPipeEarly: true });
+  if (result.success) return result.output;
+  const problems = result.issues.map((issue) => `${v.getDotPath(issue) ?? "value"}: ${issue.message}`);
+  throw new DecodeError(problems.join("; "));
+}
+
+/** The dead letter of `record`: original key, bytes and headers, plus where it came from and why it failed. */
+export function deadLetter(record: InRecord, error: unknown, stage: string, now = new Date()): OutRecord {
+  const failure = error instanceof Error ? error : new Error(String(error));
+  return {
+    topic: dlqOf(record.topic as TopicName),
+    key: record.key,
+    value: record.value,
+    headers: {
+      ...record.headers,
+      "dlq.error.class": failure.name,
+      "dlq.error.message": failure.message.slice(0, 4096),
+      "dlq.source.topic": record.topic,
+      "dlq.source.partition": String(record.partition),
+      "dlq.source.offset": String(record.offset),
+      "dlq.stage": stage,
+      "dlq.time": now.toISOString(),
+    },
+  };
+}
+
+/** Applies `transform` to each record; a record it throws on becomes a dead letter instead. */
+export function mapRecords<T>(batch: InRecord[], stage: string, transform: (record: InRecord) => T) {
+  const results: { record: InRecord; value: T }[] = [];
+  const deadLetters: OutRecord[] = [];
+  for (const record of batch) {
+    try {
+      results.push({ record, value: transform(record) });
+    } catch (error) {
+      deadLetters.push(deadLetter(record, error, stage));
+    }
+  }
+  return { results, deadLetters };
+}
