@@ -70,8 +70,8 @@ export function createCoalescer<T, R>(options: CoalesceOptions<T, R>) {
     while (inFlight < options.maxInFlight && queue.length > 0) {
       const chunk = takeChunk();
       inFlight++;
-      options
-        .flush(chunk.map((entry) => entry.item))
+      // Through a promise constructor, so a flush that throws instead of rejecting fails its callers too.
+      new Promise<R[]>((resolve) => resolve(options.flush(chunk.map((entry) => entry.item))))
         .then(
           (results) => settle(chunk, results),
           (error: unknown) => settle(chunk, undefined, error),

@@ -6,7 +6,7 @@ import * as v from "valibot";
 
 /** Seconds below this are epoch seconds, above it milliseconds (1e11 s is the year 5138; 1e11 ms is 1973). */
 const SECONDS_BELOW = 1e11;
-const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+const ISO_WITH_ZONE = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
 const MIN_TIME = Date.UTC(1970, 0, 1);
 const MAX_TIME = Date.UTC(2100, 0, 1);
 
@@ -19,21 +19,27 @@ export function parseTimestamp(input: string | number): number {
   if (typeof input === "number") return epochToMillis(input);
   const text = input.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return epochToMillis(Number(text));
-  return ISO_WITH_ZONE.test(text) ? Date.parse(text) : Number.NaN;
+  const iso = ISO_WITH_ZONE.exec(text);
+  if (!iso) return Number.NaN;
+  // Date.parse rolls 2023-02-29 over to March 1st; a date that does not exist is an error, not a guess.
+  const [year, month, day] = [Number(iso[1]), Number(iso[2]), Number(iso[3])];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth ? Date.parse(text) : Number.NaN;
 }
+
+const TIMESTAMP_FORMS =
+  "must be an ISO-8601 string with a zone (e.g. 2024-01-31T12:00:00Z), or epoch seconds or milliseconds";
 
 /** A point in time, given as ISO-8601 or epoch seconds or milliseconds; normalised to an ISO UTC string. */
 export const Timestamp = v.pipe(
-  v.union(
-    [v.string(), v.pipe(v.number(), v.finite())],
-    "must be an ISO-8601 string with a zone, or epoch seconds or milliseconds",
-  ),
+  v.union([v.string(), v.pipe(v.number(), v.finite(TIMESTAMP_FORMS))], TIMESTAMP_FORMS),
   v.transform(parseTimestamp),
-  v.check(
-    (ms) => Number.isFinite(ms),
-    "must be an ISO-8601 string with a zone (e.g. 2024-01-31T12:00:00Z), or epoch seconds or milliseconds",
-  ),
-  v.check((ms) => ms >= MIN_TIME && ms < MAX_TIME, "must be between 1970 and 2100"),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    if (!Number.isFinite(dataset.value)) addIssue({ message: TIMESTAMP_FORMS });
+    else if (dataset.value < MIN_TIME || dataset.value >= MAX_TIME)
+      addIssue({ message: "must be between 1970 and 2100" });
+  }),
   v.transform((ms) => new Date(ms).toISOString()),
 );
 
@@ -65,55 +71,65 @@ const optionalText = v.nullish(
   v.pipe(v.string("must be a string"), v.maxLength(256, "must be at most 256 characters")),
 );
 
-/** A location ping, as seed 000 sends it. */
-export const LocationEvent = v.strictObject(
-  {
-    event_id: v.optional(EventId),
-    user_id: UserId,
-    timestamp: Timestamp,
-    lat: coordinate(90),
-    long: coordinate(180),
-  },
+/** Any JSON object but an array: valibot's objects and records take arrays, and then blame every field. */
+const jsonObject = v.custom<object>(
+  (input) => typeof input === "object" && input !== null && !Array.isArray(input),
   "must be a JSON object",
 );
 
-/** A user login, as seed 001 sends it; only `user_id` and `timestamp` are required. */
-export const LoginEvent = v.strictObject(
-  {
-    event_id: v.optional(EventId),
-    user_id: UserId,
-    timestamp: Timestamp,
-    app_version: optionalText,
-    device_type: optionalText,
-    ip: optionalText,
-    locale: optionalText,
-    device_id: optionalText,
-  },
-  "must be a JSON object",
-);
+/** A strict object: unknown fields are errors, not silently dropped. */
+function eventObject<E extends v.ObjectEntries>(entries: E) {
+  return v.pipe(jsonObject, v.strictObject(entries, "must be a JSON object"));
+}
+
+const locationFields = {
+  event_id: v.optional(EventId),
+  user_id: UserId,
+  timestamp: Timestamp,
+  lat: coordinate(90),
+  long: coordinate(180),
+};
+
+const loginFields = {
+  event_id: v.optional(EventId),
+  user_id: UserId,
+  timestamp: Timestamp,
+  app_version: optionalText,
+  device_type: optionalText,
+  ip: optionalText,
+  locale: optionalText,
+  device_id: optionalText,
+};
 
 /** Fields ingest adds to every event before producing it. */
-const Ingested = { event_id: EventId, ingested_at: Timestamp };
+const ingestedFields = { event_id: EventId, ingested_at: Timestamp };
 
-/** A location event as it travels on `locations.raw`. */
-export const RawLocation = v.strictObject({ ...LocationEvent.entries, ...Ingested });
-
-/** A login event as it travels on `logins.raw`. */
-export const RawLogin = v.strictObject({ ...LoginEvent.entries, ...Ingested });
-
-/** A location with its timezone, on `locations.enriched`. */
-export const EnrichedLocation = v.strictObject({
-  ...RawLocation.entries,
+const enrichedFields = {
   timezone: v.pipe(v.string(), v.minLength(1)),
   utc_offset_minutes: v.pipe(v.number(), v.integer(), v.minValue(-24 * 60), v.maxValue(24 * 60)),
   local_time: v.pipe(v.string(), v.isoTimestamp()),
-});
+};
 
-const Counts = v.record(v.string(), v.pipe(v.number(), v.integer(), v.minValue(0)));
+/** A location ping, as seed 000 sends it. */
+export const LocationEvent = eventObject(locationFields);
+
+/** A user login, as seed 001 sends it; only `user_id` and `timestamp` are required. */
+export const LoginEvent = eventObject(loginFields);
+
+/** A location event as it travels on `locations.raw`. */
+export const RawLocation = eventObject({ ...locationFields, ...ingestedFields });
+
+/** A login event as it travels on `logins.raw`. */
+export const RawLogin = eventObject({ ...loginFields, ...ingestedFields });
+
+/** A location with its timezone, on `locations.enriched`. */
+export const EnrichedLocation = eventObject({ ...locationFields, ...ingestedFields, ...enrichedFields });
+
+const Counts = v.pipe(jsonObject, v.record(v.string(), v.pipe(v.number(), v.integer(), v.minValue(0))));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 /** One closed window of one input partition, on `logins.stats` (seed 001's fields plus our own). */
-export const LoginWindowStats = v.strictObject({
+export const LoginWindowStats = eventObject({
   timestamp_start: Timestamp,
   timestamp_end: Timestamp,
   partition: Count,

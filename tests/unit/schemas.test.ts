@@ -1,0 +1,453 @@
+import { describe, expect, test } from "bun:test";
+import * as v from "valibot";
+import {
+  EnrichedLocation,
+  EventId,
+  LocationEvent,
+  LoginEvent,
+  LoginWindowStats,
+  RawLocation,
+  RawLogin,
+  Timestamp,
+} from "../../shared/schemas.ts";
+
+/** The output of `schema` for `input`; fails the test with the issues when it is rejected. */
+function accept<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> {
+  const result = v.safeParse(schema, input);
+  if (!result.success) {
+    const issues = result.issues.map((issue) => `${v.getDotPath(issue) ?? ""}: ${issue.message}`);
+    throw new Error(`expected ${JSON.stringify(input)} to be accepted, got ${issues.join("; ")}`);
+  }
+  return result.output;
+}
+
+/** The dot paths of the issues `schema` reports for `input` (parsed the way ingest does); [] when accepted. */
+function rejectedPaths(schema: v.GenericSchema, input: unknown): string[] {
+  const result = v.safeParse(schema, input, { abortPipeEarly: true });
+  return result.success ? [] : result.issues.map((issue) => v.getDotPath(issue) ?? "");
+}
+
+/** The messages of the issues `schema` reports for `input`. */
+function messages(schema: v.GenericSchema, input: unknown): string[] {
+  const result = v.safeParse(schema, input, { abortPipeEarly: true });
+  return result.success ? [] : result.issues.map((issue) => issue.message);
+}
+
+const USER = "6f1c1e4e-9a51-4a2b-9d0e-3d7c2a4b5e61";
+const SEED_ISO = "2023-09-12T00:45:51.000Z";
+
+/** Seed 000's location payload, verbatim apart from the elided user id. */
+const seedLocation = () => ({ timestamp: "1694479551", lat: -31.677696, long: -65.030317, user_id: USER });
+
+/** Seed 001's login payload, verbatim apart from the elided ids. */
+const seedLogin = () => ({
+  user_id: USER,
+  app_version: "2.3.0",
+  device_type: "android",
+  ip: "199.172.111.135",
+  locale: "RU",
+  device_id: "3c1b7a4e-2f0d-4b8e-8a6c-1e5d9f2a7b30",
+  timestamp: 1694479551,
+});
+
+describe("Timestamp", () => {
+  test.each([
+    ["ISO with Z", "2023-09-12T00:45:51Z", SEED_ISO],
+    ["ISO with Z and millis", "2023-09-12T00:45:51.250Z", "2023-09-12T00:45:51.250Z"],
+    ["ISO with a positive offset", "2023-09-12T02:45:51+02:00", SEED_ISO],
+    ["ISO with a negative offset", "2023-09-11T21:45:51-03:00", SEED_ISO],
+    ["ISO with an offset without colon", "2023-09-12T02:45:51+0200", SEED_ISO],
+    ["ISO with -00:00", "2023-09-12T00:45:51-00:00", SEED_ISO],
+    ["epoch seconds as a number", 1694479551, SEED_ISO],
+    ["epoch seconds as a string (seed data)", "1694479551", SEED_ISO],
+    ["epoch seconds with a fraction", 1694479551.5, "2023-09-12T00:45:51.500Z"],
+    ["epoch seconds as a string with a fraction", "1694479551.5", "2023-09-12T00:45:51.500Z"],
+    ["epoch milliseconds as a number", 1694479551123, "2023-09-12T00:45:51.123Z"],
+    ["epoch milliseconds as a string", "1694479551123", "2023-09-12T00:45:51.123Z"],
+    ["epoch milliseconds before 2001 (between 1e11 and 1e12)", 946684800000, "2000-01-01T00:00:00.000Z"],
+    ["epoch milliseconds at the 1e11 switch", 100000000000, "1973-03-03T09:46:40.000Z"],
+    ["epoch seconds with surrounding whitespace", " 1694479551 ", SEED_ISO],
+    ["epoch zero", 0, "1970-01-01T00:00:00.000Z"],
+    ["the last accepted second", 4102444799, "2099-12-31T23:59:59.000Z"],
+    ["the last accepted ISO instant", "2099-12-31T23:59:59.999Z", "2099-12-31T23:59:59.999Z"],
+    ["the first accepted ISO instant", "1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"],
+  ])("accepts %s and normalises it to ISO UTC", (_, input, expected) => {
+    expect(accept(Timestamp, input)).toBe(expected);
+  });
+
+  test("normalised output is a millisecond ISO UTC string", () => {
+    const out = accept(Timestamp, "2023-09-12T10:45:51+10:00");
+    expect(out).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(out).toBe(SEED_ISO);
+  });
+
+  test.each([
+    ["ISO without a zone", "2023-09-12T00:45:51"],
+    ["ISO date only", "2023-09-12"],
+    ["ISO with a space instead of T", "2023-09-12 00:45:51Z"],
+    ["month 13", "2023-13-01T00:00:00Z"],
+    ["hour 25", "2023-09-12T25:00:00Z"],
+    ["minute 60", "2023-09-12T00:60:00Z"],
+    ["offset +99:99", "2023-09-12T00:45:51+99:99"],
+    ["before 1970 (ISO)", "1969-12-31T23:59:59Z"],
+    ["before 1970 (negative epoch seconds)", -1],
+    ["2100 itself (ISO)", "2100-01-01T00:00:00Z"],
+    ["2100 itself (epoch seconds)", 4102444800],
+    ["after 2100 (epoch milliseconds)", 4102444800000],
+    ["a huge number", 1e20],
+    ["the largest epoch seconds value (year 5138)", 99999999999],
+    ["epoch seconds in exponent notation", "1.694479551e9"],
+    ["a negative number in a string", "-1694479551"],
+    ["the empty string", ""],
+    ["blank", "   "],
+    ["garbage", "yesterday"],
+    ["NaN", Number.NaN],
+    ["Infinity", Number.POSITIVE_INFINITY],
+    ["-Infinity", Number.NEGATIVE_INFINITY],
+    ["null", null],
+    ["a boolean", true],
+    ["an object", { seconds: 1694479551 }],
+    ["an array", [1694479551]],
+  ])("rejects %s", (_, input) => {
+    expect(v.safeParse(Timestamp, input).success).toBe(false);
+  });
+
+  test("a garbage timestamp reports the expected format", () => {
+    expect(messages(Timestamp, "yesterday")).toEqual([
+      "must be an ISO-8601 string with a zone (e.g. 2024-01-31T12:00:00Z), or epoch seconds or milliseconds",
+    ]);
+  });
+
+  test("an out-of-range timestamp reports the range", () => {
+    expect(messages(Timestamp, "1969-12-31T23:59:59Z")).toEqual(["must be between 1970 and 2100"]);
+  });
+
+  // BUG (shared/schemas.ts): Date.parse rolls impossible calendar dates over to the next month, so they are
+  // accepted and silently stored as a different day. Flip to `test` once fixed.
+  test.each(["2023-02-29T00:00:00Z", "2023-09-31T00:00:00Z", "2024-02-30T12:00:00Z"])(
+    "rejects the nonexistent calendar date %s",
+    (input) => {
+      expect(v.safeParse(Timestamp, input).success).toBe(false);
+    },
+  );
+
+  // BUG (shared/schemas.ts), cosmetic: without abortPipeEarly (how consumers parse), a garbage timestamp also
+  // reports "must be between 1970 and 2100", which is misleading in a DLQ error header. Flip to `test` once fixed.
+  test("a garbage timestamp reports one issue without abortPipeEarly", () => {
+    const result = v.safeParse(Timestamp, "yesterday");
+    expect(result.issues?.map((issue) => issue.message)).toEqual([
+      "must be an ISO-8601 string with a zone (e.g. 2024-01-31T12:00:00Z), or epoch seconds or milliseconds",
+    ]);
+  });
+});
+
+describe("EventId", () => {
+  test.each([
+    ["a UUID", "018f3c5e-8a2b-7c3d-9e4f-0a1b2c3d4e5f"],
+    ["one character", "a"],
+    ["letters, digits and . _ : -", "Order_42.retry:3-b"],
+    ["exactly 128 characters", "a".repeat(128)],
+  ])("accepts %s", (_, id) => {
+    expect(accept(EventId, id)).toBe(id);
+  });
+
+  test.each([
+    ["the empty string", ""],
+    ["129 characters", "a".repeat(129)],
+    ["a leading dash", "-abc"],
+    ["a leading dot", ".abc"],
+    ["a space", "a b"],
+    ["a slash", "a/b"],
+    ["a non-ASCII letter", "café"],
+    ["a trailing newline", "abc\n"],
+    ["a number", 42],
+    ["null", null],
+  ])("rejects %s", (_, id) => {
+    expect(v.safeParse(EventId, id).success).toBe(false);
+  });
+});
+
+describe("LocationEvent", () => {
+  test("accepts seed 000's payload and normalises the string epoch", () => {
+    expect(accept(LocationEvent, seedLocation())).toEqual({
+      timestamp: SEED_ISO,
+      lat: -31.677696,
+      long: -65.030317,
+      user_id: USER,
+    });
+  });
+
+  test("keeps a client's event_id", () => {
+    expect(accept(LocationEvent, { ...seedLocation(), event_id: "client-1" }).event_id).toBe("client-1");
+  });
+
+  test("rejects a bad event_id", () => {
+    expect(rejectedPaths(LocationEvent, { ...seedLocation(), event_id: "bad id" })).toEqual(["event_id"]);
+    expect(rejectedPaths(LocationEvent, { ...seedLocation(), event_id: null })).toEqual(["event_id"]);
+  });
+
+  test.each(["user_id", "timestamp", "lat", "long"])("requires %s", (field) => {
+    const input: Record<string, unknown> = seedLocation();
+    delete input[field];
+    expect(rejectedPaths(LocationEvent, input)).toEqual([field]);
+  });
+
+  test.each([
+    ["lat", 90],
+    ["lat", -90],
+    ["lat", 0],
+    ["long", 180],
+    ["long", -180],
+  ])("accepts %s = %p (boundary)", (field, value) => {
+    expect(accept(LocationEvent, { ...seedLocation(), [field]: value })[field as "lat" | "long"]).toBe(value);
+  });
+
+  test.each([
+    ["lat", 90.000001],
+    ["lat", -90.000001],
+    ["long", 180.000001],
+    ["long", -180.000001],
+    ["lat", Number.NaN],
+    ["long", Number.NaN],
+    ["lat", Number.POSITIVE_INFINITY],
+    ["long", Number.NEGATIVE_INFINITY],
+    ["lat", "-31.677696"],
+    ["long", null],
+    ["lat", true],
+  ])("rejects %s = %p", (field, value) => {
+    expect(rejectedPaths(LocationEvent, { ...seedLocation(), [field]: value })).toEqual([field]);
+  });
+
+  test("an out-of-range coordinate names its range", () => {
+    expect(messages(LocationEvent, { ...seedLocation(), lat: 91 })).toEqual(["must be between -90 and 90"]);
+    expect(messages(LocationEvent, { ...seedLocation(), long: -181 })).toEqual(["must be between -180 and 180"]);
+  });
+
+  test("trims user_id", () => {
+    expect(accept(LocationEvent, { ...seedLocation(), user_id: "  u-1 \t" }).user_id).toBe("u-1");
+  });
+
+  test.each([
+    ["empty", ""],
+    ["blank", "   "],
+    ["257 characters", "u".repeat(257)],
+    ["a number", 42],
+    ["null", null],
+  ])("rejects a user_id that is %s", (_, userId) => {
+    expect(rejectedPaths(LocationEvent, { ...seedLocation(), user_id: userId })).toEqual(["user_id"]);
+  });
+
+  test("accepts a user_id of exactly 256 characters", () => {
+    const userId = "u".repeat(256);
+    expect(accept(LocationEvent, { ...seedLocation(), user_id: userId }).user_id).toBe(userId);
+  });
+
+  test("rejects an unknown field by name", () => {
+    expect(rejectedPaths(LocationEvent, { ...seedLocation(), speed: 12 })).toEqual(["speed"]);
+  });
+
+  test("rejects ingest's own fields from a client", () => {
+    expect(rejectedPaths(LocationEvent, { ...seedLocation(), ingested_at: SEED_ISO })).toEqual(["ingested_at"]);
+  });
+
+  test.each([
+    ["null", null],
+    ["a string", "location"],
+    ["a number", 1],
+  ])("rejects %s as the event", (_, input) => {
+    expect(messages(LocationEvent, input)).toEqual(["must be a JSON object"]);
+    expect(rejectedPaths(LocationEvent, input)).toEqual([""]);
+  });
+
+  test("rejects an array as the event", () => {
+    expect(v.safeParse(LocationEvent, [seedLocation()]).success).toBe(false);
+    expect(v.safeParse(LocationEvent, []).success).toBe(false);
+  });
+
+  // BUG (shared/schemas.ts + valibot strictObject), cosmetic: an array passes the "is an object" check, so it is
+  // reported as "user_id/timestamp/lat/long missing" plus "0 is not a known field" instead of one root issue
+  // "must be a JSON object". Flip to `test` once fixed.
+  test("reports an array as the event with one root issue", () => {
+    expect(rejectedPaths(LocationEvent, [seedLocation()])).toEqual([""]);
+  });
+
+  test("reports every bad field of one event", () => {
+    const paths = v
+      .safeParse(LocationEvent, { user_id: "", timestamp: "soon", lat: 100, long: 200, extra: 1 })
+      .issues?.map((issue) => v.getDotPath(issue));
+    expect(new Set(paths)).toEqual(new Set(["user_id", "timestamp", "lat", "long", "extra"]));
+  });
+});
+
+describe("LoginEvent", () => {
+  test("accepts seed 001's payload and normalises the numeric epoch", () => {
+    expect(accept(LoginEvent, seedLogin())).toEqual({ ...seedLogin(), timestamp: SEED_ISO });
+  });
+
+  test("only user_id and timestamp are required", () => {
+    expect(accept(LoginEvent, { user_id: USER, timestamp: "1694479551" })).toEqual({
+      user_id: USER,
+      timestamp: SEED_ISO,
+    });
+  });
+
+  test.each(["user_id", "timestamp"])("requires %s", (field) => {
+    const input: Record<string, unknown> = seedLogin();
+    delete input[field];
+    expect(rejectedPaths(LoginEvent, input)).toEqual([field]);
+  });
+
+  test.each(["app_version", "device_type", "ip", "locale", "device_id"])(
+    "keeps %s when null or empty (the aggregate counts it as missing)",
+    (field) => {
+      expect(accept(LoginEvent, { ...seedLogin(), [field]: null })).toHaveProperty(field, null);
+      expect(accept(LoginEvent, { ...seedLogin(), [field]: "" })).toHaveProperty(field, "");
+    },
+  );
+
+  test.each(["app_version", "device_type", "ip", "locale", "device_id"])("rejects %s of the wrong type", (field) => {
+    expect(rejectedPaths(LoginEvent, { ...seedLogin(), [field]: 230 })).toEqual([field]);
+    expect(rejectedPaths(LoginEvent, { ...seedLogin(), [field]: false })).toEqual([field]);
+    expect(rejectedPaths(LoginEvent, { ...seedLogin(), [field]: { v: "2.3.0" } })).toEqual([field]);
+    expect(messages(LoginEvent, { ...seedLogin(), [field]: 230 })).toEqual(["must be a string"]);
+  });
+
+  test("rejects an optional field over 256 characters", () => {
+    expect(rejectedPaths(LoginEvent, { ...seedLogin(), device_id: "d".repeat(257) })).toEqual(["device_id"]);
+    expect(accept(LoginEvent, { ...seedLogin(), device_id: "d".repeat(256) }).device_id).toHaveLength(256);
+  });
+
+  test("rejects an unknown field by name", () => {
+    expect(rejectedPaths(LoginEvent, { ...seedLogin(), os: "android 14" })).toEqual(["os"]);
+  });
+
+  test("a login's timestamp follows the same rules as a location's", () => {
+    expect(rejectedPaths(LoginEvent, { ...seedLogin(), timestamp: "2023-09-12T00:45:51" })).toEqual(["timestamp"]);
+    expect(accept(LoginEvent, { ...seedLogin(), timestamp: "2023-09-12T03:45:51+03:00" }).timestamp).toBe(SEED_ISO);
+  });
+});
+
+describe("what travels on the topics", () => {
+  const ingested = { event_id: "018f3c5e-8a2b-7c3d-9e4f-0a1b2c3d4e5f", ingested_at: "2023-09-12T00:45:52.000Z" };
+
+  test("a normalised location re-parses to itself as a RawLocation", () => {
+    const raw = { ...accept(LocationEvent, seedLocation()), ...ingested };
+    const wire = JSON.parse(JSON.stringify(raw));
+    expect(accept(RawLocation, wire)).toEqual(raw);
+  });
+
+  test("a normalised login re-parses to itself as a RawLogin, nulls and empties included", () => {
+    const login = accept(LoginEvent, { ...seedLogin(), locale: null, ip: "", timestamp: "1694479551123" });
+    const raw = { ...login, ...ingested };
+    const wire = JSON.parse(JSON.stringify(raw));
+    expect(accept(RawLogin, wire)).toEqual(raw);
+    expect(accept(RawLogin, wire)).toMatchObject({ locale: null, ip: "", timestamp: "2023-09-12T00:45:51.123Z" });
+  });
+
+  test("a minimal normalised login re-parses to itself as a RawLogin", () => {
+    const raw = { ...accept(LoginEvent, { user_id: USER, timestamp: 1694479551 }), ...ingested };
+    expect(accept(RawLogin, JSON.parse(JSON.stringify(raw)))).toEqual(raw);
+  });
+
+  test.each(["event_id", "ingested_at"])("RawLocation and RawLogin require %s", (field) => {
+    const location: Record<string, unknown> = { ...seedLocation(), ...ingested };
+    const login: Record<string, unknown> = { ...seedLogin(), ...ingested };
+    delete location[field];
+    delete login[field];
+    expect(rejectedPaths(RawLocation, location)).toEqual([field]);
+    expect(rejectedPaths(RawLogin, login)).toEqual([field]);
+  });
+
+  test("RawLocation rejects an unknown field and a bad ingested_at", () => {
+    expect(rejectedPaths(RawLocation, { ...seedLocation(), ...ingested, timezone: "UTC" })).toEqual(["timezone"]);
+    expect(rejectedPaths(RawLocation, { ...seedLocation(), ...ingested, ingested_at: "now" })).toEqual(["ingested_at"]);
+  });
+
+  const enriched = () => ({
+    ...accept(LocationEvent, seedLocation()),
+    ...ingested,
+    timezone: "America/Argentina/Cordoba",
+    utc_offset_minutes: -180,
+    local_time: "2023-09-11T21:45:51.000-03:00",
+  });
+
+  test("an EnrichedLocation re-parses to itself", () => {
+    const value = enriched();
+    expect(accept(EnrichedLocation, JSON.parse(JSON.stringify(value)))).toEqual(value);
+  });
+
+  test.each([
+    ["timezone", ""],
+    ["timezone", null],
+    ["utc_offset_minutes", 90.5],
+    ["utc_offset_minutes", 24 * 60 + 1],
+    ["utc_offset_minutes", -24 * 60 - 1],
+    ["utc_offset_minutes", "-180"],
+    ["local_time", "yesterday evening"],
+    ["local_time", 1694468751],
+  ])("EnrichedLocation rejects %s = %p", (field, value) => {
+    expect(rejectedPaths(EnrichedLocation, { ...enriched(), [field]: value })).toEqual([field]);
+  });
+
+  test.each([24 * 60, -24 * 60, 0, 345])("EnrichedLocation accepts utc_offset_minutes = %p", (minutes) => {
+    expect(accept(EnrichedLocation, { ...enriched(), utc_offset_minutes: minutes }).utc_offset_minutes).toBe(minutes);
+  });
+
+  test.each(["timezone", "utc_offset_minutes", "local_time", "event_id", "ingested_at"])(
+    "EnrichedLocation requires %s",
+    (field) => {
+      const input: Record<string, unknown> = enriched();
+      delete input[field];
+      expect(rejectedPaths(EnrichedLocation, input)).toEqual([field]);
+    },
+  );
+
+  const stats = () => ({
+    timestamp_start: "2023-09-12T00:45:00.000Z",
+    timestamp_end: "2023-09-12T00:46:00.000Z",
+    partition: 3,
+    interval_messages_consumed: 10,
+    interval_device_type_count: { android: 6, iOS: 4 },
+    interval_missing_field_count: { locale: 2 },
+    late_messages: 0,
+    total_messages_consumed: 100,
+    total_device_type_count: { android: 60, iOS: 40 },
+    total_missing_field_count: { locale: 20, ip: 1 },
+  });
+
+  test("LoginWindowStats re-parses to itself", () => {
+    const value = stats();
+    expect(accept(LoginWindowStats, JSON.parse(JSON.stringify(value)))).toEqual(value);
+  });
+
+  test("LoginWindowStats normalises its window bounds", () => {
+    const out = accept(LoginWindowStats, { ...stats(), timestamp_start: 1694479500, timestamp_end: "1694479560" });
+    expect(out.timestamp_start).toBe("2023-09-12T00:45:00.000Z");
+    expect(out.timestamp_end).toBe("2023-09-12T00:46:00.000Z");
+  });
+
+  test.each([
+    ["partition", -1, "partition"],
+    ["late_messages", 1.5, "late_messages"],
+    ["interval_messages_consumed", "10", "interval_messages_consumed"],
+    ["interval_device_type_count", { android: -1 }, "interval_device_type_count.android"],
+    ["total_missing_field_count", { locale: 0.5 }, "total_missing_field_count.locale"],
+    ["timestamp_end", "later", "timestamp_end"],
+    ["unexpected", 1, "unexpected"],
+  ])("LoginWindowStats rejects a bad %s", (field, value, path) => {
+    expect(rejectedPaths(LoginWindowStats, { ...stats(), [field]: value })).toEqual([path]);
+  });
+
+  // BUG (shared/schemas.ts), minor: `v.record` accepts an array, so a count map [1, 2] passes as {"0":1,"1":2}.
+  // Only aggregate writes this topic, so nothing sends one today. Flip to `test` once fixed.
+  test("LoginWindowStats rejects an array as a count map", () => {
+    expect(rejectedPaths(LoginWindowStats, { ...stats(), total_device_type_count: [1, 2] })).toEqual([
+      "total_device_type_count",
+    ]);
+  });
+
+  test("LoginWindowStats accepts empty count maps", () => {
+    const value = { ...stats(), interval_device_type_count: {}, interval_missing_field_count: {} };
+    expect(accept(LoginWindowStats, value)).toEqual(value);
+  });
+});
