@@ -2,6 +2,6 @@
  * The only module that imports the Kafka client, so that it can be swapped. Records cross this boundary as
  * strings and Buffers; nothing outside sees a client type.
  */
-export { brokerAnswers, endOffsets, ensureTopics } from "./kafka/admin.ts";
-export { createConsumer, type InRecord, type KafkaConsumer, type Position } from "./kafka/consumer.ts";
+export { brokerAnswers, deleteGroup, endOffsets, ensureTopics } from "./kafka/admin.ts";
+export { createConsumer, type InRecord, type KafkaConsumer, nextPositions, type Position } from "./kafka/consumer.ts";
 export { createProducer, type Delivery, type KafkaProducer, type OutRecord, partitionFor } from "./kafka/producer.ts";

@@ -10,6 +10,10 @@ type Step = { name: string; run: () => Promise<unknown> | unknown };
 export function createLifecycle(log: Logger, timeoutMs: number) {
   const steps: Step[] = [];
   let stopping: Promise<void> | undefined;
+  let announce: () => void = () => {};
+  const stopRequested = new Promise<void>((resolve) => {
+    announce = resolve;
+  });
 
   async function runSteps() {
     for (const step of steps) {
@@ -26,6 +30,7 @@ export function createLifecycle(log: Logger, timeoutMs: number) {
   function shutdown(reason: string): Promise<void> {
     stopping ??= (async () => {
       log.info({ reason }, "shutting down");
+      announce();
       const deadline = setTimeout(() => {
         log.error({ timeoutMs }, "shutdown deadline passed, exiting");
         process.exit(1);
@@ -50,6 +55,8 @@ export function createLifecycle(log: Logger, timeoutMs: number) {
     get stopping() {
       return stopping !== undefined;
     },
+    /** Resolves when shutdown begins, to cut waits such as a retry backoff short. */
+    stopRequested,
   };
 }
 

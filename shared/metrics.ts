@@ -1,5 +1,5 @@
 /** Prometheus metrics: one registry per process, with the runtime's default metrics and a `service` label. */
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** A registry for `service`, with process metrics (RSS, CPU, event-loop lag) already registered. */
 export function createRegistry(service: string): Registry {
@@ -18,4 +18,9 @@ export function counter<L extends string>(registry: Registry, name: string, help
 export function histogram<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []) {
   const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return new Histogram({ name, help, labelNames, buckets, registers: [registry] });
+}
+
+/** A gauge registered in `registry`. */
+export function gauge<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []) {
+  return new Gauge({ name, help, labelNames, registers: [registry] });
 }

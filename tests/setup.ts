@@ -5,18 +5,15 @@
  * 3. else it stops at once and says to run `bun run stack`.
  * Then it makes sure every topic exists, so tests never depend on auto-creation.
  */
-import postgres from "postgres";
 import { parseConfig } from "../shared/config.ts";
+import { createDb, databaseAnswers } from "../shared/db.ts";
 import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
 
-async function databaseAnswers(url: string): Promise<boolean> {
-  const sql = postgres(url, { connect_timeout: 2, max: 1, onnotice: () => {} });
+async function postgresAnswers(url: string): Promise<boolean> {
+  const sql = createDb(url, 1);
   try {
-    await sql`select 1`;
-    return true;
-  } catch {
-    return false;
+    return await databaseAnswers(sql, 3_000);
   } finally {
     await sql.end({ timeout: 1 });
   }
@@ -50,7 +47,7 @@ async function startContainers(): Promise<void> {
 
 // parseConfig, not config(): the containers path changes the environment, and config() caches its first read.
 const { KAFKA_BROKERS, DATABASE_URL } = parseConfig(process.env);
-const [kafkaUp, databaseUp] = await Promise.all([brokerAnswers(KAFKA_BROKERS, 3_000), databaseAnswers(DATABASE_URL)]);
+const [kafkaUp, databaseUp] = await Promise.all([brokerAnswers(KAFKA_BROKERS, 3_000), postgresAnswers(DATABASE_URL)]);
 
 if (!kafkaUp || !databaseUp) {
   if (await dockerAnswers()) {

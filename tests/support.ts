@@ -78,3 +78,55 @@ export function startIngest(overrides: Record<string, string> = {}) {
     },
   };
 }
+
+/** A stage script running as its own process, as in production, so tests can SIGKILL it. */
+export async function spawnStage(script: string, port: number, env: Record<string, string> = {}) {
+  const child = Bun.spawn(["bun", "run", script], {
+    env: { ...process.env, LOG_LEVEL: "warn", ...env },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await pollUntil(`${script} to answer on ${port}`, async () => {
+    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}`);
+    return fetch(`${url}/healthz`).then(
+      (r) => (r.ok ? true : undefined),
+      () => undefined,
+    );
+  });
+  return {
+    url,
+    child,
+    ready: () =>
+      fetch(`${url}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    metric: async (name: string) => {
+      const text = await fetch(`${url}/metrics`).then((r) => r.text());
+      const line = text.split("\n").find((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+      return Number(line?.split(" ").pop() ?? 0);
+    },
+    async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM") {
+      child.kill(signal);
+      return child.exited;
+    },
+  };
+}
+
+export type Stage = Awaited<ReturnType<typeof spawnStage>>;
+
+/**
+ * Stops or starts the local Debian PostgreSQL cluster behind DATABASE_URL; undefined when there is none here
+ * (servers from testcontainers or elsewhere), so outage tests can skip.
+ */
+export async function localCluster(): Promise<((action: "stop" | "start") => Promise<void>) | undefined> {
+  const url = new URL(testConfig().DATABASE_URL);
+  if (!["127.0.0.1", "localhost"].includes(url.hostname) || !Bun.which("pg_lsclusters")) return undefined;
+  const clusters: { version: string; cluster: string; port: string }[] = await Bun.$`pg_lsclusters --json`.json();
+  const cluster = clusters.find((c) => String(c.port) === (url.port || "5432"));
+  if (!cluster) return undefined;
+  return async (action) => {
+    await Bun.$`pg_ctlcluster ${cluster.version} ${cluster.cluster} ${action}`.quiet();
+  };
+}

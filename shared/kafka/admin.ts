@@ -62,3 +62,13 @@ export async function endOffsets(brokers: string[], topic: string): Promise<Posi
     await admin.close();
   }
 }
+
+/** Deletes a consumer group's committed offsets, so its next member starts from the earliest records. */
+export async function deleteGroup(brokers: string[], groupId: string): Promise<void> {
+  const admin = new Admin({ clientId: "groups", bootstrapBrokers: brokers });
+  try {
+    await admin.deleteGroups({ groups: [groupId] });
+  } finally {
+    await admin.close();
+  }
+}

@@ -1,5 +1,4 @@
 /** A consumer group member that reads in batches and commits only when told to. */
-import { once } from "node:events";
 import { Consumer, type Message, MessagesStreamModes } from "@platformatic/kafka";
 
 /** A consumed record, with the bytes exactly as they were produced. */
@@ -50,6 +49,17 @@ function toRecord(message: Message): InRecord {
   };
 }
 
+function lastPerPartition(records: InRecord[]): InRecord[] {
+  const last = new Map<string, InRecord>();
+  for (const record of records) last.set(`${record.topic}:${record.partition}`, record);
+  return [...last.values()];
+}
+
+/** Per partition of `records`, the position after its last record: what a commit of them stores. */
+export function nextPositions(records: InRecord[]): Position[] {
+  return lastPerPartition(records).map(({ topic, partition, offset }) => ({ topic, partition, offset: offset + 1n }));
+}
+
 /** Joins `groupId` and reads `topics` with manual commits. Call `batches()` once to start reading. */
 export function createConsumer(options: ConsumerOptions) {
   const consumer = new Consumer({
@@ -60,6 +70,10 @@ export function createConsumer(options: ConsumerOptions) {
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
     maxWaitTime: 200,
+    // The client's defaults (50 MB per fetch, 1,024 buffered records) cost hundreds of MB of RSS per stage.
+    maxBytes: 4 * 1024 * 1024,
+    maxBytesPerPartition: 1024 * 1024,
+    highWaterMark: 256,
   });
   if (options.onLag) {
     const onLag = options.onLag;
@@ -73,39 +87,66 @@ export function createConsumer(options: ConsumerOptions) {
     consumer.startLagMonitoring({ topics: options.topics }, LAG_INTERVAL_MS);
   }
   let stream: Awaited<ReturnType<typeof consumer.consume>> | undefined;
+  // Paused by the stage (a failing batch), as opposed to paused because the queue is full.
+  let held = false;
 
   return {
-    /** Yields records as they arrive, at most `maxRecords` at a time, whatever is ready without waiting more. */
+    /**
+     * Yields records as they arrive, at most `maxRecords` at a time: whatever is ready, without waiting for more.
+     * The stream runs in flowing mode (the client's fast path) and is paused while two batches are queued.
+     */
     async *batches(maxRecords = 5_000): AsyncGenerator<InRecord[]> {
-      stream = await consumer.consume({
+      const messages = await consumer.consume({
         topics: options.topics,
         ...(options.startAt
           ? { mode: MessagesStreamModes.MANUAL, offsets: options.startAt }
           : { mode: MessagesStreamModes.COMMITTED, fallbackMode: "earliest" }),
       });
-      const ended = once(stream, "close").then(() => null);
-      while (!stream.destroyed) {
-        const batch: InRecord[] = [];
-        while (batch.length < maxRecords) {
-          const message: Message | null = stream.read();
-          if (message === null) break;
-          batch.push(toRecord(message));
+      stream = messages;
+      const queue: InRecord[] = [];
+      let failure: Error | undefined;
+      let wake: (() => void) | undefined;
+      const notify = () => wake?.();
+      messages.on("data", (message: Message) => {
+        queue.push(toRecord(message));
+        if (queue.length >= 2 * maxRecords) messages.pause();
+        notify();
+      });
+      messages.on("error", (error: Error) => {
+        failure = error;
+        notify();
+      });
+      messages.on("close", notify);
+
+      for (;;) {
+        if (queue.length > 0) {
+          const batch = queue.splice(0, maxRecords);
+          if (!held && messages.isPaused() && queue.length < maxRecords) messages.resume();
+          yield batch;
+          continue;
         }
-        if (batch.length > 0) yield batch;
-        else await Promise.race([once(stream, "readable"), ended]);
+        if (failure) throw failure;
+        if (messages.destroyed) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
       }
     },
 
     /** Commits, per partition, the offset after the last of `records`. */
     async commit(records: InRecord[]): Promise<void> {
-      const last = new Map<string, InRecord>();
-      for (const record of records) last.set(`${record.topic}:${record.partition}`, record);
-      await Promise.all([...last.values()].map((record) => record.commit()));
+      await Promise.all(lastPerPartition(records).map((record) => record.commit()));
     },
 
     /** Stops fetching until `resume`; records already read stay available. */
-    pause: () => stream?.pause(),
-    resume: () => stream?.resume(),
+    pause() {
+      held = true;
+      stream?.pause();
+    },
+    resume() {
+      held = false;
+      stream?.resume();
+    },
 
     /** Leaves the group, so its partitions move to the other members at once. */
     async close(): Promise<void> {

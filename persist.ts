@@ -1,0 +1,61 @@
+/**
+ * persist: enriched locations into PostgreSQL, exactly once in effect. Each batch's rows and the group's offsets
+ * commit in one transaction (shared/store.ts), so PostgreSQL is the source of truth for what was persisted and
+ * a replay writes nothing twice. Kafka's offsets are committed afterwards, only to keep lag visible.
+ */
+import { createDb, databaseAnswers, migrate } from "./shared/db.ts";
+import { decode, mapRecords } from "./shared/dlq.ts";
+import { createProducer, type InRecord, nextPositions } from "./shared/kafka.ts";
+import { counter, histogram } from "./shared/metrics.ts";
+import { EnrichedLocation } from "./shared/schemas.ts";
+import { createStage } from "./shared/stage.ts";
+import { type PendingRow, writeBatch } from "./shared/store.ts";
+import { LOCATIONS, locationRow } from "./shared/tables.ts";
+import { TOPICS } from "./shared/topics.ts";
+
+const GROUP = "persist";
+
+/** How a record of each consumed topic becomes a row. */
+const rowOf: Record<string, (record: InRecord) => Omit<PendingRow, "record">> = {
+  [TOPICS.locationsEnriched]: (record) => ({
+    table: LOCATIONS,
+    values: locationRow(decode(EnrichedLocation, record), record),
+  }),
+};
+
+const stage = createStage("persist", (env) => env.PERSIST_PORT);
+const { env, log, lifecycle, metrics, registry } = stage;
+const rowsWritten = counter(registry, "rows_written_total", "Rows inserted or updated");
+const conflicts = counter(registry, "rows_conflicting_total", "Rows turned away by a unique key (replays)");
+const replayed = counter(registry, "records_replayed_total", "Records below the stored offsets, skipped");
+const writeSeconds = histogram(registry, "write_seconds", "Time of one batch transaction");
+
+const sql = createDb(env.DATABASE_URL);
+const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "persist" });
+stage.serveHealth(() => databaseAnswers(sql));
+const applied = await migrate(sql).catch((error: unknown) => {
+  log.fatal({ err: error }, "cannot apply migrations: is PostgreSQL up at DATABASE_URL?");
+  process.exit(1);
+});
+log.info({ applied }, "migrations up to date");
+
+stage.consume({
+  groupId: GROUP,
+  topics: Object.keys(rowOf),
+  async handle(batch) {
+    const { results, deadLetters } = mapRecords(batch, "persist", (record) => rowOf[record.topic]?.(record));
+    await producer.send(deadLetters);
+    const rows = results.flatMap(({ record, value }) => (value ? [{ ...value, record }] : []));
+    const timer = writeSeconds.startTimer();
+    const result = await writeBatch(sql, GROUP, rows, nextPositions(batch));
+    timer();
+    rowsWritten.inc(result.written);
+    conflicts.inc(result.conflicts);
+    replayed.inc(result.replayed);
+    metrics.recordsOut.inc({ topic: LOCATIONS.table }, result.written);
+    for (const letter of deadLetters) metrics.deadLettered.inc({ topic: letter.topic });
+  },
+});
+lifecycle.onShutdown("flush dead letters", () => producer.close());
+// Every batch has committed by now; a connection left hanging by an outage must not hold the exit up.
+lifecycle.onShutdown("close the database pool", () => sql.end({ timeout: 1 }));

@@ -1,0 +1,55 @@
+/**
+ * PostgreSQL: the postgres.js pool and the migrations. Migrations are the numbered files in `migrations/`,
+ * applied in order inside one transaction under an advisory lock, so instances that start together apply each
+ * file exactly once and none of them sees a half-migrated schema.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import postgres from "postgres";
+import { within } from "./deadline.ts";
+
+const MIGRATIONS_DIR = join(import.meta.dir, "..", "migrations");
+/** Any constant works; it only has to be the same for every instance. */
+const MIGRATION_LOCK = 7_140_911;
+
+/** A pool for `url`. Notices are dropped: `create ... if not exists` would log one per start. */
+export function createDb(url: string, max = 4) {
+  return postgres(url, { max, connect_timeout: 5, idle_timeout: 60, onnotice: () => {} });
+}
+
+export type Sql = ReturnType<typeof createDb>;
+
+/** Applies the migrations not yet recorded in `schema_migrations`; returns the names it applied. */
+export async function migrate(sql: Sql, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const files = readdirSync(dir)
+    .filter((name) => /^\d+_[\w-]+\.sql$/.test(name))
+    .sort();
+  return sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    await tx`create table if not exists schema_migrations (
+      version text primary key,
+      applied_at timestamptz not null default now()
+    )`;
+    const done = new Set(
+      (await tx<{ version: string }[]>`select version from schema_migrations`).map((r) => r.version),
+    );
+    const pending = files.filter((name) => !done.has(name));
+    for (const name of pending) {
+      await tx.unsafe(readFileSync(join(dir, name), "utf8"));
+      await tx`insert into schema_migrations (version) values (${name})`;
+    }
+    return pending;
+  });
+}
+
+/** True when the database answers within `timeoutMs`. */
+export function databaseAnswers(sql: Sql, timeoutMs = 1000): Promise<boolean> {
+  return within(
+    sql`select 1`.then(
+      () => true,
+      () => false,
+    ),
+    timeoutMs,
+    false,
+  );
+}

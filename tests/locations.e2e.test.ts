@@ -1,0 +1,207 @@
+/**
+ * Locations end to end on the real broker and PostgreSQL: ingest -> enrich -> persist, with replays, crashes,
+ * poison records and a database outage. Every count is of this run's own events (their user_ids carry a run id).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createDb } from "../shared/db.ts";
+import { createProducer, deleteGroup, partitionFor } from "../shared/kafka.ts";
+import { dlqOf, TOPICS } from "../shared/topics.ts";
+import {
+  localCluster,
+  pollUntil,
+  readTopic,
+  type Stage,
+  snapshot,
+  spawnStage,
+  startIngest,
+  testConfig,
+} from "./support.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+const env = testConfig();
+const sql = createDb(env.DATABASE_URL, 2);
+const ports = { enrich: 23_000 + Math.floor(Math.random() * 1000), persist: 24_000 + Math.floor(Math.random() * 1000) };
+const stageEnv = { ENRICH_PORT: String(ports.enrich), PERSIST_PORT: String(ports.persist) };
+
+const KNOWN = [
+  { name: "cordoba", lat: -31.677696, long: -65.030317, timezone: "America/Argentina/Cordoba" },
+  { name: "new-york", lat: 40.7128, long: -74.006, timezone: "America/New_York" },
+  { name: "london", lat: 51.5074, long: -0.1278, timezone: "Europe/London" },
+  { name: "tokyo", lat: 35.6762, long: 139.6503, timezone: "Asia/Tokyo" },
+  { name: "sydney", lat: -33.8688, long: 151.2093, timezone: "Australia/Sydney" },
+];
+
+/** `count` events of the series `series`, spread over 50 users, with the known points among them. */
+function events(series: string, count: number) {
+  return Array.from({ length: count }, (_, i) => {
+    const known = i < KNOWN.length ? KNOWN[i] : undefined;
+    return {
+      event_id: `${run}-${series}-${i}`,
+      user_id: known ? `${run}-${known.name}` : `${run}-user-${i % 50}`,
+      timestamp: 1_700_000_000 + i,
+      lat: known?.lat ?? ((i * 7) % 170) - 85,
+      long: known?.long ?? ((i * 13) % 350) - 175,
+    };
+  });
+}
+
+const countSeries = async (series: string) =>
+  Number((await sql`select count(*)::int as n from locations where event_id like ${`${run}-${series}-%`}`)[0]?.n);
+
+/** Waits until exactly `expected` rows of `series` are stored, then checks nothing more arrives. */
+async function expectRows(series: string, expected: number, timeoutMs = 90_000) {
+  await pollUntil(
+    `${expected} rows of ${series}`,
+    async () => ((await countSeries(series)) >= expected ? true : undefined),
+    timeoutMs,
+  );
+  const [row] = await sql`select count(*)::int as n, count(distinct event_id)::int as d from locations
+    where event_id like ${`${run}-${series}-%`}`;
+  expect(row).toEqual({ n: expected, d: expected });
+}
+
+let ingest: ReturnType<typeof startIngest>;
+let enrich: Stage;
+let persist: Stage;
+
+/** Posts events in NDJSON bodies of 1,000, in order. */
+async function post(list: ReturnType<typeof events>) {
+  for (let i = 0; i < list.length; i += 1000) {
+    const body = list
+      .slice(i, i + 1000)
+      .map((e) => JSON.stringify(e))
+      .join("\n");
+    const response = await ingest.post("/v1/locations", body, { "content-type": "application/x-ndjson" });
+    expect(response.status).toBe(202);
+  }
+}
+
+beforeAll(async () => {
+  ingest = startIngest();
+  [enrich, persist] = await Promise.all([
+    spawnStage("enrich.ts", ports.enrich, stageEnv),
+    spawnStage("persist.ts", ports.persist, stageEnv),
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all([enrich?.stop(), persist?.stop(), ingest?.stop()]);
+  await sql.end();
+});
+
+describe("locations end to end", () => {
+  test("10,000 posted events become exactly 10,000 rows with the right timezones", async () => {
+    await post(events("main", 10_000));
+    await expectRows("main", 10_000);
+    const known = await sql<{ user_id: string; timezone: string }[]>`
+      select user_id, timezone from locations where user_id = any(${KNOWN.map((k) => `${run}-${k.name}`)})`;
+    expect(Object.fromEntries(known.map((r) => [r.user_id, r.timezone]))).toEqual(
+      Object.fromEntries(KNOWN.map((k) => [`${run}-${k.name}`, k.timezone])),
+    );
+    const [cordoba] = await sql`select utc_offset_minutes, to_char(local_time, 'YYYY-MM-DD"T"HH24:MI:SS') as local
+      from locations where user_id = ${`${run}-cordoba`}`;
+    expect(cordoba).toEqual({ utc_offset_minutes: -180, local: "2023-11-14T19:13:20" });
+  }, 120_000);
+
+  test("replays write nothing twice: group reset, then stored offsets deleted as well", async () => {
+    await persist.stop();
+    await deleteGroup(env.KAFKA_BROKERS, "persist");
+    persist = await spawnStage("persist.ts", ports.persist, stageEnv);
+    // Kafka replays from the earliest record; the offsets in PostgreSQL drop every replayed record.
+    await pollUntil(
+      "the replay to be skipped",
+      async () => ((await persist.metric("records_replayed_total")) >= 10_000 ? true : undefined),
+      90_000,
+    );
+    expect(await countSeries("main")).toBe(10_000);
+
+    await persist.stop();
+    await deleteGroup(env.KAFKA_BROKERS, "persist");
+    await sql`delete from consumer_offsets where group_id = 'persist'`;
+    persist = await spawnStage("persist.ts", ports.persist, stageEnv);
+    // With no offsets anywhere, every record is written again and the unique event_id turns it away.
+    await pollUntil(
+      "the replay to conflict",
+      async () => ((await persist.metric("rows_conflicting_total")) >= 10_000 ? true : undefined),
+      90_000,
+    );
+    await expectRows("main", 10_000);
+  }, 240_000);
+
+  for (const victim of ["persist", "enrich"] as const) {
+    test(`SIGKILL of ${victim} in the middle of a stream loses and duplicates nothing`, async () => {
+      const series = `crash-${victim}`;
+      const list = events(series, 10_000);
+      await post(list.slice(0, 5_000));
+      // Kill as soon as rows arrive, while the first half is still flowing; the second half comes after.
+      await pollUntil(
+        "rows to start arriving",
+        async () => ((await countSeries(series)) > 0 ? true : undefined),
+        60_000,
+      );
+      const stage = victim === "persist" ? persist : enrich;
+      expect(await stage.stop("SIGKILL")).not.toBe(0);
+      await post(list.slice(5_000));
+      const restarted = await spawnStage(`${victim}.ts`, ports[victim], stageEnv);
+      if (victim === "persist") persist = restarted;
+      else enrich = restarted;
+      await expectRows(series, 10_000);
+    }, 180_000);
+  }
+
+  test("a PostgreSQL outage delays rows, loses and duplicates none, and shows on /readyz", async () => {
+    const cluster = await localCluster();
+    if (!cluster) return console.warn("skipped: no local PostgreSQL cluster to stop");
+    const list = events("outage", 4_000);
+    await post(list.slice(0, 2_000));
+    await cluster("stop");
+    try {
+      await post(list.slice(2_000));
+      await pollUntil("persist to report not ready", async () => ((await persist.ready()) === 503 ? true : undefined));
+    } finally {
+      await cluster("start");
+    }
+    await expectRows("outage", 4_000);
+    await pollUntil("persist to report ready", async () => ((await persist.ready()) === 200 ? true : undefined));
+    expect(await persist.metric("batch_failures_total")).toBeGreaterThan(0);
+  }, 180_000);
+
+  test("poison records go to the DLQ with their context, and the records after them still arrive", async () => {
+    const before = await snapshot(dlqOf(TOPICS.locationsRaw));
+    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-poison" });
+    const key = `${run}-poison`;
+    const schemaViolation = JSON.stringify({
+      ...events("poison", 1)[0],
+      lat: 123,
+      event_id: `${run}-bad`,
+      ingested_at: "x",
+    });
+    await producer.send([
+      { topic: TOPICS.locationsRaw, key, value: Buffer.from([0xde, 0xad, 0xbe, 0xef]) },
+      { topic: TOPICS.locationsRaw, key, value: schemaViolation },
+    ]);
+    await producer.close();
+    await post(events("poison", 1).map((e) => ({ ...e, user_id: key })));
+    await expectRows("poison", 1);
+
+    const letters = await readTopic(
+      dlqOf(TOPICS.locationsRaw),
+      before,
+      (all) => all.filter((r) => r.key?.toString() === key).length >= 2,
+    );
+    const ours = letters.filter((r) => r.key?.toString() === key);
+    expect(ours.map((r) => r.value)).toEqual([Buffer.from([0xde, 0xad, 0xbe, 0xef]), Buffer.from(schemaViolation)]);
+    for (const letter of ours) {
+      expect(letter.headers).toMatchObject({
+        "dlq.error.class": "DecodeError",
+        "dlq.source.topic": TOPICS.locationsRaw,
+        "dlq.stage": "enrich",
+      });
+      expect(Number(letter.headers["dlq.source.offset"])).toBeGreaterThanOrEqual(0);
+      expect(letter.headers["dlq.source.partition"]).toBe(String(partitionFor(key, env.TOPIC_PARTITIONS)));
+      expect(Date.parse(letter.headers["dlq.time"] ?? "")).toBeGreaterThan(0);
+    }
+    expect(ours[0]?.headers["dlq.error.message"]).toContain("not JSON");
+    expect(ours[1]?.headers["dlq.error.message"]).toContain("lat");
+  }, 120_000);
+});
