@@ -1,5 +1,6 @@
 /**
- * persist: enriched locations into PostgreSQL, exactly once in effect. Each batch's rows and the group's offsets
+ * persist: enriched locations, login window statistics and the raw logins (the audit table) into PostgreSQL,
+ * exactly once in effect. Each batch's rows and the group's offsets
  * commit in one transaction (shared/store.ts), so PostgreSQL is the source of truth for what was persisted and
  * a replay writes nothing twice. Kafka's offsets are committed afterwards, only to keep lag visible.
  */
@@ -7,10 +8,10 @@ import { createDb, databaseAnswers, migrate } from "./shared/db.ts";
 import { decode, mapRecords } from "./shared/dlq.ts";
 import { createProducer, type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
-import { EnrichedLocation } from "./shared/schemas.ts";
+import { EnrichedLocation, LoginWindowStats, RawLogin } from "./shared/schemas.ts";
 import { createStage } from "./shared/stage.ts";
 import { type PendingRow, writeBatch } from "./shared/store.ts";
-import { LOCATIONS, locationRow } from "./shared/tables.ts";
+import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "./shared/tables.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 const GROUP = "persist";
@@ -21,6 +22,11 @@ const rowOf: Record<string, (record: InRecord) => Omit<PendingRow, "record">> = 
     table: LOCATIONS,
     values: locationRow(decode(EnrichedLocation, record), record),
   }),
+  [TOPICS.loginsStats]: (record) => ({
+    table: LOGIN_WINDOW_STATS,
+    values: loginWindowRow(decode(LoginWindowStats, record)),
+  }),
+  [TOPICS.loginsRaw]: (record) => ({ table: LOGINS, values: loginRow(decode(RawLogin, record), record) }),
 };
 
 const stage = createStage("persist", (env) => env.PERSIST_PORT);
@@ -32,12 +38,12 @@ const writeSeconds = histogram(registry, "write_seconds", "Time of one batch tra
 
 const sql = createDb(env.DATABASE_URL);
 const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "persist" });
-stage.serveHealth(() => databaseAnswers(sql));
 const applied = await migrate(sql).catch((error: unknown) => {
   log.fatal({ err: error }, "cannot apply migrations: is PostgreSQL up at DATABASE_URL?");
   process.exit(1);
 });
 log.info({ applied }, "migrations up to date");
+stage.serveHealth(() => databaseAnswers(sql));
 
 stage.consume({
   groupId: GROUP,
@@ -52,7 +58,7 @@ stage.consume({
     rowsWritten.inc(result.written);
     conflicts.inc(result.conflicts);
     replayed.inc(result.replayed);
-    metrics.recordsOut.inc({ topic: LOCATIONS.table }, result.written);
+    metrics.recordsOut.inc(result.written);
     for (const letter of deadLetters) metrics.deadLettered.inc({ topic: letter.topic });
   },
 });

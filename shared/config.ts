@@ -55,6 +55,9 @@ const EnvSchema = v.object({
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
   BATCH_MAX_RECORDS: integer(5_000, 1, 100_000),
+  WINDOW_SECONDS: integer(10, 1, 86_400),
+  WINDOW_GRACE_SECONDS: integer(5, 0, 86_400),
+  WINDOW_IDLE_TICK_MS: integer(1_000, 10, 60_000),
 });
 
 export type Config = v.InferOutput<typeof EnvSchema>;

@@ -25,11 +25,19 @@ export function decode<S extends v.GenericSchema>(schema: S, record: InRecord): 
   throw new DecodeError(problems.join("; "));
 }
 
-/** The dead letter of `record`: original key, bytes and headers, plus where it came from and why it failed. */
-export function deadLetter(record: InRecord, error: unknown, stage: string, now = new Date()): OutRecord {
+/**
+ * The dead letter of `record` for `topic` (its DLQ unless another side topic is given): original key, bytes and
+ * headers, plus where it came from and why it was set aside.
+ */
+export function deadLetter(
+  record: InRecord,
+  error: unknown,
+  stage: string,
+  topic = dlqOf(record.topic as TopicName),
+): OutRecord {
   const failure = error instanceof Error ? error : new Error(String(error));
   return {
-    topic: dlqOf(record.topic as TopicName),
+    topic,
     key: record.key,
     value: record.value,
     headers: {
@@ -40,7 +48,7 @@ export function deadLetter(record: InRecord, error: unknown, stage: string, now 
       "dlq.source.partition": String(record.partition),
       "dlq.source.offset": String(record.offset),
       "dlq.stage": stage,
-      "dlq.time": now.toISOString(),
+      "dlq.time": new Date().toISOString(),
     },
   };
 }

@@ -3,5 +3,12 @@
  * strings and Buffers; nothing outside sees a client type.
  */
 export { brokerAnswers, deleteGroup, endOffsets, ensureTopics } from "./kafka/admin.ts";
-export { createConsumer, type InRecord, type KafkaConsumer, nextPositions, type Position } from "./kafka/consumer.ts";
+export {
+  createConsumer,
+  type InRecord,
+  type KafkaConsumer,
+  lastRecords,
+  nextPositions,
+  type Position,
+} from "./kafka/consumer.ts";
 export { createProducer, type Delivery, type KafkaProducer, type OutRecord, partitionFor } from "./kafka/producer.ts";

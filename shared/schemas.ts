@@ -140,6 +140,8 @@ export const LoginWindowStats = eventObject({
   total_messages_consumed: Count,
   total_device_type_count: Counts,
   total_missing_field_count: Counts,
+  /** The input offset up to which this window and the ones before it account for every record. */
+  source_offset_end: Count,
 });
 
 export type LocationEvent = v.InferOutput<typeof LocationEvent>;

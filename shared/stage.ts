@@ -5,7 +5,7 @@
  */
 import { type Config, config } from "./config.ts";
 import { healthRoutes, serve } from "./http.ts";
-import { createConsumer, type InRecord } from "./kafka.ts";
+import { createConsumer, type InRecord, nextPositions, type Position } from "./kafka.ts";
 import { createLifecycle } from "./lifecycle.ts";
 import { createLogger } from "./log.ts";
 import { counter, createRegistry, gauge, histogram } from "./metrics.ts";
@@ -16,8 +16,14 @@ const BACKOFF_MAX_MS = 5_000;
 export interface ConsumeOptions {
   groupId: string;
   topics: string[];
-  /** Makes the batch's output durable; throwing means "try the same batch again". */
-  handle: (batch: InRecord[]) => Promise<void>;
+  /**
+   * Makes the batch's output durable; throwing means "try the same batch again". Returns the positions to
+   * commit, or nothing to commit past the whole batch.
+   */
+  handle: (batch: InRecord[]) => Promise<Position[] | undefined>;
+  /** Work that runs every `everyMs` between batches (closing idle windows), retried and committed the same way. */
+  tick?: { everyMs: number; run: () => Promise<Position[]> };
+  onAssign?: (partitions: { topic: string; partition: number }[]) => void;
 }
 
 /** Config, logger, metrics, health server and shutdown for the consumer stage `service` on `port`. */
@@ -37,26 +43,29 @@ export function createStage(service: string, port: (env: Config) => number) {
   let failing = false;
 
   /** Joins the group and runs `handle` on each batch until shutdown. */
-  function consume({ groupId, topics, handle }: ConsumeOptions) {
+  function consume({ groupId, topics, handle, tick, onAssign }: ConsumeOptions) {
     const consumer = createConsumer({
       brokers: env.KAFKA_BROKERS,
       groupId,
       clientId: service,
       topics,
+      ...(onAssign && { onAssign }),
       onLag: (lags) => {
         for (const { topic, partition, lag } of lags) metrics.lag.set({ topic, partition }, lag);
       },
     });
 
-    async function handleUntilDone(batch: InRecord[]) {
+    /** Runs `work` until it succeeds (or shutdown begins), pausing intake while it fails, then commits. */
+    async function durably(work: () => Promise<Position[]>) {
       for (let attempt = 0; ; attempt++) {
         try {
-          await handle(batch);
+          const positions = await work();
           if (failing) {
             failing = false;
             consumer.resume();
-            log.info({ attempts: attempt + 1 }, "batch succeeded after retrying");
+            log.info({ attempts: attempt + 1 }, "succeeded after retrying");
           }
+          await consumer.commit(positions);
           return;
         } catch (error) {
           if (lifecycle.stopping) throw error;
@@ -66,25 +75,25 @@ export function createStage(service: string, port: (env: Config) => number) {
           }
           metrics.batchFailures.inc();
           const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-          log.warn({ err: error, attempt, retryInMs: delay, records: batch.length }, "batch failed, retrying");
+          log.warn({ err: error, attempt, retryInMs: delay }, "failed, retrying");
           await Promise.race([Bun.sleep(delay), lifecycle.stopRequested]);
         }
       }
     }
 
-    async function processBatch(batch: InRecord[]) {
-      const timer = metrics.batchSeconds.startTimer();
-      for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
-      await handleUntilDone(batch);
-      await consumer.commit(batch);
-      timer();
-    }
-
+    // Batches and ticks share one queue: the stage's state and its commits never see two at once.
     let current: Promise<void> = Promise.resolve();
+    const serially = (work: () => Promise<Position[]>) => {
+      current = current.then(() => durably(work));
+      return current;
+    };
+
     const loop = (async () => {
       for await (const batch of consumer.batches(env.BATCH_MAX_RECORDS)) {
-        current = processBatch(batch);
-        await current;
+        const timer = metrics.batchSeconds.startTimer();
+        for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
+        await serially(async () => (await handle(batch)) ?? nextPositions(batch));
+        timer();
         if (lifecycle.stopping) break;
       }
     })().catch((error: unknown) => {
@@ -93,7 +102,21 @@ export function createStage(service: string, port: (env: Config) => number) {
       process.exit(1);
     });
 
-    lifecycle.onShutdown("finish and commit the current batch, then leave the group", async () => {
+    let ticking = false;
+    const ticker =
+      tick &&
+      setInterval(() => {
+        if (ticking || lifecycle.stopping) return;
+        ticking = true;
+        serially(tick.run)
+          .catch(() => {}) // only fails once shutdown has begun
+          .finally(() => {
+            ticking = false;
+          });
+      }, tick.everyMs);
+
+    lifecycle.onShutdown("finish and commit the current work, then leave the group", async () => {
+      clearInterval(ticker);
       await current.catch(() => {});
       await consumer.close();
       await loop;

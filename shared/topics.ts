@@ -8,6 +8,8 @@ export const TOPICS = {
   loginsRaw: "logins.raw",
   locationsEnriched: "locations.enriched",
   loginsStats: "logins.stats",
+  /** Login events that arrived after their window closed, with the same context headers as a dead letter. */
+  loginsLate: "logins.late",
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];

@@ -1,5 +1,7 @@
 /** A consumer group member that reads in batches and commits only when told to. */
 import { Consumer, type Message, MessagesStreamModes } from "@platformatic/kafka";
+import { within } from "../deadline.ts";
+import { endOffsets } from "./admin.ts";
 
 /** A consumed record, with the bytes exactly as they were produced. */
 export interface InRecord {
@@ -10,8 +12,6 @@ export interface InRecord {
   value: Buffer;
   headers: Record<string, string>;
   timestamp: bigint;
-  /** Commits this record's offset + 1 for the group (the library merges concurrent commits per partition). */
-  commit: () => Promise<void>;
 }
 
 /** A partition position: the offset of the next record to read. */
@@ -28,6 +28,8 @@ export interface ConsumerOptions {
   topics: string[];
   /** Start here instead of at the group's committed offsets (which fall back to the earliest record). */
   startAt?: Position[];
+  /** Called with this member's partitions after every rebalance. */
+  onAssign?: (partitions: { topic: string; partition: number }[]) => void;
   /** Called every few seconds with each assigned partition's lag (latest offset minus committed offset). */
   onLag?: (lag: { topic: string; partition: number; lag: number }[]) => void;
 }
@@ -45,19 +47,15 @@ function toRecord(message: Message): InRecord {
     value: message.value ?? Buffer.alloc(0),
     headers,
     timestamp: message.timestamp,
-    commit: () => message.commit() as Promise<void>,
   };
-}
-
-function lastPerPartition(records: InRecord[]): InRecord[] {
-  const last = new Map<string, InRecord>();
-  for (const record of records) last.set(`${record.topic}:${record.partition}`, record);
-  return [...last.values()];
 }
 
 /** Per partition of `records`, the position after its last record: what a commit of them stores. */
 export function nextPositions(records: InRecord[]): Position[] {
-  return lastPerPartition(records).map(({ topic, partition, offset }) => ({ topic, partition, offset: offset + 1n }));
+  const next = new Map<string, Position>();
+  for (const { topic, partition, offset } of records)
+    next.set(`${topic}:${partition}`, { topic, partition, offset: offset + 1n });
+  return [...next.values()];
 }
 
 /** Joins `groupId` and reads `topics` with manual commits. Call `batches()` once to start reading. */
@@ -67,7 +65,7 @@ export function createConsumer(options: ConsumerOptions) {
     groupId: options.groupId,
     bootstrapBrokers: options.brokers,
     autocommit: false,
-    sessionTimeout: 10_000,
+    sessionTimeout: 6_000, // the broker's minimum: a killed member's partitions move on quickly
     heartbeatInterval: 1_000,
     maxWaitTime: 200,
     // The client's defaults (50 MB per fetch, 1,024 buffered records) cost hundreds of MB of RSS per stage.
@@ -75,6 +73,14 @@ export function createConsumer(options: ConsumerOptions) {
     maxBytesPerPartition: 1024 * 1024,
     highWaterMark: 256,
   });
+  if (options.onAssign) {
+    const onAssign = options.onAssign;
+    consumer.on("consumer:group:join", ({ assignments }) => {
+      onAssign(
+        (assignments ?? []).flatMap(({ topic, partitions }) => partitions.map((partition) => ({ topic, partition }))),
+      );
+    });
+  }
   if (options.onLag) {
     const onLag = options.onLag;
     consumer.on("consumer:lag", (lag: Map<string, bigint[]>) => {
@@ -133,9 +139,11 @@ export function createConsumer(options: ConsumerOptions) {
       }
     },
 
-    /** Commits, per partition, the offset after the last of `records`. */
-    async commit(records: InRecord[]): Promise<void> {
-      await Promise.all(lastPerPartition(records).map((record) => record.commit()));
+    /** Commits `positions` (the next offset to read, per partition) for the group. Callers commit one at a time. */
+    async commit(positions: Position[]): Promise<void> {
+      if (positions.length === 0) return;
+      // -1: no leader epoch known for a position that is not a fetched record's.
+      await consumer.commit({ offsets: positions.map((position) => ({ ...position, leaderEpoch: -1 })) });
     },
 
     /** Stops fetching until `resume`; records already read stay available. */
@@ -158,3 +166,42 @@ export function createConsumer(options: ConsumerOptions) {
 }
 
 export type KafkaConsumer = ReturnType<typeof createConsumer>;
+
+/**
+ * The last record of each partition of `topic` that has one, read with a throwaway group. Used to rebuild state
+ * from a stage's own output, so a restart does not depend on process memory.
+ */
+export async function lastRecords(
+  brokers: string[],
+  topic: string,
+  timeoutMs = 30_000,
+): Promise<Map<number, InRecord>> {
+  const ends = await endOffsets(brokers, topic);
+  const wanted = new Set(ends.filter((end) => end.offset > 0n).map((end) => end.partition));
+  const last = new Map<number, InRecord>();
+  if (wanted.size === 0) return last;
+  const reader = createConsumer({
+    brokers,
+    groupId: `last-records-${crypto.randomUUID()}`,
+    clientId: "last-records",
+    topics: [topic],
+    startAt: ends.map((end) => ({ ...end, offset: end.offset > 0n ? end.offset - 1n : 0n })),
+  });
+  const reading = (async () => {
+    for await (const batch of reader.batches()) {
+      for (const record of batch) if (wanted.has(record.partition)) last.set(record.partition, record);
+      if (last.size === wanted.size) return;
+    }
+  })();
+  try {
+    const done = await within(
+      reading.then(() => true),
+      timeoutMs,
+      false,
+    );
+    if (!done) throw new Error(`could not read the last records of ${topic} within ${timeoutMs} ms`);
+    return last;
+  } finally {
+    await reader.close();
+  }
+}

@@ -8,6 +8,8 @@ export interface OutRecord {
   topic: string;
   /** Without a key the record goes to partition 0 (dead letters of keyless records). */
   key: string | Buffer | undefined;
+  /** Overrides the key's partition (the aggregate writes each input partition's windows to the same partition). */
+  partition?: number;
   value: string | Buffer;
   headers?: Record<string, string>;
 }
@@ -49,6 +51,7 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
       messages: records.map((record) => ({
         topic: record.topic,
         key: record.key === undefined ? undefined : Buffer.from(record.key),
+        ...(record.partition !== undefined && { partition: record.partition }),
         value: Buffer.from(record.value),
         ...(record.headers && { headers: toBufferMap(record.headers) }),
       })),
@@ -58,7 +61,7 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
     for (const { topic, partition, offset } of result.offsets ?? []) next.set(`${topic}:${partition}`, offset);
     return records.map((record) => {
       const count = producer.currentMetadata?.topics.get(record.topic)?.partitionsCount ?? 1;
-      const partition = partitionFor(record.key, count);
+      const partition = record.partition ?? partitionFor(record.key, count);
       const slot = `${record.topic}:${partition}`;
       const offset = next.get(slot) ?? -1n;
       next.set(slot, offset + 1n);

@@ -413,6 +413,7 @@ describe("what travels on the topics", () => {
     total_messages_consumed: 100,
     total_device_type_count: { android: 60, iOS: 40 },
     total_missing_field_count: { locale: 20, ip: 1 },
+    source_offset_end: 1234,
   });
 
   test("LoginWindowStats re-parses to itself", () => {

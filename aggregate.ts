@@ -1,0 +1,93 @@
+/**
+ * aggregate: login events from `logins.raw` become one statistics record per event-time window and input
+ * partition on `logins.stats` (shared/windows.ts has the window rules). Input offsets are committed only up to
+ * the first record of the oldest window not yet emitted, and running totals are rebuilt from the last window
+ * each partition emitted, so a crash replays into the same windows instead of losing or double-counting them.
+ */
+import { deadLetter, decode, mapRecords } from "./shared/dlq.ts";
+import { createProducer, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
+import { counter } from "./shared/metrics.ts";
+import { type LoginWindowStats, RawLogin, LoginWindowStats as StatsSchema } from "./shared/schemas.ts";
+import { createStage } from "./shared/stage.ts";
+import { TOPICS } from "./shared/topics.ts";
+import { createWindowFold } from "./shared/windows.ts";
+
+class LateEvent extends Error {
+  override name = "LateEvent";
+}
+
+const stage = createStage("aggregate", (env) => env.AGGREGATE_PORT);
+const { env, log, lifecycle, metrics, registry } = stage;
+const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
+const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
+const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "aggregate" });
+const fold = createWindowFold({ windowMs: env.WINDOW_SECONDS * 1000, graceMs: env.WINDOW_GRACE_SECONDS * 1000 });
+
+/** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
+let outbox: OutRecord[] = [];
+let folded: InRecord[] | undefined;
+
+function toRecord(stats: LoginWindowStats): OutRecord {
+  const key = `${stats.timestamp_start}/${stats.partition}`;
+  return { topic: TOPICS.loginsStats, key, partition: stats.partition, value: JSON.stringify(stats) };
+}
+
+/** Starts partitions this member has no state for from the last window each emitted. */
+async function restore(partitions: number[]) {
+  const last = await lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats);
+  for (const partition of partitions) {
+    const record = last.get(partition);
+    fold.restore(partition, record && decode(StatsSchema, record), Date.now());
+  }
+  log.info({ partitions }, "restored window state from logins.stats");
+}
+
+function foldBatch(batch: InRecord[]) {
+  const now = Date.now();
+  const { deadLetters } = mapRecords(batch, "aggregate", (record) => {
+    fold.advance(record.partition, record.offset);
+    if (fold.add(record.partition, record.offset, decode(RawLogin, record), now) !== "late") return;
+    lateEvents.inc();
+    outbox.push(deadLetter(record, new LateEvent("arrived after its window closed"), "aggregate", TOPICS.loginsLate));
+  });
+  outbox.push(...deadLetters, ...fold.tick(now).map(toRecord));
+}
+
+/** Sends the outbox and returns the input positions it makes safe to commit. */
+async function flush() {
+  await producer.send(outbox);
+  for (const record of outbox) {
+    if (record.topic === TOPICS.loginsStats) windowsEmitted.inc();
+    else metrics.deadLettered.inc({ topic: record.topic });
+  }
+  outbox = [];
+  return fold.positions().map((position) => ({ topic: TOPICS.loginsRaw, ...position }));
+}
+
+stage.consume({
+  groupId: "aggregate",
+  topics: [TOPICS.loginsRaw],
+  onAssign(assigned) {
+    const kept = new Set(assigned.map(({ partition }) => partition));
+    for (const partition of fold.partitions()) if (!kept.has(partition)) fold.forget(partition);
+  },
+  async handle(batch) {
+    if (folded !== batch) {
+      const known = new Set(fold.partitions());
+      const unknown = [...new Set(batch.map((record) => record.partition))].filter((p) => !known.has(p));
+      if (unknown.length > 0) await restore(unknown);
+      foldBatch(batch);
+      folded = batch;
+    }
+    return flush();
+  },
+  tick: {
+    everyMs: env.WINDOW_IDLE_TICK_MS,
+    run() {
+      outbox.push(...fold.tick(Date.now()).map(toRecord));
+      return flush();
+    },
+  },
+});
+stage.serveHealth(() => producer.ping());
+lifecycle.onShutdown("flush the producer", () => producer.close());

@@ -1,0 +1,183 @@
+/**
+ * Event-time tumbling windows of login statistics, one independent fold per input partition. Pure: events and
+ * clock ticks in, closed windows out, so every rule is unit-tested without a broker.
+ *
+ * - A window [start, start + size) is epoch-aligned in UTC and closes once the partition's watermark passes
+ *   its end plus the grace period. The watermark is the highest event time seen plus the wall-clock time since
+ *   the last event arrived, so a quiet partition still closes its windows.
+ * - An event whose window has closed is late: it is counted in the next emitted window's `late_messages` and
+ *   reported to the caller, never dropped.
+ * - Each emitted window carries the partition's running totals and `source_offset_end`, the input offset up to
+ *   which it accounts for everything. Restoring from the last emitted window rebuilds totals and tells a replay
+ *   which records are already counted, so a crash at any point gives the same output as no crash.
+ */
+import type { LoginWindowStats, RawLogin } from "./schemas.ts";
+
+/** The optional login fields whose absence is counted. */
+export const OPTIONAL_FIELDS = ["app_version", "device_type", "ip", "locale", "device_id"] as const;
+
+type Counts = Record<string, number>;
+
+interface OpenWindow {
+  messages: number;
+  devices: Counts;
+  missing: Counts;
+  firstOffset: bigint;
+}
+
+interface PartitionState {
+  open: Map<number, OpenWindow>;
+  /** Everything before this instant is closed (the end of the last emitted window). */
+  closedBefore: number;
+  maxEventTime: number;
+  lastArrival: number;
+  late: number;
+  lateFirstOffset: bigint | undefined;
+  totals: { messages: number; devices: Counts; missing: Counts };
+  /** Offsets below this, in windows before `closedBefore`, were counted before a restart. */
+  countedBelow: bigint;
+  nextOffset: bigint;
+}
+
+const noMissing = (): Counts => Object.fromEntries(OPTIONAL_FIELDS.map((field) => [field, 0]));
+
+function add(into: Counts, from: Counts): Counts {
+  const sum = { ...into };
+  for (const [key, n] of Object.entries(from)) sum[key] = (sum[key] ?? 0) + n;
+  return sum;
+}
+
+/** What an event adds to its window. */
+export function observe(event: RawLogin, window: OpenWindow): void {
+  window.messages++;
+  const device = event.device_type?.trim().toLowerCase();
+  if (device) window.devices[device] = (window.devices[device] ?? 0) + 1;
+  for (const field of OPTIONAL_FIELDS) {
+    const value = event[field];
+    if (value === undefined || value === null || value.trim() === "")
+      window.missing[field] = (window.missing[field] ?? 0) + 1;
+  }
+}
+
+export type Outcome = "counted" | "late" | "already counted";
+
+/** The fold of all partitions of one consumer. */
+export function createWindowFold(options: { windowMs: number; graceMs: number }) {
+  const { windowMs, graceMs } = options;
+  const partitions = new Map<number, PartitionState>();
+
+  function state(partition: number): PartitionState {
+    const found = partitions.get(partition);
+    if (!found) throw new Error(`partition ${partition} was not restored before use`);
+    return found;
+  }
+
+  function emit(partition: number, s: PartitionState, start: number, window: OpenWindow): LoginWindowStats {
+    s.totals = {
+      messages: s.totals.messages + window.messages + s.late,
+      devices: add(s.totals.devices, window.devices),
+      missing: add(s.totals.missing, window.missing),
+    };
+    const stats: LoginWindowStats = {
+      timestamp_start: new Date(start).toISOString(),
+      timestamp_end: new Date(start + windowMs).toISOString(),
+      partition,
+      interval_messages_consumed: window.messages,
+      interval_device_type_count: window.devices,
+      interval_missing_field_count: window.missing,
+      late_messages: s.late,
+      total_messages_consumed: s.totals.messages,
+      total_device_type_count: s.totals.devices,
+      total_missing_field_count: s.totals.missing,
+      // During a replay the partition may emit before reaching the restored point; never claim less than it.
+      source_offset_end: Number(s.nextOffset > s.countedBelow ? s.nextOffset : s.countedBelow),
+    };
+    s.late = 0;
+    s.lateFirstOffset = undefined;
+    s.closedBefore = start + windowMs;
+    return stats;
+  }
+
+  return {
+    /** Starts `partition` from its last emitted window (or from nothing), at wall-clock `now`. */
+    restore(partition: number, last: LoginWindowStats | undefined, now: number): void {
+      partitions.set(partition, {
+        open: new Map(),
+        closedBefore: last ? Date.parse(last.timestamp_end) : Number.NEGATIVE_INFINITY,
+        maxEventTime: Number.NEGATIVE_INFINITY,
+        lastArrival: now,
+        late: 0,
+        lateFirstOffset: undefined,
+        totals: {
+          messages: last?.total_messages_consumed ?? 0,
+          devices: last?.total_device_type_count ?? {},
+          missing: last?.total_missing_field_count ?? noMissing(),
+        },
+        countedBelow: BigInt(last?.source_offset_end ?? 0),
+        nextOffset: BigInt(last?.source_offset_end ?? 0),
+      });
+    },
+
+    /** Partitions that have state, so that revoked ones can be forgotten. */
+    partitions: () => [...partitions.keys()],
+    forget: (partition: number) => partitions.delete(partition),
+
+    /** Moves the partition's position past a record that carries no event (a dead letter). */
+    advance(partition: number, offset: bigint): void {
+      state(partition).nextOffset = offset + 1n;
+    },
+
+    /** Adds the event at `offset` of `partition`, which arrived at wall-clock `now`. */
+    add(partition: number, offset: bigint, event: RawLogin, now: number): Outcome {
+      const s = state(partition);
+      const time = Date.parse(event.timestamp);
+      const start = Math.floor(time / windowMs) * windowMs;
+      const closed = start + windowMs <= s.closedBefore;
+      s.nextOffset = offset + 1n;
+      if (offset < s.countedBelow && closed) return "already counted";
+      s.lastArrival = now;
+      s.maxEventTime = Math.max(s.maxEventTime, time);
+      if (closed) {
+        s.late++;
+        s.lateFirstOffset ??= offset;
+        return "late";
+      }
+      let window = s.open.get(start);
+      if (!window) {
+        window = { messages: 0, devices: {}, missing: noMissing(), firstOffset: offset };
+        s.open.set(start, window);
+      }
+      observe(event, window);
+      return "counted";
+    },
+
+    /** Closes, in order, every window whose end plus grace the watermark has passed at wall-clock `now`. */
+    tick(now: number): LoginWindowStats[] {
+      const out: LoginWindowStats[] = [];
+      for (const [partition, s] of partitions) {
+        const watermark = s.maxEventTime + Math.max(0, now - s.lastArrival);
+        const due = [...s.open.keys()].filter((start) => start + windowMs + graceMs <= watermark).sort((a, b) => a - b);
+        for (const start of due) {
+          out.push(emit(partition, s, start, s.open.get(start) as OpenWindow));
+          s.open.delete(start);
+        }
+      }
+      return out;
+    },
+
+    /**
+     * Per partition, the offset to commit: the first record still needed (an open window's or a pending late
+     * count's), or the next offset when nothing is pending. A crash replays from there into the same windows.
+     */
+    positions(): { partition: number; offset: bigint }[] {
+      return [...partitions].map(([partition, s]) => {
+        const pending = [...s.open.values()].map((w) => w.firstOffset);
+        if (s.lateFirstOffset !== undefined) pending.push(s.lateFirstOffset);
+        const offset = pending.reduce((min, o) => (o < min ? o : min), s.nextOffset);
+        return { partition, offset };
+      });
+    },
+  };
+}
+
+export type WindowFold = ReturnType<typeof createWindowFold>;

@@ -1,0 +1,257 @@
+/**
+ * Login statistics end to end on the real broker and PostgreSQL: ingest -> aggregate -> persist -> the
+ * `login_stats` view, checked against the events themselves, against a SQL recomputation over the audit table,
+ * and across a SIGKILL of aggregate while a window is open.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createDb } from "../shared/db.ts";
+import { partitionFor } from "../shared/kafka.ts";
+import { TOPICS } from "../shared/topics.ts";
+import { pollUntil, readTopic, type Stage, snapshot, spawnStage, startIngest, testConfig } from "./support.ts";
+
+const WINDOW_MS = 2_000;
+const run = crypto.randomUUID().slice(0, 8);
+const env = testConfig();
+const sql = createDb(env.DATABASE_URL, 2);
+const ports = {
+  aggregate: 25_000 + Math.floor(Math.random() * 1000),
+  persist: 26_000 + Math.floor(Math.random() * 1000),
+};
+const stageEnv = {
+  AGGREGATE_PORT: String(ports.aggregate),
+  PERSIST_PORT: String(ports.persist),
+  WINDOW_SECONDS: String(WINDOW_MS / 1000),
+  WINDOW_GRACE_SECONDS: "1",
+  WINDOW_IDLE_TICK_MS: "100",
+};
+
+/** Two users whose keys land on different partitions, so windows come from at least two partitions. */
+const users = (() => {
+  const first = `${run}-u0`;
+  for (let i = 1; ; i++) {
+    const other = `${run}-u${i}`;
+    if (partitionFor(other, env.TOPIC_PARTITIONS) !== partitionFor(first, env.TOPIC_PARTITIONS)) return [first, other];
+  }
+})();
+
+interface Login {
+  event_id: string;
+  user_id: string;
+  timestamp: string;
+  device_type?: string | null;
+  app_version?: string;
+  locale?: string;
+  ip?: string;
+  device_id?: string;
+}
+
+const DEVICES = ["android", "iOS", "Android", "web", "", null, undefined];
+
+/** `count` logins spread evenly over `windows` windows from `start`, with missing fields and odd device names. */
+function logins(series: string, start: number, windows: number, count: number): Login[] {
+  return Array.from({ length: count }, (_, i) => {
+    const device = DEVICES[i % DEVICES.length];
+    return {
+      event_id: `${run}-${series}-${i}`,
+      user_id: users[i % 2] as string,
+      timestamp: new Date(start + Math.floor((i * windows * WINDOW_MS) / count)).toISOString(),
+      ...(device !== undefined && { device_type: device }),
+      ...(i % 3 !== 0 && { app_version: "2.3.0" }),
+      ...(i % 4 !== 0 && { locale: "RU" }),
+      ...(i % 5 !== 0 && { ip: "199.172.111.135" }),
+      device_id: i % 6 === 0 ? "" : `device-${i}`,
+    };
+  });
+}
+
+/** What the windows of `events` must hold, computed here from the events themselves. */
+function expected(events: Login[]) {
+  const windows = new Map<
+    string,
+    { messages: number; devices: Record<string, number>; missing: Record<string, number> }
+  >();
+  for (const event of events) {
+    const start = new Date(Math.floor(Date.parse(event.timestamp) / WINDOW_MS) * WINDOW_MS).toISOString();
+    const window = windows.get(start) ?? { messages: 0, devices: {}, missing: {} };
+    windows.set(start, window);
+    window.messages++;
+    const device = event.device_type?.trim().toLowerCase();
+    if (device) window.devices[device] = (window.devices[device] ?? 0) + 1;
+    for (const field of ["app_version", "device_type", "ip", "locale", "device_id"] as const) {
+      const value = event[field];
+      window.missing[field] = (window.missing[field] ?? 0) + (value == null || value.trim() === "" ? 1 : 0);
+    }
+  }
+  return windows;
+}
+
+type ViewRow = {
+  timestamp_start: Date;
+  interval_messages_consumed: string;
+  late_messages: string;
+  interval_device_type_count: Record<string, number>;
+  interval_missing_field_count: Record<string, number>;
+  total_messages_consumed: string;
+};
+
+const viewRows = (from: number, to: number) =>
+  sql<ViewRow[]>`select * from login_stats
+    where timestamp_start >= ${new Date(from)} and timestamp_start < ${new Date(to)} order by timestamp_start`;
+
+/** Polls the view until it holds exactly the windows of `events`, then returns them by start time. */
+async function waitForWindows(events: Login[], from: number, to: number) {
+  const want = expected(events);
+  const total = events.length;
+  const rows = await pollUntil(
+    `${want.size} windows holding ${total} logins`,
+    async () => {
+      const found = await viewRows(from, to);
+      const counted = found.reduce((sum, row) => sum + Number(row.interval_messages_consumed), 0);
+      return found.length === want.size && counted === total ? found : undefined;
+    },
+    60_000,
+  );
+  return { want, rows };
+}
+
+function expectWindowsMatch(want: ReturnType<typeof expected>, rows: ViewRow[]) {
+  const got = Object.fromEntries(
+    rows.map((row) => [
+      row.timestamp_start.toISOString(),
+      {
+        messages: Number(row.interval_messages_consumed),
+        devices: row.interval_device_type_count,
+        missing: row.interval_missing_field_count,
+      },
+    ]),
+  );
+  expect(got).toEqual(Object.fromEntries(want));
+}
+
+/** The same statistics recomputed in SQL from the audit table. */
+async function recomputed(series: string) {
+  const rows = await sql<
+    { start: Date; messages: number; devices: Record<string, number>; missing: Record<string, number> }[]
+  >`
+    with ours as (
+      select to_timestamp(floor(extract(epoch from event_time) * 1000 / ${WINDOW_MS}) * ${WINDOW_MS} / 1000.0) as start, *
+      from logins where event_id like ${`${run}-${series}-%`}
+    )
+    select start, count(*)::int as messages,
+      coalesce((select jsonb_object_agg(d, n) from (
+        select lower(trim(o.device_type)) as d, count(*)::int as n from ours o
+        where o.start = w.start and nullif(trim(o.device_type), '') is not null group by 1) x), '{}') as devices,
+      jsonb_build_object(
+        'app_version', count(*) filter (where nullif(trim(app_version), '') is null),
+        'device_type', count(*) filter (where nullif(trim(device_type), '') is null),
+        'ip', count(*) filter (where nullif(trim(ip), '') is null),
+        'locale', count(*) filter (where nullif(trim(locale), '') is null),
+        'device_id', count(*) filter (where nullif(trim(device_id), '') is null)) as missing
+    from ours w group by start order by start`;
+  return new Map(
+    rows.map((r) => [r.start.toISOString(), { messages: r.messages, devices: r.devices, missing: r.missing }]),
+  );
+}
+
+let ingest: ReturnType<typeof startIngest>;
+let aggregate: Stage;
+let persist: Stage;
+
+async function post(events: Login[]) {
+  const body = events.map((event) => JSON.stringify(event)).join("\n");
+  const response = await ingest.post("/v1/logins", body, { "content-type": "application/x-ndjson" });
+  expect(response.status).toBe(202);
+}
+
+/**
+ * A window boundary ahead of now and of every window this file used before: event time only moves forward per
+ * partition, so an earlier start would make a test's events late.
+ */
+let used = 0;
+const nextStart = (windows: number) => {
+  const start = Math.max(Math.ceil(Date.now() / WINDOW_MS) * WINDOW_MS + 10 * WINDOW_MS, used + 2 * WINDOW_MS);
+  used = start + windows * WINDOW_MS;
+  return start;
+};
+
+beforeAll(async () => {
+  ingest = startIngest();
+  [aggregate, persist] = await Promise.all([
+    spawnStage("aggregate.ts", ports.aggregate, stageEnv),
+    spawnStage("persist.ts", ports.persist, stageEnv),
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all([aggregate?.stop(), persist?.stop(), ingest?.stop()]);
+  await sql.end();
+});
+
+describe("login statistics end to end", () => {
+  test("windows across 3+ windows and 2 partitions hold exact counts, totals and histograms", async () => {
+    const start = nextStart(4);
+    const events = logins("main", start, 4, 400);
+    await post(events);
+    const { want, rows } = await waitForWindows(events, start, start + 4 * WINDOW_MS);
+    expect(rows.length).toBe(4);
+    expectWindowsMatch(want, rows);
+    expect(await recomputed("main")).toEqual(want);
+    // Running totals grow by exactly each window's count (and nothing is late here).
+    for (let i = 1; i < rows.length; i++) {
+      const row = rows[i] as ViewRow;
+      const before = rows[i - 1] as ViewRow;
+      expect(Number(row.total_messages_consumed) - Number(before.total_messages_consumed)).toBe(
+        Number(row.interval_messages_consumed),
+      );
+      expect(Number(row.late_messages)).toBe(0);
+    }
+    const partitions = await sql`select distinct partition from login_window_stats
+      where window_start >= ${new Date(start)} and window_start < ${new Date(start + 4 * WINDOW_MS)}`;
+    expect(partitions.length).toBe(2);
+  }, 90_000);
+
+  test("a late event is counted in the next window and written to logins.late", async () => {
+    const start = nextStart(4);
+    const before = await snapshot(TOPICS.loginsLate);
+    const [first] = logins("late-a", start, 1, 1) as [Login];
+    await post([first]);
+    await waitForWindows([first], start, start + WINDOW_MS);
+    // The first window has closed; an event for it now is late, and the next window of its partition counts it.
+    const late = { ...first, event_id: `${run}-late-b-0` };
+    const next = { ...first, event_id: `${run}-late-c-0`, timestamp: new Date(start + 3 * WINDOW_MS).toISOString() };
+    await post([late]);
+    await post([next]);
+    const row = await pollUntil("the window after the late event", async () => {
+      const [found] = await viewRows(start + 3 * WINDOW_MS, start + 4 * WINDOW_MS);
+      return found;
+    });
+    expect(Number(row.late_messages)).toBe(1);
+    expect(Number(row.interval_messages_consumed)).toBe(1);
+    const letters = await readTopic(TOPICS.loginsLate, before, (all) =>
+      all.some((r) => r.value.toString().includes(late.event_id)),
+    );
+    const letter = letters.find((r) => r.value.toString().includes(late.event_id));
+    expect(letter?.headers).toMatchObject({ "dlq.error.class": "LateEvent", "dlq.source.topic": TOPICS.loginsRaw });
+  }, 90_000);
+
+  test("SIGKILL of aggregate while a window is open changes no final statistic", async () => {
+    const start = nextStart(6);
+    const events = logins("crash", start, 6, 600);
+    await post(events.slice(0, 300));
+    // Kill once the first window is out and later ones are still open.
+    await pollUntil("the first window", async () =>
+      (await viewRows(start, start + WINDOW_MS)).length ? true : undefined,
+    );
+    expect(await aggregate.stop("SIGKILL")).not.toBe(0);
+    await post(events.slice(300));
+    aggregate = await spawnStage("aggregate.ts", ports.aggregate, stageEnv);
+    const { want, rows } = await waitForWindows(events, start, start + 6 * WINDOW_MS);
+    expectWindowsMatch(want, rows);
+    expect(await recomputed("crash")).toEqual(want);
+    const first = rows[0] as ViewRow;
+    const last = rows[rows.length - 1] as ViewRow;
+    expect(Number(last.total_messages_consumed) - Number(first.total_messages_consumed)).toBe(
+      events.length - Number(first.interval_messages_consumed),
+    );
+  }, 120_000);
+});
