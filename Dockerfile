@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# One image for every stage: a compose service picks its script with `command`. Only what the stages need at run
+# time goes in (tests/compose.test.ts walks the stages' imports and checks each file is copied here).
+
+# Keep in step with package.json's "packageManager": "bun@x.y.z" (a test compares them).
+ARG BUN_VERSION=1.4.5
+
+FROM oven/bun:${BUN_VERSION}-slim AS deps
+WORKDIR /app
+COPY package.json bun.lock ./
+RUN bun install --frozen-lockfile --production
+
+FROM oven/bun:${BUN_VERSION}-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+# The stage scripts: by design every .ts at the repository root is one (DESIGN.md).
+COPY *.ts ./
+COPY shared ./shared
+# Read at run time by shared/db.ts.
+COPY migrations ./migrations
+# Compose's topic-plan service.
+COPY scripts/topics.ts ./scripts/
+# Where topic-plan writes the topic plan for topic-init: a fresh named volume takes this directory's owner, and
+# the image's user must be able to write it.
+RUN install -d -o bun -g bun /plan
+# Code and dependencies stay root-owned, so the stage cannot modify them.
+USER bun
+CMD ["bun", "run", "ingest.ts"]
