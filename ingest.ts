@@ -89,7 +89,11 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
   app.route("/", healthRoutes({ registry, ready: async () => accepting() && (await producer.ping()) }));
   app.use(
     "/v1/*",
-    ...guard({ apiKeys: config.INGEST_API_KEYS, ratePerSecond: config.INGEST_RATE_LIMIT_PER_SECOND }),
+    ...guard({
+      apiKeys: config.INGEST_API_KEYS,
+      ratePerSecond: config.INGEST_RATE_LIMIT_PER_SECOND,
+      behindProxy: config.INGEST_BEHIND_PROXY,
+    }),
     bodyLimit({
       maxSize: config.INGEST_BODY_LIMIT_BYTES,
       onError: (c) => c.json({ error: `body is larger than ${config.INGEST_BODY_LIMIT_BYTES} bytes` }, 413),

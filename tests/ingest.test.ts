@@ -170,6 +170,21 @@ describe("limits", () => {
     }
   });
 
+  test("behind a proxy, rates without keys count per client address from X-Forwarded-For", async () => {
+    const proxied = startIngest({ INGEST_RATE_LIMIT_PER_SECOND: "1", INGEST_BEHIND_PROXY: "true" });
+    try {
+      const body = JSON.stringify(location(1));
+      // The proxy appends the real address last; a forged first entry must not buy a fresh limit.
+      const from = (chain: string) => proxied.post("/v1/locations", body, { "x-forwarded-for": chain });
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push((await from(`10.0.0.${i}, 192.0.2.1`)).status);
+      expect(statuses).toContain(429);
+      expect((await from("192.0.2.2")).status).toBe(202);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   test("503 with Retry-After when the broker cannot ack before the deadline", async () => {
     const orphan = startIngest({ KAFKA_BROKERS: "127.0.0.1:1", INGEST_ACK_TIMEOUT_MS: "1000" });
     try {
