@@ -5,6 +5,7 @@
  * a replay writes nothing twice. Kafka's offsets are committed afterwards, only to keep lag visible.
  */
 import { createDb, databaseAnswers, migrate } from "./shared/db.ts";
+import { within } from "./shared/deadline.ts";
 import { decode, mapRecords } from "./shared/dlq.ts";
 import { createProducer, type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
@@ -15,6 +16,7 @@ import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWind
 import { TOPICS } from "./shared/topics.ts";
 
 const GROUP = "persist";
+const WRITE_DEADLINE_MS = 60_000;
 
 /** How a record of each consumed topic becomes a row. */
 const rowOf: Record<string, (record: InRecord) => Omit<PendingRow, "record">> = {
@@ -53,7 +55,14 @@ stage.consume({
     await producer.send(deadLetters);
     const rows = results.flatMap(({ record, value }) => (value ? [{ ...value, record }] : []));
     const timer = writeSeconds.startTimer();
-    const result = await writeBatch(sql, GROUP, rows, nextPositions(batch));
+    const result = await within(writeBatch(sql, GROUP, rows, nextPositions(batch)), WRITE_DEADLINE_MS, undefined);
+    if (!result) {
+      // postgres.js never settles a COPY the server rejects (porsager/postgres#1173), and the open transaction
+      // holds the offset locks, so retrying would wait forever; exiting closes the connection and PostgreSQL
+      // rolls the batch back. The supervisor restarts the stage, which replays the batch.
+      log.fatal({ records: batch.length, deadlineMs: WRITE_DEADLINE_MS }, "a batch write hung, exiting");
+      process.exit(1);
+    }
     timer();
     rowsWritten.inc(result.written);
     conflicts.inc(result.conflicts);

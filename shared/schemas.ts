@@ -51,8 +51,12 @@ export const EventId = v.pipe(
   v.regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "may only contain letters, digits and . _ : -"),
 );
 
+/** PostgreSQL text and jsonb cannot hold U+0000; such a value would fail the whole batch's COPY. */
+const noNul = v.check((text: string) => !text.includes("\u0000"), "must not contain the NUL character");
+
 const UserId = v.pipe(
   v.string("must be a string"),
+  noNul,
   v.trim(),
   v.minLength(1, "must not be empty"),
   v.maxLength(256, "must be at most 256 characters"),
@@ -68,7 +72,7 @@ const coordinate = (limit: number) =>
 
 /** An optional login field: absent, null or empty is data (the aggregate counts it as missing). */
 const optionalText = v.nullish(
-  v.pipe(v.string("must be a string"), v.maxLength(256, "must be at most 256 characters")),
+  v.pipe(v.string("must be a string"), noNul, v.maxLength(256, "must be at most 256 characters")),
 );
 
 /** Any JSON object but an array: valibot's objects and records take arrays, and then blame every field. */
@@ -105,7 +109,7 @@ const loginFields = {
 const ingestedFields = { event_id: EventId, ingested_at: Timestamp };
 
 const enrichedFields = {
-  timezone: v.pipe(v.string(), v.minLength(1)),
+  timezone: v.pipe(v.string(), noNul, v.minLength(1)),
   utc_offset_minutes: v.pipe(v.number(), v.integer(), v.minValue(-24 * 60), v.maxValue(24 * 60)),
   local_time: v.pipe(v.string(), v.isoTimestamp()),
 };
@@ -125,7 +129,7 @@ export const RawLogin = eventObject({ ...loginFields, ...ingestedFields });
 /** A location with its timezone, on `locations.enriched`. */
 export const EnrichedLocation = eventObject({ ...locationFields, ...ingestedFields, ...enrichedFields });
 
-const Counts = v.pipe(jsonObject, v.record(v.string(), v.pipe(v.number(), v.integer(), v.minValue(0))));
+const Counts = v.pipe(jsonObject, v.record(v.pipe(v.string(), noNul), v.pipe(v.number(), v.integer(), v.minValue(0))));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 /** One closed window of one input partition, on `logins.stats` (seed 001's fields plus our own). */

@@ -36,7 +36,8 @@ interface PartitionState {
   totals: { messages: number; devices: Counts; missing: Counts };
   /** Offsets below this, in windows before `closedBefore`, were counted before a restart. */
   countedBelow: bigint;
-  nextOffset: bigint;
+  /** Unknown after a restore until the replay reads its first record. */
+  nextOffset: bigint | undefined;
 }
 
 const noMissing = (): Counts => Object.fromEntries(OPTIONAL_FIELDS.map((field) => [field, 0]));
@@ -65,6 +66,16 @@ export type Outcome = "counted" | "late" | "already counted";
 export function createWindowFold(options: { windowMs: number; graceMs: number }) {
   const { windowMs, graceMs } = options;
   const partitions = new Map<number, PartitionState>();
+  /** Windows that events closed, held until the next tick hands them out (so they depend on records only). */
+  const closedByEvents: LoginWindowStats[] = [];
+
+  function closeDue(partition: number, s: PartitionState, watermark: number, out: LoginWindowStats[]) {
+    const due = [...s.open.keys()].filter((start) => start + windowMs + graceMs <= watermark).sort((a, b) => a - b);
+    for (const start of due) {
+      out.push(emit(partition, s, start, s.open.get(start) as OpenWindow));
+      s.open.delete(start);
+    }
+  }
 
   function state(partition: number): PartitionState {
     const found = partitions.get(partition);
@@ -90,7 +101,9 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       total_device_type_count: s.totals.devices,
       total_missing_field_count: s.totals.missing,
       // During a replay the partition may emit before reaching the restored point; never claim less than it.
-      source_offset_end: Number(s.nextOffset > s.countedBelow ? s.nextOffset : s.countedBelow),
+      source_offset_end: Number(
+        s.nextOffset !== undefined && s.nextOffset > s.countedBelow ? s.nextOffset : s.countedBelow,
+      ),
     };
     s.late = 0;
     s.lateFirstOffset = undefined;
@@ -114,7 +127,7 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
           missing: last?.total_missing_field_count ?? noMissing(),
         },
         countedBelow: BigInt(last?.source_offset_end ?? 0),
-        nextOffset: BigInt(last?.source_offset_end ?? 0),
+        nextOffset: undefined,
       });
     },
 
@@ -148,20 +161,18 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
         s.open.set(start, window);
       }
       observe(event, window);
+      closeDue(partition, s, s.maxEventTime, closedByEvents);
       return "counted";
     },
 
-    /** Closes, in order, every window whose end plus grace the watermark has passed at wall-clock `now`. */
+    /**
+     * The windows closed since the last tick: those events closed as they arrived, then those the idle watermark
+     * closes at wall-clock `now`. Call it before `positions()`: a closed window not yet handed out is in neither.
+     */
     tick(now: number): LoginWindowStats[] {
-      const out: LoginWindowStats[] = [];
-      for (const [partition, s] of partitions) {
-        const watermark = s.maxEventTime + Math.max(0, now - s.lastArrival);
-        const due = [...s.open.keys()].filter((start) => start + windowMs + graceMs <= watermark).sort((a, b) => a - b);
-        for (const start of due) {
-          out.push(emit(partition, s, start, s.open.get(start) as OpenWindow));
-          s.open.delete(start);
-        }
-      }
+      const out = closedByEvents.splice(0);
+      for (const [partition, s] of partitions)
+        closeDue(partition, s, s.maxEventTime + Math.max(0, now - s.lastArrival), out);
       return out;
     },
 
@@ -170,11 +181,12 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
      * count's), or the next offset when nothing is pending. A crash replays from there into the same windows.
      */
     positions(): { partition: number; offset: bigint }[] {
-      return [...partitions].map(([partition, s]) => {
+      return [...partitions].flatMap(([partition, s]): { partition: number; offset: bigint }[] => {
         const pending = [...s.open.values()].map((w) => w.firstOffset);
         if (s.lateFirstOffset !== undefined) pending.push(s.lateFirstOffset);
+        if (s.nextOffset === undefined) return [];
         const offset = pending.reduce((min, o) => (o < min ? o : min), s.nextOffset);
-        return { partition, offset };
+        return [{ partition, offset }];
       });
     },
   };

@@ -452,3 +452,19 @@ describe("what travels on the topics", () => {
     expect(accept(LoginWindowStats, value)).toEqual(value);
   });
 });
+
+describe("text PostgreSQL can store", () => {
+  // U+0000 passes JSON and JavaScript but not PostgreSQL text or jsonb, where it would fail a whole batch's COPY.
+  test.each([
+    ["LocationEvent user_id", LocationEvent, { ...seedLocation(), user_id: "a\u0000b" }, "user_id"],
+    ["LoginEvent user_id", LoginEvent, { ...seedLogin(), user_id: "\u0000" }, "user_id"],
+    ["LoginEvent device_type", LoginEvent, { ...seedLogin(), device_type: "ios\u0000" }, "device_type"],
+    ["LoginEvent locale", LoginEvent, { ...seedLogin(), locale: "\u0000RU" }, "locale"],
+  ])("%s with a NUL character is rejected", (_, schema, input, path) => {
+    expect(rejectedPaths(schema, input)).toEqual([path]);
+  });
+
+  test("other control characters are kept", () => {
+    expect(accept(LoginEvent, { ...seedLogin(), device_type: "a\tb\u0001" }).device_type).toBe("a\tb\u0001");
+  });
+});
