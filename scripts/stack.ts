@@ -3,8 +3,19 @@
  * pipeline's topics created. There is no container engine here, so Kafka runs from jars that Maven resolves and
  * PostgreSQL is the Debian cluster. Idempotent: whatever already answers is reused, and only what this script
  * started is recorded, so `bun run stack:stop` never stops a server someone else runs.
+ * Importing it has no side effects: `bun run kafka` (scripts/kafka.ts) and `stack:stop` use its exports.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { $ } from "bun";
@@ -23,14 +34,20 @@ export const KAFKA_PID_FILE = join(STACK_HOME, "kafka.pid");
 export const PG_MARKER_FILE = join(STACK_HOME, "postgres-started");
 const KAFKA_LOG = join(STACK_HOME, "kafka.log");
 
-// The pom is the one place that names the version; jars and data are kept per version, so a bump starts clean.
-const KAFKA_VERSION = pomKafkaVersion();
+// The pom is the one place that names the version. Data is kept per version, so a version bump starts clean; jars
+// are kept per pom content, so any edit to the pom (a dependency added or excluded) resolves a fresh jar set on the
+// next run while the data stays. Older `libs-*` directories are left alone: a running broker may use one.
+const POM_TEXT = readFileSync(POM, "utf8");
+export const KAFKA_VERSION = pomKafkaVersion(POM_TEXT);
 const KAFKA_HOME = join(STACK_HOME, `kafka-${KAFKA_VERSION}`);
-const LIBS = join(KAFKA_HOME, "libs");
+const POM_HASH = new Bun.CryptoHasher("sha256").update(POM_TEXT).digest("hex").slice(0, 8);
+/** The jars stack/pom.xml resolves: the broker's and the CLI tools'. */
+export const LIBS = join(KAFKA_HOME, `libs-${POM_HASH}`);
 const DATA = join(KAFKA_HOME, "data");
 const CLUSTER_ID_FILE = join(KAFKA_HOME, "cluster-id");
 const PROPERTIES = join(KAFKA_HOME, "server.properties");
-const CLASSPATH = join(LIBS, "*"); // expanded by java, not by a shell
+/** `java -cp` value for {@link LIBS}; the wildcard is expanded by java, not by a shell. */
+export const CLASSPATH = join(LIBS, "*");
 
 const KAFKA_START_TIMEOUT_MS = 90_000;
 const PG_START_TIMEOUT_MS = 30_000;
@@ -40,14 +57,25 @@ const LOG_FORMAT = [
   "-Dorg.slf4j.simpleLogger.showDateTime=true",
   "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
 ];
-// StorageTool logs its whole configuration at INFO; only problems are worth showing.
-const TOOL_JVM = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"];
+/**
+ * JVM flags for short-lived tools (StorageTool here, the CLI tools of `bun run kafka`): a small heap, the fastest
+ * start (C1 only, the JDK's class-data archive, serial GC) and only warnings and errors in the log: StorageTool
+ * and the admin clients log their whole configuration at INFO.
+ */
+export const TOOL_JVM = [
+  "-Xms32m",
+  "-Xmx256m",
+  "-XX:TieredStopAtLevel=1",
+  "-Xshare:auto",
+  "-XX:+UseSerialGC",
+  "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+];
 
 /** A failure with a message meant for the person running the script; no stack trace needed. */
-class StackError extends Error {}
+export class StackError extends Error {}
 
-function pomKafkaVersion(): string {
-  const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM, "utf8"))?.[1];
+function pomKafkaVersion(pom: string): string {
+  const version = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)?.[1];
   if (!version) throw new Error(`no <kafka.version> in ${POM}`);
   return version;
 }
@@ -68,7 +96,8 @@ export function runningKafkaPid(): number | undefined {
   return Number.isInteger(pid) && pid > 0 && isKafka(pid) ? pid : undefined;
 }
 
-function requireCommand(command: string, aptPackage: string): void {
+/** Throws a {@link StackError} that says how to install `command` when it is not on the PATH. */
+export function requireCommand(command: string, aptPackage: string): void {
   if (!Bun.which(command)) {
     throw new StackError(
       `${command} is not installed; install it with:\n  apt-get update && apt-get install -y ${aptPackage}`,
@@ -89,13 +118,38 @@ function logExcerpt(): string {
   return [...errors.slice(0, 20), "...", ...lines.slice(-10)].join("\n");
 }
 
-async function ensureJars(): Promise<void> {
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Removes `libs-*.partial-<pid>` directories whose process is gone: downloads that were interrupted. */
+function removeAbandonedDownloads(): void {
+  for (const name of readdirSync(KAFKA_HOME)) {
+    const download = /^libs.*\.partial(?:-(\d+))?$/.exec(name);
+    if (!download) continue;
+    const pid = Number(download[1] ?? 0);
+    if (!(pid > 0 && alive(pid))) rmSync(join(KAFKA_HOME, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Resolves stack/pom.xml's jars into {@link LIBS} unless they are there (once per pom change). `log` takes the
+ * progress line: `bun run kafka` sends it to stderr, so a tool's stdout stays the tool's.
+ */
+export async function ensureJars(log: (line: string) => void = console.log): Promise<void> {
   if (existsSync(LIBS)) return;
   requireCommand("mvn", "maven");
-  console.log(`kafka: resolving Kafka ${KAFKA_VERSION} jars with Maven (first run only)`);
-  // Copied aside and renamed, so an interrupted download is never taken for a complete one.
-  const partial = `${LIBS}.partial`;
-  rmSync(partial, { recursive: true, force: true });
+  log(`kafka: resolving the Kafka ${KAFKA_VERSION} jars of ${POM} with Maven (once per change of the pom)`);
+  // Copied aside and renamed, so an interrupted download is never taken for a complete one. One directory per
+  // process, so two first runs at once (stack and kafka in two terminals) do not write into each other's.
+  mkdirSync(KAFKA_HOME, { recursive: true });
+  removeAbandonedDownloads();
+  const partial = `${LIBS}.partial-${process.pid}`;
   const mvn =
     await $`mvn -B -q -f ${POM} dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=${partial}`
       .nothrow()
@@ -103,9 +157,23 @@ async function ensureJars(): Promise<void> {
   // Captured rather than shown: Debian's Maven prints stray colour codes even in batch mode; -q leaves only errors.
   if (mvn.exitCode !== 0) {
     const output = Bun.stripANSI(`${mvn.stdout}${mvn.stderr}`).trim();
+    rmSync(partial, { recursive: true, force: true });
     throw new StackError(`Maven could not resolve Kafka's jars (exit ${mvn.exitCode}):\n${output}`);
   }
-  renameSync(partial, LIBS);
+  try {
+    renameSync(partial, LIBS);
+  } catch (error) {
+    // Another process finished the same download first; its copy is as good as this one.
+    rmSync(partial, { recursive: true, force: true });
+    if (!existsSync(LIBS)) throw error;
+  }
+}
+
+/** The `java -cp` value for Kafka's classes, with the jars resolved first if this pom's are not there yet. */
+export async function kafkaClasspath(log: (line: string) => void = console.log): Promise<string> {
+  requireCommand("java", "openjdk-17-jre-headless");
+  await ensureJars(log);
+  return CLASSPATH;
 }
 
 async function ensureStorage(): Promise<void> {
@@ -160,6 +228,9 @@ async function waitForBroker(brokers: string[], pid: number): Promise<void> {
 async function kafkaUp(brokers: string[]): Promise<void> {
   if (await brokerAnswers(brokers, 2000)) {
     console.log(`kafka: reusing the broker answering on ${brokers.join(",")}`);
+    // `bun run kafka` runs the CLI tools from this pom's jars, which a broker started earlier may predate. Only
+    // with Maven and Java present: a broker that is not ours (Redpanda under compose) needs neither.
+    if (Bun.which("mvn") && Bun.which("java")) await ensureJars();
     return;
   }
   let pid = runningKafkaPid();
