@@ -109,10 +109,13 @@ function hasPrototypeKey(value: unknown): boolean {
 }
 
 function describe(index: number, issue: v.BaseIssue<unknown>): EventIssue {
-  const path = v.getDotPath(issue) ?? "";
-  if (issue.kind === "schema" && issue.type === "strict_object" && issue.input !== undefined && path) {
+  const dotPath = v.getDotPath(issue);
+  const path = dotPath ?? "";
+  // A field issue has a path, possibly "" (a key that is the empty string); the event itself has none.
+  const onField = dotPath !== null && issue.kind === "schema";
+  if (onField && issue.type === "strict_object" && issue.input !== undefined) {
     return { index, path, message: "is not a known field" };
   }
-  if (issue.input === undefined && issue.kind === "schema" && path) return { index, path, message: "is required" };
+  if (onField && issue.input === undefined) return { index, path, message: "is required" };
   return { index, path, message: issue.message };
 }

@@ -51,8 +51,14 @@ export const EventId = v.pipe(
   v.regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, "may only contain letters, digits and . _ : -"),
 );
 
-/** PostgreSQL text and jsonb cannot hold U+0000; such a value would fail the whole batch's COPY. */
-const noNul = v.check((text: string) => !text.includes("\u0000"), "must not contain the NUL character");
+/**
+ * Text PostgreSQL and Kafka keys store as given: no U+0000 (text and jsonb cannot hold it, and the COPY of its
+ * batch would fail) and no lone surrogate (UTF-8 encoding turns it into U+FFFD, so the key would differ).
+ */
+const noNul = v.check(
+  (text: string) => !text.includes("\u0000") && text.isWellFormed(),
+  "must be valid Unicode text without the NUL character",
+);
 
 const UserId = v.pipe(
   v.string("must be a string"),
