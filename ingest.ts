@@ -40,6 +40,10 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
   /** A handler that validates a body against `schema` and produces it to `topic`, all or nothing. */
   function accept(topic: string, schema: v.GenericSchema<unknown, LocationEvent | LoginEvent>) {
     return async (c: Context) => {
+      const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
+      if (encoding && encoding !== "identity") {
+        return c.json({ error: `content encoding "${encoding}" is not supported; send the body uncompressed` }, 415);
+      }
       const bytes = new Uint8Array(await c.req.arrayBuffer());
       const parsed = parseEvents(schema, c.req.header("content-type"), bytes, config.INGEST_MAX_EVENTS);
       if (!parsed.ok) {

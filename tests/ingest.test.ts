@@ -105,9 +105,16 @@ describe("POST /v1/locations and /v1/logins", () => {
     expect(((await bad.json()) as { error: string }).error).toContain("line 2");
   });
 
-  test("415 for other content types", async () => {
+  test("415 for other content types and for compressed bodies", async () => {
     const response = await ingest.post("/v1/locations", JSON.stringify(location(1)), { "content-type": "text/plain" });
     expect(response.status).toBe(415);
+    const gzipped = await fetch(`${ingest.url}/v1/locations`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip" },
+      body: Bun.gzipSync(JSON.stringify(location(1))),
+    });
+    expect(gzipped.status).toBe(415);
+    expect(((await gzipped.json()) as { error: string }).error).toContain("gzip");
   });
 
   test("404 for unknown routes", async () => {
