@@ -2,7 +2,7 @@
  * The only module that imports the Kafka client, so that it can be swapped. Records cross this boundary as
  * strings and Buffers; nothing outside sees a client type.
  */
-export { brokerAnswers, deleteGroup, endOffsets, ensureTopics } from "./kafka/admin.ts";
+export { brokerAnswers, committedOffsets, deleteGroup, endOffsets, ensureTopics } from "./kafka/admin.ts";
 export {
   createConsumer,
   type InRecord,
@@ -11,4 +11,5 @@ export {
   nextPositions,
   type Position,
 } from "./kafka/consumer.ts";
-export { createProducer, type Delivery, type KafkaProducer, type OutRecord, partitionFor } from "./kafka/producer.ts";
+export { partitionFor } from "./kafka/partition.ts";
+export { createProducer, type Delivery, type KafkaProducer, type OutRecord } from "./kafka/producer.ts";

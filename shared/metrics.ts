@@ -6,6 +6,9 @@ export function createRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
+  // Under Bun these three walk the whole heap on every scrape: 100+ ms with a large heap, stalling the stage.
+  for (const name of ["total", "used", "available"])
+    registry.removeSingleMetric(`nodejs_heap_space_size_${name}_bytes`);
   return registry;
 }
 

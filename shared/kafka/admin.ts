@@ -72,3 +72,16 @@ export async function deleteGroup(brokers: string[], groupId: string): Promise<v
     await admin.close();
   }
 }
+
+/** The offsets `groupId` has committed, per topic-partition; -1 for a partition it never committed. */
+export async function committedOffsets(brokers: string[], groupId: string): Promise<Position[]> {
+  const admin = new Admin({ clientId: "offsets", bootstrapBrokers: brokers });
+  try {
+    const [group] = await admin.listConsumerGroupOffsets({ groups: [groupId] });
+    return (group?.topics ?? []).flatMap((topic) =>
+      topic.partitions.map((p) => ({ topic: topic.name, partition: p.partitionIndex, offset: p.committedOffset })),
+    );
+  } finally {
+    await admin.close();
+  }
+}

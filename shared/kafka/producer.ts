@@ -1,7 +1,8 @@
 /** The idempotent producer, with concurrent sends coalesced into shared produce calls. */
-import { compatibilityPartitioner, murmur2, ProduceAcks, Producer } from "@platformatic/kafka";
+import { ProduceAcks, Producer } from "@platformatic/kafka";
 import { createCoalescer } from "../coalesce.ts";
 import { answers } from "./admin.ts";
+import { keyHash } from "./partition.ts";
 
 /** A record to produce. The key picks the partition with Kafka's murmur2, as Java clients and rpk do. */
 export interface OutRecord {
@@ -21,11 +22,6 @@ export interface Delivery {
   offset: bigint;
 }
 
-/** The partition that Kafka's default partitioner gives `key` among `partitions`. */
-export function partitionFor(key: string | Buffer | undefined, partitions: number): number {
-  return key === undefined ? 0 : (murmur2(Buffer.from(key)) & 0x7fffffff) % partitions;
-}
-
 /** Largest produce call, kept well under the broker's 1 MiB default so one partition's batch always fits. */
 const MAX_CALL_BYTES = 512 * 1024;
 
@@ -39,7 +35,6 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
     bootstrapBrokers: options.brokers,
     idempotent: true,
     acks: ProduceAcks.ALL,
-    partitioner: compatibilityPartitioner,
     timeout: options.timeoutMs ?? 5000,
     connectTimeout: options.timeoutMs ?? 5000,
     retries: 2,
@@ -47,25 +42,24 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
   });
 
   async function produce(records: OutRecord[]): Promise<Delivery[]> {
-    const result = await producer.send({
-      messages: records.map((record) => ({
-        topic: record.topic,
-        key: record.key === undefined ? undefined : Buffer.from(record.key),
-        ...(record.partition !== undefined && { partition: record.partition }),
-        value: Buffer.from(record.value),
-        ...(record.headers && { headers: toBufferMap(record.headers) }),
-      })),
+    const messages = records.map((record) => {
+      const key = record.key === undefined ? undefined : Buffer.from(record.key);
+      // The client takes the partition modulo the topic's partition count, so the key's hash is enough here.
+      const partition = record.partition ?? (key ? keyHash(key) : 0);
+      const headers = record.headers && toBufferMap(record.headers);
+      return { topic: record.topic, key, partition, value: Buffer.from(record.value), ...(headers && { headers }) };
     });
+    const result = await producer.send({ messages });
     // The broker answers with one base offset per partition; records of a partition follow it in send order.
     const next = new Map<string, bigint>();
     for (const { topic, partition, offset } of result.offsets ?? []) next.set(`${topic}:${partition}`, offset);
-    return records.map((record) => {
-      const count = producer.currentMetadata?.topics.get(record.topic)?.partitionsCount ?? 1;
-      const partition = record.partition ?? partitionFor(record.key, count);
-      const slot = `${record.topic}:${partition}`;
+    return messages.map((message) => {
+      const count = producer.currentMetadata?.topics.get(message.topic)?.partitionsCount ?? 1;
+      const partition = message.partition % count;
+      const slot = `${message.topic}:${partition}`;
       const offset = next.get(slot) ?? -1n;
       next.set(slot, offset + 1n);
-      return { topic: record.topic, partition, offset };
+      return { topic: message.topic, partition, offset };
     });
   }
 
