@@ -5,12 +5,14 @@
  * each partition emitted, so a crash replays into the same windows instead of losing or double-counting them.
  */
 import { deadLetter, decode, mapRecords } from "./shared/dlq.ts";
-import { createProducer, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
+import { committedOffsets, createProducer, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
 import { type LoginWindowStats, RawLogin, LoginWindowStats as StatsSchema } from "./shared/schemas.ts";
 import { createStage } from "./shared/stage.ts";
 import { TOPICS } from "./shared/topics.ts";
 import { createWindowFold } from "./shared/windows.ts";
+
+const GROUP = "aggregate";
 
 class LateEvent extends Error {
   override name = "LateEvent";
@@ -20,6 +22,7 @@ const stage = createStage("aggregate", (env) => env.AGGREGATE_PORT);
 const { env, log, lifecycle, metrics, registry } = stage;
 const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
 const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
+const duplicates = counter(registry, "duplicate_events_total", "Event ids seen twice in a window, counted once");
 const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "aggregate" });
 const fold = createWindowFold({ windowMs: env.WINDOW_SECONDS * 1000, graceMs: env.WINDOW_GRACE_SECONDS * 1000 });
 
@@ -32,12 +35,18 @@ function toRecord(stats: LoginWindowStats): OutRecord {
   return { topic: TOPICS.loginsStats, key, partition: stats.partition, value: JSON.stringify(stats) };
 }
 
-/** Starts partitions this member has no state for from the last window each emitted. */
+/** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
 async function restore(partitions: number[]) {
-  const last = await lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats);
+  const [last, committed] = await Promise.all([
+    lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats),
+    committedOffsets(env.KAFKA_BROKERS, GROUP),
+  ]);
   for (const partition of partitions) {
     const record = last.get(partition);
-    fold.restore(partition, record && decode(StatsSchema, record), Date.now());
+    const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
+    // -1: never committed; the client then starts at the earliest record, wherever that is now.
+    const resumeAt = position !== undefined && position >= 0n ? position : undefined;
+    fold.restore(partition, record && decode(StatsSchema, record), Date.now(), resumeAt);
   }
   log.info({ partitions }, "restored window state from logins.stats");
 }
@@ -45,8 +54,11 @@ async function restore(partitions: number[]) {
 function foldBatch(batch: InRecord[]) {
   const now = Date.now();
   const { deadLetters } = mapRecords(batch, "aggregate", (record) => {
+    if (!fold.inSequence(record.partition, record.offset)) return; // a stale copy: the replay brings it in order
     fold.advance(record.partition, record.offset);
-    if (fold.add(record.partition, record.offset, decode(RawLogin, record), now) !== "late") return;
+    const outcome = fold.add(record.partition, record.offset, decode(RawLogin, record), now);
+    if (outcome === "duplicate") duplicates.inc();
+    if (outcome !== "late") return;
     lateEvents.inc();
     outbox.push(deadLetter(record, new LateEvent("arrived after its window closed"), "aggregate", TOPICS.loginsLate));
   });
@@ -65,11 +77,12 @@ async function flush() {
 }
 
 stage.consume({
-  groupId: "aggregate",
+  groupId: GROUP,
   topics: [TOPICS.loginsRaw],
-  onAssign(assigned) {
-    const kept = new Set(assigned.map(({ partition }) => partition));
-    for (const partition of fold.partitions()) if (!kept.has(partition)) fold.forget(partition);
+  // After every rebalance the client re-reads each assigned partition from its committed offset, which trails
+  // the open windows: all state goes, and each partition is rebuilt from logins.stats and that replay.
+  onAssign() {
+    for (const partition of fold.partitions()) fold.forget(partition);
   },
   async handle(batch) {
     if (folded !== batch) {

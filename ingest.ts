@@ -52,8 +52,8 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
       }
       const ingestedAt = new Date().toISOString();
       const accepted = parsed.events.map((event) => ({
-        event_id: Bun.randomUUIDv7(),
         ...event,
+        event_id: event.event_id ?? Bun.randomUUIDv7(),
         ingested_at: ingestedAt,
       }));
       const records = accepted.map((event) => ({ topic, key: event.user_id, value: JSON.stringify(event) }));

@@ -12,6 +12,7 @@ import { counter, createRegistry, gauge, histogram } from "./metrics.ts";
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
+const backoff = (attempt: number) => Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
 
 export interface ConsumeOptions {
   groupId: string;
@@ -44,16 +45,18 @@ export function createStage(service: string, port: (env: Config) => number) {
 
   /** Joins the group and runs `handle` on each batch until shutdown. */
   function consume({ groupId, topics, handle, tick, onAssign }: ConsumeOptions) {
-    const consumer = createConsumer({
-      brokers: env.KAFKA_BROKERS,
-      groupId,
-      clientId: service,
-      topics,
-      ...(onAssign && { onAssign }),
-      onLag: (lags) => {
-        for (const { topic, partition, lag } of lags) metrics.lag.set({ topic, partition }, lag);
-      },
-    });
+    const join = () =>
+      createConsumer({
+        brokers: env.KAFKA_BROKERS,
+        groupId,
+        clientId: service,
+        topics,
+        ...(onAssign && { onAssign }),
+        onLag: (lags) => {
+          for (const { topic, partition, lag } of lags) metrics.lag.set({ topic, partition }, lag);
+        },
+      });
+    let consumer = join();
 
     /** Runs `work` until it succeeds (or shutdown begins), pausing intake while it fails, then commits. */
     async function durably(work: () => Promise<Position[]>) {
@@ -74,9 +77,8 @@ export function createStage(service: string, port: (env: Config) => number) {
             consumer.pause();
           }
           metrics.batchFailures.inc();
-          const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
-          log.warn({ err: error, attempt, retryInMs: delay }, "failed, retrying");
-          await Promise.race([Bun.sleep(delay), lifecycle.stopRequested]);
+          log.warn({ err: error, attempt, retryInMs: backoff(attempt) }, "failed, retrying");
+          await Promise.race([Bun.sleep(backoff(attempt)), lifecycle.stopRequested]);
         }
       }
     }
@@ -88,19 +90,33 @@ export function createStage(service: string, port: (env: Config) => number) {
       return current;
     };
 
+    // A broker outage ends the client's stream; the stage leaves the group and joins again, with backoff,
+    // rather than exit. Nothing uncommitted is lost: the new member starts from the committed offsets.
     const loop = (async () => {
-      for await (const batch of consumer.batches(env.BATCH_MAX_RECORDS)) {
-        const timer = metrics.batchSeconds.startTimer();
-        for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
-        await serially(async () => (await handle(batch)) ?? nextPositions(batch));
-        timer();
-        if (lifecycle.stopping) break;
+      for (let attempt = 0; !lifecycle.stopping; attempt++) {
+        try {
+          for await (const batch of consumer.batches(env.BATCH_MAX_RECORDS)) {
+            attempt = 0;
+            const timer = metrics.batchSeconds.startTimer();
+            for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
+            await serially(async () => (await handle(batch)) ?? nextPositions(batch));
+            timer();
+            if (lifecycle.stopping) return;
+          }
+          if (lifecycle.stopping) return;
+          throw new Error("the consumer's stream ended");
+        } catch (error) {
+          if (lifecycle.stopping) return;
+          failing = true;
+          log.warn({ err: error, retryInMs: backoff(attempt) }, "consumer failed, joining the group again");
+          await consumer.close().catch(() => {});
+          await Promise.race([Bun.sleep(backoff(attempt)), lifecycle.stopRequested]);
+          if (lifecycle.stopping) return;
+          consumer = join();
+          failing = false;
+        }
       }
-    })().catch((error: unknown) => {
-      if (lifecycle.stopping) return;
-      log.fatal({ err: error }, "consumer loop failed");
-      process.exit(1);
-    });
+    })();
 
     let ticking = false;
     const ticker =
@@ -121,7 +137,6 @@ export function createStage(service: string, port: (env: Config) => number) {
       await consumer.close();
       await loop;
     });
-    return consumer;
   }
 
   /** Serves /healthz, /readyz and /metrics; ready while no batch is failing and `ready` says so. */

@@ -19,6 +19,8 @@ export const OPTIONAL_FIELDS = ["app_version", "device_type", "ip", "locale", "d
 type Counts = Record<string, number>;
 
 interface OpenWindow {
+  /** Event ids counted, so a record the producer wrote twice (a retry after a broker restart) counts once. */
+  ids: Set<string>;
   messages: number;
   devices: Counts;
   missing: Counts;
@@ -38,6 +40,8 @@ interface PartitionState {
   countedBelow: bigint;
   /** Unknown after a restore until the replay reads its first record. */
   nextOffset: bigint | undefined;
+  /** Where the replay after a restore starts (the group's committed offset), when known. */
+  resumeAt: bigint | undefined;
 }
 
 const noMissing = (): Counts => Object.fromEntries(OPTIONAL_FIELDS.map((field) => [field, 0]));
@@ -60,7 +64,7 @@ export function observe(event: RawLogin, window: OpenWindow): void {
   }
 }
 
-export type Outcome = "counted" | "late" | "already counted";
+export type Outcome = "counted" | "late" | "already counted" | "duplicate";
 
 /** The fold of all partitions of one consumer. */
 export function createWindowFold(options: { windowMs: number; graceMs: number }) {
@@ -113,7 +117,7 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
 
   return {
     /** Starts `partition` from its last emitted window (or from nothing), at wall-clock `now`. */
-    restore(partition: number, last: LoginWindowStats | undefined, now: number): void {
+    restore(partition: number, last: LoginWindowStats | undefined, now: number, resumeAt?: bigint): void {
       partitions.set(partition, {
         open: new Map(),
         closedBefore: last ? Date.parse(last.timestamp_end) : Number.NEGATIVE_INFINITY,
@@ -128,12 +132,24 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
         },
         countedBelow: BigInt(last?.source_offset_end ?? 0),
         nextOffset: undefined,
+        resumeAt,
       });
     },
 
     /** Partitions that have state, so that revoked ones can be forgotten. */
     partitions: () => [...partitions.keys()],
     forget: (partition: number) => partitions.delete(partition),
+
+    /**
+     * Whether the record at `offset` continues the partition's sequence. After a rebalance the client re-reads
+     * every partition from its committed offset while records fetched before may still arrive; only the replay
+     * in order, from `resumeAt`, may reach the state, or a record would count twice.
+     */
+    inSequence(partition: number, offset: bigint): boolean {
+      const s = state(partition);
+      if (s.nextOffset === undefined) return s.resumeAt === undefined || offset === s.resumeAt;
+      return offset >= s.nextOffset;
+    },
 
     /** Moves the partition's position past a record that carries no event (a dead letter). */
     advance(partition: number, offset: bigint): void {
@@ -157,9 +173,11 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       }
       let window = s.open.get(start);
       if (!window) {
-        window = { messages: 0, devices: {}, missing: noMissing(), firstOffset: offset };
+        window = { ids: new Set(), messages: 0, devices: {}, missing: noMissing(), firstOffset: offset };
         s.open.set(start, window);
       }
+      if (window.ids.has(event.event_id)) return "duplicate";
+      window.ids.add(event.event_id);
       observe(event, window);
       closeDue(partition, s, s.maxEventTime, closedByEvents);
       return "counted";

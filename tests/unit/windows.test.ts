@@ -1044,3 +1044,35 @@ describe("windows depend on the records, not on how often tick is called", () =>
     expect(differ).toEqual([]);
   });
 });
+
+describe("re-deliveries", () => {
+  test("an event id seen twice in a window counts once (the producer wrote it twice)", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE });
+    fold.restore(0, undefined, NOW);
+    const event = login(1_000);
+    expect(fold.add(0, 0n, event, NOW)).toBe("counted");
+    expect(fold.add(0, 70n, event, NOW)).toBe("duplicate");
+    fold.add(0, 71n, login(30_000), NOW);
+    const [first] = fold.tick(NOW);
+    expect(first?.interval_messages_consumed).toBe(1);
+    expect(first?.total_messages_consumed).toBe(1);
+  });
+
+  test("after a restore only the replay from the committed offset is in sequence; stale copies are not", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE });
+    fold.restore(0, undefined, NOW, 40n);
+    // Fetched before the rebalance, delivered after it: ahead of the replay, so it must wait for it.
+    expect(fold.inSequence(0, 45n)).toBe(false);
+    expect(fold.inSequence(0, 40n)).toBe(true);
+    fold.add(0, 40n, login(1_000), NOW);
+    expect(fold.inSequence(0, 40n)).toBe(false);
+    expect(fold.inSequence(0, 41n)).toBe(true);
+    expect(fold.positions()).toEqual([{ partition: 0, offset: 40n }]);
+  });
+
+  test("without a known committed offset, the first record starts the sequence", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE });
+    fold.restore(0, undefined, NOW);
+    expect(fold.inSequence(0, 7n)).toBe(true);
+  });
+});
