@@ -1,0 +1,260 @@
+import { describe, expect, test } from "bun:test";
+import * as v from "valibot";
+import { LocationEvent, LoginEvent } from "../../shared/schemas.ts";
+import { OPTIONAL_FIELDS } from "../../shared/windows.ts";
+import {
+  corrupt,
+  createGenerator,
+  destination,
+  distanceMetres,
+  type EventBody,
+  type GeneratorOptions,
+  KINDS,
+  type Kind,
+  type LocationBody,
+  type LoginBody,
+  MAX_VEHICLE_SPEED,
+  mulberry32,
+  normaliseLongitude,
+  seedOf,
+} from "../../tools/generators.ts";
+import { type DriveOptions, drive, type RequestResult } from "../../tools/traffic.ts";
+
+const T0 = Date.UTC(2024, 0, 15, 12, 0, 0);
+
+/** `n` events of `kind`, one second of event time apart. */
+function take(kind: Kind, n: number, options: Partial<GeneratorOptions> = {}): EventBody[] {
+  const generator = createGenerator(kind, { seed: 7, ...options });
+  return Array.from({ length: n }, (_, i) => generator.next(T0 + i * 1000));
+}
+
+const schemaOf = (kind: Kind) => (kind === "logins" ? LoginEvent : LocationEvent);
+
+describe("mulberry32", () => {
+  test("is deterministic by seed and uniform enough", () => {
+    const a = mulberry32(42);
+    const b = mulberry32(42);
+    const draws = Array.from({ length: 10_000 }, () => a());
+    expect(draws.slice(0, 100)).toEqual(Array.from({ length: 100 }, () => b()));
+    expect(draws.every((x) => x >= 0 && x < 1)).toBe(true);
+    const mean = draws.reduce((s, x) => s + x, 0) / draws.length;
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.02);
+    expect(mulberry32(43)()).not.toBe(mulberry32(42)());
+  });
+
+  test("seeds can be words", () => {
+    expect(seedOf("run-1")).toBe(seedOf("run-1"));
+    expect(seedOf("run-1")).not.toBe(seedOf("run-2"));
+  });
+});
+
+describe.each(KINDS)("%s generator", (kind) => {
+  test("the same seed and times give the same events; another seed gives others", () => {
+    expect(take(kind, 500)).toEqual(take(kind, 500));
+    expect(take(kind, 50, { seed: 8 })).not.toEqual(take(kind, 50));
+  });
+
+  test("every event is valid for the API", () => {
+    const schema = schemaOf(kind);
+    for (const event of take(kind, 3_000, { missingShare: 0.3, eventIdPrefix: "run-x" })) {
+      const result = v.safeParse(schema, event);
+      if (!result.success) throw new Error(`${JSON.stringify(event)}: ${v.summarize(result.issues)}`);
+    }
+  });
+
+  test("event_ids are sent only when asked for, numbered in order", () => {
+    expect(take(kind, 3).every((event) => event.event_id === undefined)).toBe(true);
+    expect(take(kind, 3, { eventIdPrefix: "p" }).map((event) => event.event_id)).toEqual(["p-0", "p-1", "p-2"]);
+  });
+
+  test("user ids carry the prefix", () => {
+    expect(take(kind, 100, { userPrefix: "run42-" }).every((event) => event.user_id.startsWith("run42-"))).toBe(true);
+  });
+
+  test("a corrupted event is rejected by the API's schema", () => {
+    const rng = mulberry32(1);
+    const schema = schemaOf(kind);
+    for (const event of take(kind, 200)) expect(v.safeParse(schema, corrupt(event, rng)).success).toBe(false);
+  });
+});
+
+describe("logins", () => {
+  test.each([0, 0.1, 0.5])("about %p of the optional fields are missing, in all three forms", (share) => {
+    const events = take("logins", 4_000, { missingShare: share }) as LoginBody[];
+    const forms = { absent: 0, null: 0, empty: 0 };
+    for (const event of events) {
+      for (const field of OPTIONAL_FIELDS) {
+        if (!(field in event)) forms.absent++;
+        else if (event[field] === null) forms.null++;
+        else if (event[field] === "") forms.empty++;
+      }
+    }
+    const missing = forms.absent + forms.null + forms.empty;
+    const measured = missing / (events.length * OPTIONAL_FIELDS.length);
+    expect(Math.abs(measured - share)).toBeLessThan(0.02);
+    if (share > 0) for (const n of Object.values(forms)) expect(n / missing).toBeGreaterThan(0.25);
+  });
+
+  test("devices, versions and locales come in mixes, with android the most common device", () => {
+    const events = take("logins", 5_000, { missingShare: 0 }) as LoginBody[];
+    const devices = new Map<string, number>();
+    for (const event of events) {
+      const device = event.device_type?.trim().toLowerCase() ?? "";
+      devices.set(device, (devices.get(device) ?? 0) + 1);
+    }
+    expect(devices.size).toBeGreaterThanOrEqual(4);
+    expect([...devices].sort((a, b) => b[1] - a[1])[0]?.[0]).toBe("android");
+    expect(new Set(events.map((e) => e.app_version)).size).toBeGreaterThanOrEqual(4);
+    expect(new Set(events.map((e) => e.locale)).size).toBeGreaterThanOrEqual(8);
+    // A population: users come back, and a few come back far more often than most.
+    expect(new Set(events.map((e) => e.user_id)).size).toBeLessThan(1000);
+  });
+});
+
+describe("paths", () => {
+  test("destination steps the right distance and keeps coordinates in range, even over poles and the antimeridian", () => {
+    const rng = mulberry32(3);
+    for (let i = 0; i < 5_000; i++) {
+      const from: [number, number] = [rng() * 180 - 90, rng() * 360 - 180];
+      const metres = rng() * 50_000;
+      const to = destination(from[0], from[1], rng() * 360, metres);
+      expect(to[0]).toBeGreaterThanOrEqual(-90);
+      expect(to[0]).toBeLessThanOrEqual(90);
+      expect(to[1]).toBeGreaterThanOrEqual(-180);
+      expect(to[1]).toBeLessThanOrEqual(180);
+      expect(Math.abs(distanceMetres(from, to) - metres)).toBeLessThan(1);
+    }
+    expect(normaliseLongitude(190)).toBe(-170);
+    expect(normaliseLongitude(-540)).toBe(-180);
+    expect(normaliseLongitude(-360)).toBe(0);
+  });
+
+  test("a user's consecutive pings are at most one step apart", () => {
+    const events = take("locations", 5_000, { population: 20, intervalSeconds: 10 }) as LocationBody[];
+    const last = new Map<string, [number, number]>();
+    for (const event of events) {
+      const here: [number, number] = [event.lat, event.long];
+      const before = last.get(event.user_id);
+      // Driving is the fastest mode: 13 m/s for 10 s, plus rounding to 6 decimals.
+      if (before) expect(distanceMetres(before, here)).toBeLessThan(13 * 10 + 1);
+      last.set(event.user_id, here);
+    }
+    expect(last.size).toBeGreaterThan(10);
+  });
+
+  test("a fleet reports each vehicle in turn, never faster than the speed limit", () => {
+    const vehicles = 7;
+    const events = take("fleet", vehicles * 300, { population: vehicles, intervalSeconds: 2 }) as LocationBody[];
+    const ids = events.slice(0, vehicles).map((e) => e.user_id);
+    expect(new Set(ids).size).toBe(vehicles);
+    events.forEach((event, i) => {
+      expect(event.user_id).toBe(ids[i % vehicles] as string);
+      const previous = events[i - vehicles];
+      if (previous)
+        expect(distanceMetres([previous.lat, previous.long], [event.lat, event.long])).toBeLessThan(
+          MAX_VEHICLE_SPEED * 2 + 1,
+        );
+    });
+    // The fleet moves: most vehicles end far from where they started.
+    const moved = ids.filter((_, v) => {
+      const first = events[v] as LocationBody;
+      const lastReport = events[events.length - vehicles + v] as LocationBody;
+      return distanceMetres([first.lat, first.long], [lastReport.lat, lastReport.long]) > 500;
+    });
+    expect(moved.length).toBeGreaterThan(vehicles / 2);
+  });
+});
+
+describe("drive", () => {
+  /** A stand-in for ingest: 202 with the event_ids, 400 for an event the API would reject, or silence. */
+  function stubIngest(mode: "answer" | "silent" = "answer") {
+    const bodies: { type: string; body: string }[] = [];
+    const server = Bun.serve({
+      port: 0,
+      async fetch(request) {
+        const body = await request.text();
+        bodies.push({ type: request.headers.get("content-type") ?? "", body });
+        if (mode === "silent") return new Promise<Response>(() => {});
+        const events = body.split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
+        const schema = request.url.endsWith("/v1/logins") ? LoginEvent : LocationEvent;
+        if (!events.every((event) => v.safeParse(schema, event).success))
+          return Response.json({ error: "invalid" }, { status: 400 });
+        return Response.json({ accepted: events.length, event_ids: events.map((e) => e.event_id) }, { status: 202 });
+      },
+    });
+    return { url: `http://127.0.0.1:${server.port}`, bodies, stop: () => server.stop(true) };
+  }
+
+  const run = (url: string, overrides: Partial<DriveOptions> = {}) =>
+    drive({
+      url,
+      generator: createGenerator("logins", { seed: 5, eventIdPrefix: "e" }),
+      clock: (before) => T0 + before * 10,
+      rate: 0,
+      count: 300,
+      concurrency: 4,
+      batch: [1, 10],
+      timeoutMs: 2_000,
+      rng: mulberry32(9),
+      ...overrides,
+    });
+
+  test("sends exactly the events asked for, one per JSON body or several as NDJSON, all accepted", async () => {
+    const ingest = stubIngest();
+    try {
+      const tally = await run(ingest.url);
+      expect(tally).toMatchObject({ sent: 300, accepted: 300, rejected: 0, indeterminate: 0 });
+      const events = ingest.bodies.flatMap(({ body }) => body.split("\n"));
+      expect(new Set(events.map((line) => JSON.parse(line).event_id)).size).toBe(300);
+      for (const { type, body } of ingest.bodies)
+        expect(type).toBe(body.includes("\n") ? "application/x-ndjson" : "application/json");
+    } finally {
+      ingest.stop();
+    }
+  });
+
+  test("the same seed sends the same requests, whatever the concurrency", async () => {
+    const a = stubIngest();
+    const b = stubIngest();
+    try {
+      await run(a.url, { concurrency: 1 });
+      await run(b.url, { concurrency: 8 });
+      expect(b.bodies.map((x) => x.body).sort()).toEqual(a.bodies.map((x) => x.body).sort());
+    } finally {
+      a.stop();
+      b.stop();
+    }
+  });
+
+  test("invalid requests are rejected whole; silence and refused connections are indeterminate", async () => {
+    const ingest = stubIngest();
+    const silent = stubIngest("silent");
+    const outcomes: RequestResult[] = [];
+    try {
+      const rejected = await run(ingest.url, { invalidShare: 1, count: 50, onResult: (r) => outcomes.push(r) });
+      expect(rejected).toMatchObject({ sent: 50, accepted: 0, rejected: 50, invalidRequests: rejected.requests });
+      expect(outcomes.every((r) => r.outcome === "failed" && r.status === 400 && r.eventIds.length > 0)).toBe(true);
+      const unanswered = await run(silent.url, { count: 5, timeoutMs: 100 });
+      expect(unanswered).toMatchObject({ indeterminate: 5, accepted: 0 });
+      expect([...unanswered.statuses.keys()]).toEqual(["timeout"]);
+      silent.stop();
+      const refused = await run(silent.url, { count: 5 });
+      expect(refused).toMatchObject({ indeterminate: 5, accepted: 0 });
+    } finally {
+      ingest.stop();
+      silent.stop();
+    }
+  });
+
+  test("a rate paces the requests", async () => {
+    const ingest = stubIngest();
+    try {
+      const started = performance.now();
+      await run(ingest.url, { rate: 500, count: 200, batch: 10 });
+      // 200 events at 500/s: the last request goes out 0.36 s after the first, never much sooner.
+      expect(performance.now() - started).toBeGreaterThan(300);
+    } finally {
+      ingest.stop();
+    }
+  });
+});
