@@ -10,7 +10,14 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import type { Sql } from "../shared/db.ts";
-import { committedOffsets, createProducer, type Delivery, endOffsets, type OutRecord } from "../shared/kafka.ts";
+import {
+  committedOffsets,
+  createProducer,
+  type Delivery,
+  endOffsets,
+  groupLag,
+  type OutRecord,
+} from "../shared/kafka.ts";
 import type { RawLocation } from "../shared/schemas.ts";
 
 /** The repository root, where the stage scripts live. */
@@ -208,29 +215,11 @@ export async function produceAll(
   }
 }
 
-/**
- * Records that `groupId` has not committed yet, per topic: every topic it has committed offsets for plus
- * `topics` (a partition it never committed counts in full, since it would start from the earliest record).
- */
-export async function groupLag(brokers: string[], groupId: string, topics: string[]): Promise<Map<string, number>> {
-  const committed = new Map<string, Map<number, bigint>>();
-  for (const { topic, partition, offset } of await committedOffsets(brokers, groupId)) {
-    const partitions = committed.get(topic) ?? new Map<number, bigint>();
-    committed.set(topic, partitions.set(partition, offset));
-  }
-  const lag = new Map<string, number>();
-  for (const topic of new Set([...committed.keys(), ...topics])) {
-    let behind = 0n;
-    for (const { partition, offset } of await endOffsets(brokers, topic)) {
-      const done = committed.get(topic)?.get(partition) ?? -1n;
-      behind += offset - (done < 0n ? 0n : done);
-    }
-    lag.set(topic, Number(behind));
-  }
-  return lag;
+/** Records `groupId` has not committed, over `topic` and every other topic it has committed offsets for. */
+async function backlogOf(brokers: string[], groupId: string, topic: string): Promise<number> {
+  const topics = new Set([topic, ...(await committedOffsets(brokers, groupId)).map((p) => p.topic)]);
+  return groupLag(brokers, groupId, [...topics]);
 }
-
-const total = (lag: Map<string, number>) => [...lag.values()].reduce((sum, n) => sum + n, 0);
 
 /** Records in all partitions of `topic`. */
 export async function topicSize(brokers: string[], topic: string): Promise<number> {
@@ -390,13 +379,13 @@ export async function drainGroup(options: {
   const { brokers, groupId, topic } = options;
   let drained = 0;
   for (let round = 0; round < 3; round++) {
-    const backlog = total(await groupLag(brokers, groupId, [topic]));
+    const backlog = await backlogOf(brokers, groupId, topic);
     if (backlog === 0) return drained;
     drained += backlog;
     const stage = await startStage(options.script, options.portVariable, options.logFile);
     try {
       await pollUntil(`${groupId} to catch up`, options.timeoutMs, async () =>
-        total(await groupLag(brokers, groupId, [topic])) === 0 ? true : undefined,
+        (await backlogOf(brokers, groupId, topic)) === 0 ? true : undefined,
       );
     } finally {
       await stage.stop();

@@ -2,7 +2,15 @@
  * The only module that imports the Kafka client, so that it can be swapped. Records cross this boundary as
  * strings and Buffers; nothing outside sees a client type.
  */
-export { brokerAnswers, committedOffsets, deleteGroup, endOffsets, ensureTopics } from "./kafka/admin.ts";
+export {
+  brokerAnswers,
+  committedOffsets,
+  deleteGroup,
+  endOffsets,
+  ensureTopics,
+  groupLag,
+  groupMembers,
+} from "./kafka/admin.ts";
 export {
   createConsumer,
   type InRecord,

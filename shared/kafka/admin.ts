@@ -85,3 +85,31 @@ export async function committedOffsets(brokers: string[], groupId: string): Prom
     await admin.close();
   }
 }
+
+/**
+ * Records of `topics` that `groupId` has not committed yet. A partition it never committed counts in full: its
+ * next member would start from the earliest record.
+ */
+export async function groupLag(brokers: string[], groupId: string, topics: string[]): Promise<number> {
+  const committed = new Map((await committedOffsets(brokers, groupId)).map((p) => [`${p.topic}:${p.partition}`, p]));
+  let behind = 0n;
+  for (const topic of topics) {
+    for (const end of await endOffsets(brokers, topic)) {
+      const done = committed.get(`${topic}:${end.partition}`)?.offset ?? -1n;
+      behind += end.offset - (done < 0n ? 0n : done);
+    }
+  }
+  return Number(behind);
+}
+
+/** The members of each group, as "clientId@host": who else is consuming in a group. */
+export async function groupMembers(brokers: string[], groupIds: string[]): Promise<Map<string, string[]>> {
+  const admin = new Admin({ clientId: "groups", bootstrapBrokers: brokers });
+  try {
+    const groups = await admin.describeGroups({ groups: groupIds });
+    const members = (id: string) => [...(groups.get(id)?.members.values() ?? [])];
+    return new Map(groupIds.map((id) => [id, members(id).map((m) => `${m.clientId}@${m.clientHost}`)]));
+  } finally {
+    await admin.close();
+  }
+}
