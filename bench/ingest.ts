@@ -26,6 +26,7 @@ import type { Subprocess } from "bun";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, endOffsets } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
+import { freePort } from "../tools/ports.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const WRK_SCRIPTS = join(import.meta.dir, "wrk");
@@ -120,14 +121,6 @@ async function waitForStack(brokers: string[], seconds: number): Promise<boolean
 async function topicSize(brokers: string[], topic: string): Promise<number> {
   const partitions = await endOffsets(brokers, topic);
   return Number(partitions.reduce((sum, { offset }) => sum + offset, 0n));
-}
-
-function freePort(): number {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const { port } = probe;
-  probe.stop(true);
-  if (port === undefined) throw new BenchError("could not find a free port");
-  return port;
 }
 
 /** Polls `url` until it answers 2xx; fails early if the server process has already exited. */

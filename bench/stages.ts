@@ -19,6 +19,8 @@ import {
   type OutRecord,
 } from "../shared/kafka.ts";
 import type { RawLocation } from "../shared/schemas.ts";
+import { mulberry32 } from "../tools/generators.ts";
+import { freePort } from "../tools/ports.ts";
 
 /** The repository root, where the stage scripts live. */
 export const ROOT = join(import.meta.dir, "..");
@@ -69,17 +71,8 @@ export function numberOptions<K extends string>(spec: Record<K, { env: string; f
   return result;
 }
 
-/** A seeded PRNG (mulberry32), so every run of a bench sees the same points. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** A seeded PRNG, so every run of a bench sees the same points. */
+export const seededRandom = mulberry32;
 
 /** Where users are: [lat, long] of large cities on every continent, many of them near timezone borders. */
 const CITIES: [number, number][] = [
@@ -225,15 +218,6 @@ async function backlogOf(brokers: string[], groupId: string, topic: string): Pro
 export async function topicSize(brokers: string[], topic: string): Promise<number> {
   const partitions = await endOffsets(brokers, topic);
   return Number(partitions.reduce((sum, { offset }) => sum + offset, 0n));
-}
-
-/** A port nothing listens on right now. */
-export function freePort(): number {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const { port } = probe;
-  probe.stop(true);
-  if (port === undefined) throw new Error("could not find a free port");
-  return port;
 }
 
 /** Peak and current resident memory of a process, in bytes, from /proc (Linux only; 0 elsewhere). */

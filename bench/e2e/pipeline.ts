@@ -3,7 +3,8 @@
  * once /readyz answers 200, stopped with SIGTERM (SIGKILL only if one hangs past its shutdown deadline).
  */
 import type { Subprocess } from "bun";
-import { freePort, ROOT, type StageTweaks } from "../stages.ts";
+import { freePort } from "../../tools/ports.ts";
+import { ROOT, type StageTweaks } from "../stages.ts";
 import { pollEvery } from "./poll.ts";
 import { parseExposition, type Sample } from "./prom.ts";
 

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { EnrichedLocation, type RawLocation } from "../../shared/schemas.ts";
 import { enrichLocation, localTime, utcOffsetMinutes } from "../../shared/timezone.ts";
+import { mulberry32 as random } from "../../tools/generators.ts";
 
 /** A location event as it travels on `locations.raw`. */
 function location(lat: number, long: number, timestamp: string): RawLocation {
@@ -24,18 +25,6 @@ function offsetOf(local: string): number {
   if (!match) throw new Error(`no offset in ${local}`);
   const minutes = Number(match[2]) * 60 + Number(match[3]);
   return match[1] === "-" ? -minutes : minutes;
-}
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("enrichLocation on known points", () => {

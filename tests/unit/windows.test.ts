@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { LoginWindowStats, type RawLogin } from "../../shared/schemas.ts";
 import { createWindowFold, OPTIONAL_FIELDS, type WindowFold } from "../../shared/windows.ts";
+import { mulberry32 as random } from "../../tools/generators.ts";
 
 const WINDOW = 10_000;
 const GRACE = 5_000;
@@ -743,18 +744,6 @@ describe("restore", () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 // The design's key guarantee: a crash at any point yields the same final windows as a crash-free run.
-
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One input record: a login event, or a dead letter (no event) that only moves the position. */
 interface InputRecord {

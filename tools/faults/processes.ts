@@ -11,14 +11,7 @@ const ROOT = join(import.meta.dir, "..", "..");
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 
-/** A port nothing listens on right now. */
-export function freePort(): number {
-  const probe = Bun.serve({ port: 0, fetch: () => new Response() });
-  const { port } = probe;
-  probe.stop(true);
-  if (port === undefined) throw new Error("could not find a free port");
-  return port;
-}
+export { freePort } from "../ports.ts";
 
 /** One lifetime of one instance of a stage. */
 export interface StageProcess {
