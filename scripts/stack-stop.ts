@@ -4,14 +4,14 @@
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { $ } from "bun";
-import { isKafka, KAFKA_PID_FILE, PG_MARKER_FILE, runningKafkaPid } from "./stack.ts";
+import { KAFKA_PID_FILE, PG_MARKER_FILE, processExited, runningKafkaPid } from "./stack.ts";
 
 // A single-node broker shuts down in a few seconds; past this it is stuck and gets SIGKILL.
 const KAFKA_STOP_TIMEOUT_MS = 30_000;
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (isKafka(pid)) {
+  while (!processExited(pid)) {
     if (Date.now() > deadline) return false;
     await Bun.sleep(100);
   }

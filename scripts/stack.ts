@@ -81,6 +81,25 @@ function pomKafkaVersion(pom: string): string {
 }
 
 /** True when `pid` is a running Kafka broker; the command line is checked so a reused pid is never signalled. */
+/**
+ * True once every thread of `pid` has ended. A JVM's main thread can end first and leave a zombie whose other
+ * threads still run shutdown hooks and hold the data directory's lock: a broker started then would fail.
+ */
+export function processExited(pid: number): boolean {
+  const ended = (tid: string) => {
+    try {
+      return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"));
+    } catch {
+      return true; // the thread is gone
+    }
+  };
+  try {
+    return readdirSync(`/proc/${pid}/task`).every(ended);
+  } catch {
+    return true; // the process is gone
+  }
+}
+
 export function isKafka(pid: number): boolean {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes("kafka.Kafka");
@@ -213,7 +232,8 @@ async function waitForBroker(brokers: string[], pid: number): Promise<void> {
       console.log(`kafka: answering on ${brokers.join(",")} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
       return;
     }
-    if (!isKafka(pid)) {
+    // Liveness, not the command line: a process read right after spawn may not show java's arguments yet.
+    if (processExited(pid)) {
       rmSync(KAFKA_PID_FILE, { force: true });
       throw new StackError(`Kafka (pid ${pid}) exited while starting; from ${KAFKA_LOG}:\n${logExcerpt()}`);
     }

@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { isKafka, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
+import { processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
 import { createDb, databaseAnswers } from "../../shared/db.ts";
 import { brokerAnswers } from "../../shared/kafka.ts";
 import { localCluster } from "../../tests/support.ts";
@@ -31,13 +31,18 @@ export async function stopBroker(signal: "SIGTERM" | "SIGKILL", logDir: string, 
   process.kill(pid, signal);
   const gone = await pollEvery(
     "the broker to exit",
-    async () => (isKafka(pid) ? undefined : true),
+    async () => (processExited(pid) ? true : undefined),
     BROKER_STOP_TIMEOUT_MS,
     100,
   ).catch(() => false);
   if (!gone) {
     process.kill(pid, "SIGKILL");
-    await pollEvery("the broker to exit after SIGKILL", async () => (isKafka(pid) ? undefined : true), 10_000, 100);
+    await pollEvery(
+      "the broker to exit after SIGKILL",
+      async () => (processExited(pid) ? true : undefined),
+      10_000,
+      100,
+    );
   }
   const log = join(STACK_HOME, "kafka.log");
   if (existsSync(log)) copyFileSync(log, join(logDir, `kafka.${tag}.log`));
