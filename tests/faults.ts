@@ -173,6 +173,7 @@ async function runFaults(faults: Fault[]): Promise<void> {
     postgres,
     requestsSoFar: () => streams.reduce((n, s) => n + s.tally.requests, 0),
   });
+  // These sleeps shape the run (faults land at random moments under load); every wait on the pipeline polls.
   await Bun.sleep(profile.warmupMs);
   for (const fault of faults) {
     if (interrupted) throw new Error("interrupted");
