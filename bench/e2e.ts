@@ -15,13 +15,13 @@ import { config } from "../shared/config.ts";
 import { createDb } from "../shared/db.ts";
 import { brokerAnswers } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
+import { pollEvery } from "../tools/poll.ts";
 import { renderChart } from "./e2e/chart.ts";
 import { foreignProcesses, GROUPS, lookForForeign } from "./e2e/foreign.ts";
 import { createGroupWatcher } from "./e2e/groups.ts";
 import { deleteRows } from "./e2e/latency.ts";
 import { type Options, parseOptions, USAGE } from "./e2e/options.ts";
 import { type Stage, startPipeline, stopPipeline } from "./e2e/pipeline.ts";
-import { pollEvery } from "./e2e/poll.ts";
 import { resultsJson, type Startup, writeReport } from "./e2e/report.ts";
 import { infraSources, type PidSource, residentMemory } from "./e2e/resources.ts";
 import { searchMaxRate, verdict } from "./e2e/search.ts";
@@ -98,8 +98,11 @@ async function waitForQuiet(): Promise<void> {
   if (seen.length > 0) {
     log(`other pipeline work is running; waiting up to ${options.foreignWaitMs / 1000} s for it to end:`);
     for (const line of seen) log(`  ${line}`);
-    await pollEvery("other pipeline work to end", options.foreignWaitMs, 5_000, async () =>
-      (await look()).length === 0 ? true : undefined,
+    await pollEvery(
+      "other pipeline work to end",
+      async () => ((await look()).length === 0 ? true : undefined),
+      options.foreignWaitMs,
+      5_000,
     );
     log("quiet now");
   }
@@ -165,7 +168,7 @@ async function stepOnce(
 
 try {
   await waitForQuiet();
-  await pollEvery("Kafka and PostgreSQL to answer", 120_000, 1_000, async () => ((await stackUp()) ? true : undefined));
+  await pollEvery("Kafka and PostgreSQL to answer", async () => ((await stackUp()) ? true : undefined), 120_000, 1_000);
   log(`starting ingest, enrich, aggregate, persist (stage logs: ${logPath})`);
   stages = await startPipeline(logFile, stageTweaks());
   const sources = new Map<string, PidSource>([
@@ -173,10 +176,15 @@ try {
     ["bench client", () => [process.pid]],
     ...infraSources(),
   ]);
-  await pollEvery("each group to have our member", 60_000, 250, async () => {
-    const members = await watcher.members(GROUPS);
-    return GROUPS.every((g) => (members.get(g)?.length ?? 0) >= 1) ? true : undefined;
-  });
+  await pollEvery(
+    "each group to have our member",
+    async () => {
+      const members = await watcher.members(GROUPS);
+      return GROUPS.every((g) => (members.get(g)?.length ?? 0) >= 1) ? true : undefined;
+    },
+    60_000,
+    250,
+  );
   startup.ready = residentMemory(stages);
   startup.backlog = {
     enrich: await watcher.lag("enrich", [TOPICS.locationsRaw]),

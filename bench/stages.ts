@@ -20,6 +20,7 @@ import {
 } from "../shared/kafka.ts";
 import type { RawLocation } from "../shared/schemas.ts";
 import { mulberry32 } from "../tools/generators.ts";
+import { pollEvery } from "../tools/poll.ts";
 import { freePort } from "../tools/ports.ts";
 
 /** The repository root, where the stage scripts live. */
@@ -320,29 +321,24 @@ export async function startStage(
   };
   running.add(stage);
   try {
-    await pollUntil(`${script} to answer on ${url}/healthz`, READY_TIMEOUT_MS, async () => {
-      if (child.exitCode !== null) throw new Error(`${script} exited with code ${child.exitCode} before it was ready`);
-      return fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) }).then(
-        (r) => r.ok || undefined,
-        () => undefined,
-      );
-    });
+    await pollEvery(
+      `${script} to answer on ${url}/healthz`,
+      async () => {
+        if (child.exitCode !== null)
+          throw new Error(`${script} exited with code ${child.exitCode} before it was ready`);
+        return fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) }).then(
+          (r) => r.ok || undefined,
+          () => undefined,
+        );
+      },
+      READY_TIMEOUT_MS,
+      POLL_MS,
+    );
   } catch (error) {
     await stage.stop();
     throw error;
   }
   return stage;
-}
-
-/** Calls `probe` every POLL_MS until it returns something other than undefined; throws after `timeoutMs`. */
-export async function pollUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(POLL_MS);
-  }
 }
 
 /**
@@ -368,8 +364,11 @@ export async function drainGroup(options: {
     drained += backlog;
     const stage = await startStage(options.script, options.portVariable, options.logFile);
     try {
-      await pollUntil(`${groupId} to catch up`, options.timeoutMs, async () =>
-        (await backlogOf(brokers, groupId, topic)) === 0 ? true : undefined,
+      await pollEvery(
+        `${groupId} to catch up`,
+        async () => ((await backlogOf(brokers, groupId, topic)) === 0 ? true : undefined),
+        options.timeoutMs,
+        POLL_MS,
       );
     } finally {
       await stage.stop();

@@ -27,11 +27,11 @@ import { createInjector } from "../tools/faults/inject.ts";
 import { Ledger } from "../tools/faults/ledger.ts";
 import { loadLine, type Stream, startLoad } from "../tools/faults/load.ts";
 import { Pipeline, type Role } from "../tools/faults/pipeline.ts";
-import { pollEvery, TimeoutError } from "../tools/faults/poll.ts";
 import { freePort } from "../tools/faults/processes.ts";
 import { type ConsumerRole, describe, type Fault, PROFILES, plan } from "../tools/faults/profiles.ts";
 import { printSummary } from "../tools/faults/summary.ts";
 import { between, mulberry32, seedOf } from "../tools/generators.ts";
+import { pollEvery, TimeoutError } from "../tools/poll.ts";
 
 const USAGE = `Usage: bun run test:faults [--profile smoke|ci|full] [--seed N] [--foreign-wait S] [--ignore-foreign]
   --profile smoke   no faults, about a minute: checks the harness itself

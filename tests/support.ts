@@ -4,17 +4,11 @@ import { type Config, parseConfig } from "../shared/config.ts";
 import { serve } from "../shared/http.ts";
 import { createConsumer, createProducer, endOffsets, type InRecord, type Position } from "../shared/kafka.ts";
 import { createLogger } from "../shared/log.ts";
+import { pollEvery } from "../tools/poll.ts";
 
-/** Calls `probe` until it returns a value other than undefined, or throws once `timeoutMs` has passed. */
-export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
+/** Calls `probe` every 50 ms until it returns a value other than undefined, or throws once `timeoutMs` has passed. */
+export const pollUntil = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> =>
+  pollEvery(what, probe, timeoutMs, 50);
 
 /** The environment the tests run against (the preload has pointed it at live servers). */
 export const testConfig = (overrides: Record<string, string> = {}): Config =>

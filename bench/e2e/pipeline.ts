@@ -3,9 +3,9 @@
  * once /readyz answers 200, stopped with SIGTERM (SIGKILL only if one hangs past its shutdown deadline).
  */
 import type { Subprocess } from "bun";
+import { pollEvery } from "../../tools/poll.ts";
 import { freePort } from "../../tools/ports.ts";
 import { ROOT, type StageTweaks } from "../stages.ts";
-import { pollEvery } from "./poll.ts";
 import { parseExposition, type Sample } from "./prom.ts";
 
 /** The stages in pipeline order, with the variable that sets each one's HTTP port. */
@@ -73,13 +73,18 @@ export async function startPipeline(logFile: number, tweaks: StageTweaks): Promi
   try {
     for (const spec of STAGES) stages.push(await start(spec, logFile, tweaks));
     for (const stage of stages) {
-      await pollEvery(`${stage.name} to answer ${stage.url}/readyz`, READY_TIMEOUT_MS, 100, async () => {
-        if (stage.child.exitCode !== null) throw new Error(`${stage.name} exited with code ${stage.child.exitCode}`);
-        return get(`${stage.url}/readyz`).then(
-          (r) => r.ok || undefined,
-          () => undefined,
-        );
-      });
+      await pollEvery(
+        `${stage.name} to answer ${stage.url}/readyz`,
+        async () => {
+          if (stage.child.exitCode !== null) throw new Error(`${stage.name} exited with code ${stage.child.exitCode}`);
+          return get(`${stage.url}/readyz`).then(
+            (r) => r.ok || undefined,
+            () => undefined,
+          );
+        },
+        READY_TIMEOUT_MS,
+        100,
+      );
     }
     return stages;
   } catch (error) {

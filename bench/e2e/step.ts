@@ -5,13 +5,13 @@
  */
 import type { Sql } from "../../shared/db.ts";
 import { TOPICS } from "../../shared/topics.ts";
+import { pollEvery } from "../../tools/poll.ts";
 import { foreignProcesses, lookForForeign } from "./foreign.ts";
 import type { GroupWatcher } from "./groups.ts";
 import { type Hops, locationEnds, measureHops } from "./hops.ts";
 import { type LatencyResult, measureLatency, readRows } from "./latency.ts";
 import { type LoadResult, offerLoad, type Table } from "./load.ts";
 import { assertRunning, type Stage, type StageName } from "./pipeline.ts";
-import { pollEvery } from "./poll.ts";
 import { type HistogramDelta, histogramDelta, type Sample, sumOf } from "./prom.ts";
 import { type PidSource, startUsage, type Usage } from "./resources.ts";
 
@@ -64,10 +64,15 @@ const DRAIN: { group: string; topics: string[] }[] = [
 
 /** Resolves once enrich and persist have committed everything on the topics an accepted event passes through. */
 export async function waitDrained(watcher: GroupWatcher, timeoutMs: number): Promise<void> {
-  await pollEvery("the pipeline to drain (enrich and persist lag 0)", timeoutMs, 250, async () => {
-    for (const { group, topics } of DRAIN) if ((await watcher.lag(group, topics)) > 0) return undefined;
-    return true;
-  });
+  await pollEvery(
+    "the pipeline to drain (enrich and persist lag 0)",
+    async () => {
+      for (const { group, topics } of DRAIN) if ((await watcher.lag(group, topics)) > 0) return undefined;
+      return true;
+    },
+    timeoutMs,
+    250,
+  );
 }
 
 async function scrapeAll(stages: Stage[]): Promise<Map<StageName, Sample[]>> {

@@ -7,9 +7,9 @@ import type { Sql } from "../../shared/db.ts";
 import { endOffsets, lastRecords, type Position, partitionFor } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import type { LoginBody } from "../generators.ts";
+import { pollEvery } from "../poll.ts";
 import { post, type RequestResult } from "../traffic.ts";
 import { committedOffsets, slot } from "./groups.ts";
-import { pollEvery } from "./poll.ts";
 
 /** Every topic the checks read, with its end offsets now. */
 export async function snapshot(brokers: string[]): Promise<Map<string, Position[]>> {

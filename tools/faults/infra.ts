@@ -9,7 +9,7 @@ import { processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.
 import { createDb, databaseAnswers } from "../../shared/db.ts";
 import { brokerAnswers } from "../../shared/kafka.ts";
 import { localCluster } from "../../tests/support.ts";
-import { pollEvery } from "./poll.ts";
+import { pollEvery } from "../poll.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const BROKER_STOP_TIMEOUT_MS = 30_000;

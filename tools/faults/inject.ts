@@ -5,9 +5,9 @@
  */
 import type { Sql } from "../../shared/db.ts";
 import { between, pick, type Rng } from "../generators.ts";
+import { pollEvery } from "../poll.ts";
 import { stackBrokerPid, startBroker, stopBroker } from "./infra.ts";
 import type { Pipeline, Role } from "./pipeline.ts";
-import { pollEvery } from "./poll.ts";
 import type { ConsumerRole, Fault, Profile, StageRole } from "./profiles.ts";
 
 export interface InjectorDeps {

@@ -5,7 +5,7 @@
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { pollEvery } from "./poll.ts";
+import { pollEvery } from "../poll.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const START_TIMEOUT_MS = 30_000;

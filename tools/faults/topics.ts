@@ -3,8 +3,8 @@
  * ground truth for "did ingest write anything twice" and "how many replays reached persist".
  */
 import { createConsumer, endOffsets, type InRecord, type Position } from "../../shared/kafka.ts";
+import { TimeoutError } from "../poll.ts";
 import { slot } from "./groups.ts";
-import { TimeoutError } from "./poll.ts";
 
 /** Calls `visit` on every record of `topic` from `from` up to (not including) `to`; fails after `timeoutMs`. */
 export async function scanTopic(

@@ -1,4 +1,4 @@
-/** Waiting on a condition with a deadline: the only way the fault run synchronises with the pipeline. */
+/** Waiting on a condition with a deadline: how tests, benches and the fault run synchronise with the pipeline. */
 
 /**
  * Calls `probe` every `intervalMs` until it returns something other than undefined, or throws once
