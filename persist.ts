@@ -4,7 +4,7 @@
  * commit in one transaction (shared/store.ts), so PostgreSQL is the source of truth for what was persisted and
  * a replay writes nothing twice. Kafka's offsets are committed afterwards, only to keep lag visible.
  */
-import { createDb, databaseAnswers, migrate } from "./shared/db.ts";
+import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./shared/db.ts";
 import { within } from "./shared/deadline.ts";
 import { decode, mapRecords } from "./shared/dlq.ts";
 import { createProducer, type InRecord, nextPositions } from "./shared/kafka.ts";
@@ -39,6 +39,7 @@ const replayed = counter(registry, "records_replayed_total", "Records below the 
 const writeSeconds = histogram(registry, "write_seconds", "Time of one batch transaction");
 
 const sql = createDb(env.DATABASE_URL);
+process.on("uncaughtException", ignoreWriteAfterClose);
 const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "persist" });
 const applied = await migrate(sql).catch((error: unknown) => {
   log.fatal({ err: error }, "cannot apply migrations: is PostgreSQL up at DATABASE_URL?");

@@ -12,6 +12,19 @@ const MIGRATIONS_DIR = join(import.meta.dir, "..", "migrations");
 /** Any constant works; it only has to be the same for every instance. */
 const MIGRATION_LOCK = 7_140_911;
 
+/**
+ * postgres.js under Bun can write to a socket it has just dropped when the server goes away mid-query: a
+ * TypeError thrown from a setImmediate inside the library, which would kill the process during a database
+ * outage. The query itself still fails with CONNECTION_CLOSED and is retried, so only that error is swallowed;
+ * any other uncaught error still ends the process. A stage installs it with process.on("uncaughtException").
+ */
+export function ignoreWriteAfterClose(error: Error): void {
+  const known = error instanceof TypeError && /socket\.write/.test(error.message);
+  if (known && error.stack?.includes("postgres/src/connection.js")) return;
+  console.error(error);
+  process.exit(1);
+}
+
 /** A pool for `url`. Notices are dropped: `create ... if not exists` would log one per start. */
 export function createDb(url: string, max = 4) {
   return postgres(url, { max, connect_timeout: 5, idle_timeout: 60, onnotice: () => {} });
