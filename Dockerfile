@@ -15,11 +15,14 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
-# The stage scripts: by design every .ts at the repository root is one (DESIGN.md).
+# The stage scripts (every .ts at the repository root is one), each with the folder of its own modules, and the
+# framework they share. persist/ carries the SQL migrations it applies at start.
 COPY *.ts ./
 COPY shared ./shared
-# Read at run time by shared/db.ts.
-COPY migrations ./migrations
+COPY ingest ./ingest
+COPY enrich ./enrich
+COPY aggregate ./aggregate
+COPY persist ./persist
 # Compose's topic-plan service.
 COPY scripts/topics.ts ./scripts/
 # Where topic-plan writes the topic plan for topic-init: a fresh named volume takes this directory's owner, and

@@ -1,16 +1,17 @@
 /**
  * aggregate: login events from `logins.raw` become one statistics record per event-time window and input
- * partition on `logins.stats` (shared/windows.ts has the window rules). Input offsets are committed only up to
+ * partition on `logins.stats` (aggregate/windows.ts has the window rules). Input offsets are committed only up to
  * the first record of the oldest window not yet emitted, and running totals are rebuilt from the last window
  * each partition emitted, so a crash replays into the same windows instead of losing or double-counting them.
  */
-import { deadLetter, decode, mapRecords } from "./shared/dlq.ts";
+
+import { createWindowFold } from "./aggregate/windows.ts";
 import { committedOffsets, createProducer, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
+import { deadLetter, decode, mapRecords } from "./shared/records.ts";
+import { createStage } from "./shared/runner.ts";
 import { type LoginWindowStats, RawLogin, LoginWindowStats as StatsSchema } from "./shared/schemas.ts";
-import { createStage } from "./shared/stage.ts";
 import { TOPICS } from "./shared/topics.ts";
-import { createWindowFold } from "./shared/windows.ts";
 
 const GROUP = "aggregate";
 

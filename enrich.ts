@@ -3,11 +3,12 @@
  * `locations.enriched` keyed by user_id. Input offsets are committed only after the broker acknowledged the
  * output (at least once into Kafka; persist removes the duplicates a crash can cause).
  */
-import { decode, mapRecords } from "./shared/dlq.ts";
+
+import { enrichLocation } from "./enrich/timezone.ts";
 import { createProducer } from "./shared/kafka.ts";
+import { decode, mapRecords } from "./shared/records.ts";
+import { createStage } from "./shared/runner.ts";
 import { RawLocation } from "./shared/schemas.ts";
-import { createStage } from "./shared/stage.ts";
-import { enrichLocation } from "./shared/timezone.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 const stage = createStage("enrich", (env) => env.ENRICH_PORT);

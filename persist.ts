@@ -1,18 +1,18 @@
 /**
  * persist: enriched locations, login window statistics and the raw logins (the audit table) into PostgreSQL,
  * exactly once in effect. Each batch's rows and the group's offsets
- * commit in one transaction (shared/store.ts), so PostgreSQL is the source of truth for what was persisted and
+ * commit in one transaction (persist/store.ts), so PostgreSQL is the source of truth for what was persisted and
  * a replay writes nothing twice. Kafka's offsets are committed afterwards, only to keep lag visible.
  */
-import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./shared/db.ts";
+import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./persist/db.ts";
+import { type PendingRow, writeBatch } from "./persist/store.ts";
+import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "./persist/tables.ts";
 import { within } from "./shared/deadline.ts";
-import { decode, mapRecords } from "./shared/dlq.ts";
 import { createProducer, type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
+import { decode, mapRecords } from "./shared/records.ts";
+import { createStage } from "./shared/runner.ts";
 import { EnrichedLocation, LoginWindowStats, RawLogin } from "./shared/schemas.ts";
-import { createStage } from "./shared/stage.ts";
-import { type PendingRow, writeBatch } from "./shared/store.ts";
-import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "./shared/tables.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 const GROUP = "persist";

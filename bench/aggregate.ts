@@ -1,6 +1,6 @@
 /**
  * `bun run bench:aggregate`: events/s of ONE aggregate.ts instance beside the rate of the pure window fold
- * (shared/windows.ts) on the same events, measured in the same run.
+ * (aggregate/windows.ts) on the same events, measured in the same run.
  *
  * 1. In this process: the fold alone, with a tick after every 5,000 events as the stage does after each batch.
  * 2. Drains the `aggregate` group, produces the events to `logins.raw`, starts a fresh aggregate.ts and times it
@@ -15,11 +15,11 @@
 import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createWindowFold } from "../aggregate/windows.ts";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, partitionFor } from "../shared/kafka.ts";
 import type { RawLogin } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
-import { createWindowFold } from "../shared/windows.ts";
 import {
   bestOf,
   drainGroup,

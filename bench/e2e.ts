@@ -11,8 +11,8 @@
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createDb } from "../persist/db.ts";
 import { config } from "../shared/config.ts";
-import { createDb } from "../shared/db.ts";
 import { brokerAnswers } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { pollEvery } from "../tools/poll.ts";

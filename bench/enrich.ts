@@ -23,12 +23,12 @@ import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { find, setCache } from "geo-tz/dist/find-1970";
+import { enrichLocation } from "../enrich/timezone.ts";
+import { createDb } from "../persist/db.ts";
 import { parseConfig } from "../shared/config.ts";
-import { createDb } from "../shared/db.ts";
-import { decode } from "../shared/dlq.ts";
 import { brokerAnswers, type InRecord } from "../shared/kafka.ts";
+import { decode } from "../shared/records.ts";
 import { RawLocation } from "../shared/schemas.ts";
-import { enrichLocation } from "../shared/timezone.ts";
 import { TOPICS } from "../shared/topics.ts";
 import {
   bestOf,
@@ -89,7 +89,7 @@ async function main(): Promise<number> {
       `${int(count)} events, BATCH_MAX_RECORDS=${BATCH_MAX_RECORDS}`,
   );
 
-  // The same geo-tz module instance as shared/timezone.ts uses. Each figure is the best of a few passes, since
+  // The same geo-tz module instance as enrich/timezone.ts uses. Each figure is the best of a few passes, since
   // other work on the machine can only slow a pass down; a cold pass starts from an emptied cache, as a freshly
   // started stage does (the tiles it reads are in the OS page cache either way).
   const findCold = bestOf(() => {

@@ -5,7 +5,7 @@
  *
  * 1. Drains the `persist` group, produces enriched events to `locations.enriched`, starts a fresh persist.ts and
  *    times it by its group's committed offsets (persist commits to Kafka right after each batch's transaction).
- * 2. Ceilings over the same rows, made with shared/store.ts's `copyText` so the bytes are identical: `psql \copy`
+ * 2. Ceilings over the same rows, made with persist/store.ts's `copyText` so the bytes are identical: `psql \copy`
  *    (the ceiling) and one postgres.js COPY into `bench_locations_copy` (LIKE locations INCLUDING ALL), and as
  *    middle figures the stage's per-record CPU without I/O and `writeBatch` itself in batches, without Kafka.
  * 3. Drops the scratch table and file, and deletes the bench rows from `locations`.
@@ -20,14 +20,14 @@
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { enrichLocation } from "../enrich/timezone.ts";
+import { createDb, databaseAnswers, type Sql } from "../persist/db.ts";
+import { copyText, type PendingRow, type TableSpec, writeBatch } from "../persist/store.ts";
+import { LOCATIONS, locationRow } from "../persist/tables.ts";
 import { parseConfig } from "../shared/config.ts";
-import { createDb, databaseAnswers, type Sql } from "../shared/db.ts";
-import { decode } from "../shared/dlq.ts";
 import { brokerAnswers, type InRecord } from "../shared/kafka.ts";
+import { decode } from "../shared/records.ts";
 import { type EnrichedLocation as Enriched, EnrichedLocation } from "../shared/schemas.ts";
-import { copyText, type PendingRow, type TableSpec, writeBatch } from "../shared/store.ts";
-import { LOCATIONS, locationRow } from "../shared/tables.ts";
-import { enrichLocation } from "../shared/timezone.ts";
 import { TOPICS } from "../shared/topics.ts";
 import {
   bestOf,
@@ -97,7 +97,7 @@ async function postgresCopy(sql: Sql, text: string, rows: number): Promise<numbe
   return rows / elapsed;
 }
 
-/** Rows/s of shared/store.ts's `writeBatch` into the emptied scratch table, in batches of `batchSize`, serially. */
+/** Rows/s of persist/store.ts's `writeBatch` into the emptied scratch table, in batches of `batchSize`, serially. */
 async function writeBatches(sql: Sql, rows: PendingRow[], batchSize: number): Promise<number> {
   await sql.unsafe(`truncate ${SCRATCH}`);
   await sql`delete from consumer_offsets where group_id = ${SCRATCH_GROUP}`;

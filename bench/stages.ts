@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
-import type { Sql } from "../shared/db.ts";
+import type { Sql } from "../persist/db.ts";
 import {
   committedOffsets,
   createProducer,

@@ -112,7 +112,7 @@ function importClosure(entry: string) {
 }
 
 /** Files read at run time besides imports, by the module that reads them. */
-const RUNTIME_DATA: Record<string, string> = { "shared/db.ts": "migrations" };
+const RUNTIME_DATA: Record<string, string> = { "persist/db.ts": "persist/migrations" };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Dockerfile and .dockerignore.

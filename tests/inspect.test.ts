@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DecodeError, deadLetter } from "../shared/dlq.ts";
 import { createConsumer, createProducer, type Delivery, deleteGroup, type InRecord } from "../shared/kafka.ts";
+import { DecodeError, deadLetter } from "../shared/records.ts";
 import { dlqOf, TOPICS, topicSpecs } from "../shared/topics.ts";
 import { snapshot, testConfig } from "./support.ts";
 

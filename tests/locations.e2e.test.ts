@@ -3,7 +3,7 @@
  * poison records and a database outage. Every count is of this run's own events (their user_ids carry a run id).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createDb } from "../shared/db.ts";
+import { createDb } from "../persist/db.ts";
 import { createProducer, deleteGroup, partitionFor } from "../shared/kafka.ts";
 import { dlqOf, TOPICS } from "../shared/topics.ts";
 import {

@@ -4,7 +4,7 @@
  * and across a SIGKILL of aggregate while a window is open.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createDb } from "../shared/db.ts";
+import { createDb } from "../persist/db.ts";
 import { partitionFor } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { pollUntil, readTopic, type Stage, snapshot, spawnStage, startIngest, testConfig } from "./support.ts";

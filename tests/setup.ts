@@ -5,8 +5,9 @@
  * 3. else it stops at once and says to run `bun run stack`.
  * Then it makes sure every topic exists, so tests never depend on auto-creation.
  */
+
+import { createDb, databaseAnswers } from "../persist/db.ts";
 import { parseConfig } from "../shared/config.ts";
-import { createDb, databaseAnswers } from "../shared/db.ts";
 import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
 

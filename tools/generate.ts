@@ -1,6 +1,6 @@
 /**
  * `bun run generate`: realistic traffic through the HTTP API (see --help). The generators live in
- * tools/generators.ts and the driver in tools/traffic.ts, so tests/faults.ts drives the same traffic.
+ * tools/generators.ts and the driver in tools/traffic.ts, so tools/faults.ts drives the same traffic.
  */
 import { parseArgs } from "node:util";
 import { createGenerator, KINDS, type Kind, mulberry32, seedOf } from "./generators.ts";

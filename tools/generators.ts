@@ -8,7 +8,7 @@
  * Pure: no I/O, no clock, no global randomness. Every choice comes from a mulberry32 PRNG seeded by the caller
  * and the event time is passed in, so the same seed and the same times give the same events.
  */
-import { OPTIONAL_FIELDS } from "../shared/windows.ts";
+import { OPTIONAL_FIELDS } from "../aggregate/windows.ts";
 
 /** A PRNG: uniform numbers in [0, 1). */
 export type Rng = () => number;

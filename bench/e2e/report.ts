@@ -3,7 +3,7 @@
  * miss each, where the time went (the stages' own histograms) and anything that may have disturbed the run.
  */
 import { cpus, freemem, totalmem } from "node:os";
-import type { Sql } from "../../shared/db.ts";
+import type { Sql } from "../../persist/db.ts";
 import { type ChartStep, RSVG_INSTALL } from "./chart.ts";
 import type { Distribution } from "./latency.ts";
 import type { Options } from "./options.ts";

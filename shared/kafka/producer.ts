@@ -1,7 +1,7 @@
 /** The idempotent producer, with concurrent sends coalesced into shared produce calls. */
 import { ProduceAcks, Producer } from "@platformatic/kafka";
-import { createCoalescer } from "../coalesce.ts";
 import { answers } from "./admin.ts";
+import { createCoalescer } from "./coalesce.ts";
 import { keyHash } from "./partition.ts";
 
 /** A record to produce. The key picks the partition with Kafka's murmur2, as Java clients and rpk do. */

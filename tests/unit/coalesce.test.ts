@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { type CoalesceOptions, createCoalescer } from "../../shared/coalesce.ts";
+import { type CoalesceOptions, createCoalescer } from "../../shared/kafka/coalesce.ts";
 
 /** One flush call the coalescer made, completed by the test when it chooses. */
 interface Call<T, R> {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
+import { OPTIONAL_FIELDS } from "../../aggregate/windows.ts";
 import { LocationEvent, LoginEvent } from "../../shared/schemas.ts";
-import { OPTIONAL_FIELDS } from "../../shared/windows.ts";
 import {
   corrupt,
   createGenerator,

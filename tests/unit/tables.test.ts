@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { copyText, copyValue, type TableSpec } from "../../persist/store.ts";
+import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "../../persist/tables.ts";
 import type { EnrichedLocation, LoginWindowStats, RawLogin } from "../../shared/schemas.ts";
-import { copyText, copyValue, type TableSpec } from "../../shared/store.ts";
-import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "../../shared/tables.ts";
 
 /**
  * A reference decoder of PostgreSQL's COPY text format (default delimiter and null string), written from the
@@ -310,7 +310,7 @@ describe("loginWindowRow", () => {
 
 /** The columns of each `create table` in migrations/, and which of them must be given (not null, no default). */
 function migratedTables(): Map<string, { columns: string[]; required: string[] }> {
-  const dir = join(import.meta.dir, "../../migrations");
+  const dir = join(import.meta.dir, "../../persist/migrations");
   const sqlText = readdirSync(dir)
     .filter((file) => file.endsWith(".sql"))
     .sort()

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
+import { enrichLocation, localTime, utcOffsetMinutes } from "../../enrich/timezone.ts";
 import { EnrichedLocation, type RawLocation } from "../../shared/schemas.ts";
-import { enrichLocation, localTime, utcOffsetMinutes } from "../../shared/timezone.ts";
 import { mulberry32 as random } from "../../tools/generators.ts";
 
 /** A location event as it travels on `locations.raw`. */

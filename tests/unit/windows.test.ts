@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
+import { createWindowFold, OPTIONAL_FIELDS, type WindowFold } from "../../aggregate/windows.ts";
 import { LoginWindowStats, type RawLogin } from "../../shared/schemas.ts";
-import { createWindowFold, OPTIONAL_FIELDS, type WindowFold } from "../../shared/windows.ts";
 import { mulberry32 as random } from "../../tools/generators.ts";
 
 const WINDOW = 10_000;

@@ -24,7 +24,7 @@
  * run's windows or conflicts to persist's counters; checks that assume the pipeline to themselves are then
  * reported INCONCLUSIVE instead of failing, and the run says how much other traffic it saw.
  */
-import type { Sql } from "../../shared/db.ts";
+import type { Sql } from "../../persist/db.ts";
 import type { Position } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { FATES, type Fate, type Ledger, type Table } from "./ledger.ts";

@@ -3,7 +3,7 @@
  * windows, and waiting until the pipeline has consumed everything (polling with a deadline, never sleeping a
  * fixed time).
  */
-import type { Sql } from "../../shared/db.ts";
+import type { Sql } from "../../persist/db.ts";
 import { endOffsets, lastRecords, type Position, partitionFor } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import type { LoginBody } from "../generators.ts";

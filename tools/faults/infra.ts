@@ -5,8 +5,8 @@
  */
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import { createDb, databaseAnswers } from "../../persist/db.ts";
 import { processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
-import { createDb, databaseAnswers } from "../../shared/db.ts";
 import { brokerAnswers } from "../../shared/kafka.ts";
 import { localCluster } from "../../tests/support.ts";
 import { pollEvery } from "../poll.ts";

@@ -3,7 +3,7 @@
  * (optionally killing a stage while it is down), add or remove the second enrich. Downtimes are random
  * (seeded): that is load shaping; every wait for something to come back polls with a deadline.
  */
-import type { Sql } from "../../shared/db.ts";
+import type { Sql } from "../../persist/db.ts";
 import { between, pick, type Rng } from "../generators.ts";
 import { pollEvery } from "../poll.ts";
 import { stackBrokerPid, startBroker, stopBroker } from "./infra.ts";

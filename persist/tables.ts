@@ -1,6 +1,6 @@
 /** What each persisted topic becomes in PostgreSQL: the table, its columns, and how an event maps to a row. */
-import type { InRecord } from "./kafka.ts";
-import type { EnrichedLocation, LoginWindowStats, RawLogin } from "./schemas.ts";
+import type { InRecord } from "../shared/kafka.ts";
+import type { EnrichedLocation, LoginWindowStats, RawLogin } from "../shared/schemas.ts";
 import type { TableSpec } from "./store.ts";
 
 /** `locations`: one row per event_id; a replayed event is ignored. */

@@ -11,7 +11,7 @@
  *   which it accounts for everything. Restoring from the last emitted window rebuilds totals and tells a replay
  *   which records are already counted, so a crash at any point gives the same output as no crash.
  */
-import type { LoginWindowStats, RawLogin } from "./schemas.ts";
+import type { LoginWindowStats, RawLogin } from "../shared/schemas.ts";
 
 /** The optional login fields whose absence is counted. */
 export const OPTIONAL_FIELDS = ["app_version", "device_type", "ip", "locale", "device_id"] as const;

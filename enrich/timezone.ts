@@ -1,7 +1,7 @@
 /** Where and when an event happened, in local terms: IANA timezone, UTC offset at that instant, local time. */
 import { find, setCache } from "geo-tz/dist/find-1970";
 import { LRUCache } from "lru-cache";
-import type { EnrichedLocation, RawLocation } from "./schemas.ts";
+import type { EnrichedLocation, RawLocation } from "../shared/schemas.ts";
 
 // geo-tz caches every boundary tile it reads, forever: hundreds of MB once events cover the globe. 500 tiles keep
 // the heap near 40 MB and still answer repeat lookups from memory.

@@ -5,8 +5,9 @@
  * writes a row twice. Rows go in through COPY into a staging table, the fastest path postgres.js offers, then
  * one INSERT ... SELECT that applies the table's conflict rule.
  */
+
+import type { InRecord } from "../shared/kafka.ts";
 import type { Sql } from "./db.ts";
-import type { InRecord } from "./kafka.ts";
 
 /** Where a batch's rows go and what a second row with the same key does. */
 export interface TableSpec {

@@ -15,23 +15,23 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { createDb } from "../persist/db.ts";
 import { config } from "../shared/config.ts";
-import { createDb } from "../shared/db.ts";
 import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
-import { account, type Check, type Contamination } from "../tools/faults/checks.ts";
-import { drain, nextFreeWindow, sendClosers, snapshot } from "../tools/faults/drain.ts";
-import { groupMembers } from "../tools/faults/groups.ts";
-import { ensureBroker, postgresAnswers, postgresControl, stackBrokerPid } from "../tools/faults/infra.ts";
-import { createInjector } from "../tools/faults/inject.ts";
-import { Ledger } from "../tools/faults/ledger.ts";
-import { loadLine, type Stream, startLoad } from "../tools/faults/load.ts";
-import { Pipeline, type Role } from "../tools/faults/pipeline.ts";
-import { freePort } from "../tools/faults/processes.ts";
-import { type ConsumerRole, describe, type Fault, PROFILES, plan } from "../tools/faults/profiles.ts";
-import { printSummary } from "../tools/faults/summary.ts";
-import { between, mulberry32, seedOf } from "../tools/generators.ts";
-import { pollEvery, TimeoutError } from "../tools/poll.ts";
+import { account, type Check, type Contamination } from "./faults/checks.ts";
+import { drain, nextFreeWindow, sendClosers, snapshot } from "./faults/drain.ts";
+import { groupMembers } from "./faults/groups.ts";
+import { ensureBroker, postgresAnswers, postgresControl, stackBrokerPid } from "./faults/infra.ts";
+import { createInjector } from "./faults/inject.ts";
+import { Ledger } from "./faults/ledger.ts";
+import { loadLine, type Stream, startLoad } from "./faults/load.ts";
+import { Pipeline, type Role } from "./faults/pipeline.ts";
+import { freePort } from "./faults/processes.ts";
+import { type ConsumerRole, describe, type Fault, PROFILES, plan } from "./faults/profiles.ts";
+import { printSummary } from "./faults/summary.ts";
+import { between, mulberry32, seedOf } from "./generators.ts";
+import { pollEvery, TimeoutError } from "./poll.ts";
 
 const USAGE = `Usage: bun run test:faults [--profile smoke|ci|full] [--seed N] [--foreign-wait S] [--ignore-foreign]
   --profile smoke   no faults, about a minute: checks the harness itself
