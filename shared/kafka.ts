@@ -1,9 +1,11 @@
 /**
  * The only module that imports the Kafka client, so that it can be swapped. Records cross this boundary as
- * strings and Buffers; nothing outside sees a client type.
+ * strings and Buffers; nothing outside sees a client type. The port (types.ts) and the offset arithmetic
+ * (positions.ts) are client-independent; the rest is @platformatic/kafka behind them.
  */
 export {
   brokerAnswers,
+  closeAdminConnections,
   committedOffsets,
   deleteGroup,
   endOffsets,
@@ -11,13 +13,25 @@ export {
   groupLag,
   groupMembers,
 } from "./kafka/admin.ts";
-export {
-  createConsumer,
-  type InRecord,
-  type KafkaConsumer,
-  lastRecords,
-  nextPositions,
-  type Position,
-} from "./kafka/consumer.ts";
+export { createConsumer } from "./kafka/consumer.ts";
 export { partitionFor } from "./kafka/partition.ts";
-export { createProducer, type Delivery, type KafkaProducer, type OutRecord } from "./kafka/producer.ts";
+export { nextPositions } from "./kafka/positions.ts";
+export { createProducer } from "./kafka/producer.ts";
+export {
+  lastRecords,
+  RangeTimeoutError,
+  type ReadRangeOptions,
+  readRange,
+  type ScanRangeOptions,
+  scanRange,
+} from "./kafka/range.ts";
+export type {
+  ConsumerOptions,
+  Delivery,
+  InRecord,
+  KafkaConsumer,
+  KafkaProducer,
+  OutRecord,
+  Position,
+  ProducerOptions,
+} from "./kafka/types.ts";

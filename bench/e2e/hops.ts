@@ -6,19 +6,21 @@
  *   raw created -> enriched created enrich: the raw produce's ack, fetching, waiting for the previous batch, enriching
  *   enriched created -> persisted_at persist: the enriched produce's ack, fetching, the previous batch, COPY, insert
  */
-import { within } from "../../shared/deadline.ts";
-import { createConsumer } from "../../shared/kafka.ts";
+import { type Position, scanRange } from "../../shared/kafka.ts";
 import type { GroupWatcher } from "./groups.ts";
 import { type Distribution, distribution } from "./latency.ts";
 
 const READ_TIMEOUT_MS = 60_000;
 
-/** End offsets of a topic, by partition. */
-export type Ends = Map<number, bigint>;
+/** End offsets of a topic, one position per partition. */
+export type Ends = Position[];
 
 /**
  * The creation time (epoch ms) of every record of `topic` between `from` and `to`, by the event_id in its JSON
  * value, for the event_ids in `wanted`.
+ *
+ * @example
+ * const times = await creationTimes(brokers, "locations.raw", before.raw, after.raw, new Set(rows.keys()));
  */
 export async function creationTimes(
   brokers: string[],
@@ -27,35 +29,20 @@ export async function creationTimes(
   to: Ends,
   wanted: Set<string>,
 ): Promise<Map<string, number>> {
-  const remaining = new Map([...to].filter(([p, end]) => end > (from.get(p) ?? 0n)));
   const times = new Map<string, number>();
-  if (remaining.size === 0) return times;
-  const consumer = createConsumer({
+  await scanRange({
     brokers,
-    groupId: `bench-e2e-reader-${crypto.randomUUID()}`,
-    clientId: "bench-e2e-reader",
-    topics: [topic],
-    startAt: [...remaining.keys()].map((partition) => ({ topic, partition, offset: from.get(partition) ?? 0n })),
+    topic,
+    from,
+    until: to,
+    timeoutMs: READ_TIMEOUT_MS,
+    visit: (record) => {
+      // Cheaper than JSON.parse of every value: event_id is a plain string field.
+      const id = /"event_id":"([^"]+)"/.exec(record.value.toString())?.[1];
+      if (id && wanted.has(id)) times.set(id, Number(record.timestamp));
+    },
   });
-  const reading = (async () => {
-    for await (const batch of consumer.batches()) {
-      for (const record of batch) {
-        // Cheaper than JSON.parse of every value: event_id is a plain string field.
-        const id = /"event_id":"([^"]+)"/.exec(record.value.toString())?.[1];
-        if (id && wanted.has(id)) times.set(id, Number(record.timestamp));
-        const end = remaining.get(record.partition);
-        if (end !== undefined && record.offset >= end - 1n) remaining.delete(record.partition);
-      }
-      if (remaining.size === 0) return true;
-    }
-    return false;
-  })();
-  try {
-    if (!(await within(reading, READ_TIMEOUT_MS, false))) throw new Error(`could not read ${topic} back in time`);
-    return times;
-  } finally {
-    await consumer.close();
-  }
+  return times;
 }
 
 /** p50/p95/p99 of each hop of location events. */

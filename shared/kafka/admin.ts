@@ -1,38 +1,122 @@
-/** Topic administration and broker probes. */
-import { Admin, type Producer } from "@platformatic/kafka";
+/**
+ * Topic administration and broker probes, all over one Admin client per broker list, opened on first use and kept
+ * for the life of the process: a drain that polls offsets every second would otherwise connect every second.
+ */
+import { Admin, findErrorBy, NetworkError, type Producer, TimeoutError } from "@platformatic/kafka";
 import { within } from "../deadline.ts";
 import type { TopicSpec } from "../topics.ts";
-import type { Position } from "./consumer.ts";
+import { uncommitted } from "./positions.ts";
+import type { Position } from "./types.ts";
 
-/** True when `client`'s broker answers a metadata request within `timeoutMs`. */
-export function answers(client: Producer | Admin, timeoutMs: number): Promise<boolean> {
-  const metadata = client.metadata({ topics: [], forceUpdate: true, retries: 0 }).then(
-    () => true,
-    () => false,
-  );
-  return within(metadata, timeoutMs, false);
+interface Shared {
+  admin: Admin;
+  /** Calls using it now. */
+  calls: number;
 }
 
-/** True when a broker of `brokers` answers a metadata request within `timeoutMs`. */
-export async function brokerAnswers(brokers: string[], timeoutMs: number): Promise<boolean> {
-  const admin = new Admin({
-    clientId: "probe",
-    bootstrapBrokers: brokers,
-    connectTimeout: timeoutMs,
-    timeout: timeoutMs,
-    retries: 0,
-  });
+/** Shared clients by broker list; a client leaves the map when a call on it fails with a connection error. */
+const shared = new Map<string, Shared>();
+let callsInFlight = 0;
+/**
+ * The shared sockets are unref'd so that an idle client never keeps a finished script alive (most callers never
+ * close it); this timer keeps the process alive instead while a call waits for the broker.
+ */
+let keepAlive: Timer | undefined;
+
+/** Errors after which the client's connections cannot be trusted: refused, dropped, or timed out. */
+function isConnectionError(error: unknown): boolean {
+  const failure = error instanceof Error ? error : undefined;
+  return (
+    findErrorBy(failure, "code", NetworkError.code) !== null || findErrorBy(failure, "code", TimeoutError.code) !== null
+  );
+}
+
+function open(key: string, brokers: string[]): Shared {
+  const admin = new Admin({ clientId: "admin", bootstrapBrokers: brokers });
+  admin.on("client:broker:connect", ({ connection }) => connection.socket.unref());
+  const entry = { admin, calls: 0 };
+  shared.set(key, entry);
+  return entry;
+}
+
+/** Runs `work` on the shared client for `brokers`: created on first use, replaced after a connection error. */
+async function withAdmin<T>(brokers: string[], work: (admin: Admin) => Promise<T>): Promise<T> {
+  const key = [...brokers].sort().join(",");
+  const cached = shared.get(key);
+  // A client closed by anything but this module would fail every call: replace it instead.
+  const current = cached && !cached.admin.closed ? cached : open(key, brokers);
+  current.calls++;
+  if (callsInFlight++ === 0) keepAlive = setInterval(() => {}, 60_000);
   try {
-    return await answers(admin, timeoutMs);
+    return await work(current.admin);
+  } catch (error) {
+    if (isConnectionError(error) && shared.get(key) === current) shared.delete(key);
+    throw error;
   } finally {
-    await admin.close().catch(() => {});
+    current.calls--;
+    if (--callsInFlight === 0) clearInterval(keepAlive);
+    // Dropped after a connection error: closed once its other callers are done, not under them, and without
+    // making this caller wait for it.
+    if (current.calls === 0 && shared.get(key) !== current && !current.admin.closed)
+      current.admin.close().catch(() => {});
   }
 }
 
-/** Creates the topics of `specs` that do not exist yet; existing topics are left as they are. */
-export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promise<string[]> {
-  const admin = new Admin({ clientId: "topics", bootstrapBrokers: brokers });
-  try {
+/**
+ * Closes the connections the admin helpers share, at once: calls still in flight fail, and a later call opens a
+ * new connection. A process calls it at shutdown to leave the broker cleanly; forgetting it does not keep the
+ * process alive, it only leaves the broker to notice the closed socket.
+ *
+ * @example
+ * // The last step of a shutdown, once nothing calls the admin helpers any more.
+ * await closeAdminConnections();
+ */
+export async function closeAdminConnections(): Promise<void> {
+  const open = [...shared.values()];
+  shared.clear();
+  await Promise.all(open.map((entry) => entry.admin.close().catch(() => {})));
+}
+
+const probe = (client: Producer | Admin) => client.metadata({ topics: [], forceUpdate: true, retries: 0 });
+
+/**
+ * True when `client`'s broker answers a metadata request within `timeoutMs`.
+ *
+ * @example
+ * const up = await answers(producer, 1_000);
+ */
+export function answers(client: Producer | Admin, timeoutMs: number): Promise<boolean> {
+  const answered = probe(client).then(
+    () => true,
+    () => false,
+  );
+  return within(answered, timeoutMs, false);
+}
+
+/**
+ * True when a broker of `brokers` answers a metadata request within `timeoutMs`.
+ *
+ * @example
+ * if (!(await brokerAnswers(["127.0.0.1:9092"], 3_000))) throw new Error("no broker");
+ */
+export function brokerAnswers(brokers: string[], timeoutMs: number): Promise<boolean> {
+  // Through withAdmin, so a refused probe replaces the client and the next probe connects afresh.
+  const answered = withAdmin(brokers, probe).then(
+    () => true,
+    () => false,
+  );
+  return within(answered, timeoutMs, false);
+}
+
+/**
+ * Creates the topics of `specs` that do not exist yet; existing topics are left as they are. Returns the names
+ * it created.
+ *
+ * @example
+ * const created = await ensureTopics(brokers, topicSpecs(6));
+ */
+export function ensureTopics(brokers: string[], specs: TopicSpec[]): Promise<string[]> {
+  return withAdmin(brokers, async (admin) => {
     const existing = new Set(await admin.listTopics());
     const missing = specs.filter((spec) => !existing.has(spec.name));
     for (const spec of missing) {
@@ -40,15 +124,17 @@ export async function ensureTopics(brokers: string[], specs: TopicSpec[]): Promi
       await admin.createTopics({ topics: [spec.name], partitions: spec.partitions, replicas: -1 });
     }
     return missing.map((spec) => spec.name);
-  } finally {
-    await admin.close();
-  }
+  });
 }
 
-/** The offset after the last record of each partition of `topic`: where a reader starting now would begin. */
-export async function endOffsets(brokers: string[], topic: string): Promise<Position[]> {
-  const admin = new Admin({ clientId: "offsets", bootstrapBrokers: brokers });
-  try {
+/**
+ * The offset after the last record of each partition of `topic`: where a reader starting now would begin.
+ *
+ * @example
+ * const before = await endOffsets(brokers, "locations.raw"); // [{ topic, partition: 0, offset: 1234n }, ...]
+ */
+export function endOffsets(brokers: string[], topic: string): Promise<Position[]> {
+  return withAdmin(brokers, async (admin) => {
     const metadata = await admin.metadata({ topics: [topic] });
     const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
     const partitions = Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp: -1n }));
@@ -58,58 +144,59 @@ export async function endOffsets(brokers: string[], topic: string): Promise<Posi
       partition: partitionIndex,
       offset,
     }));
-  } finally {
-    await admin.close();
-  }
+  });
 }
 
-/** Deletes a consumer group's committed offsets, so its next member starts from the earliest records. */
-export async function deleteGroup(brokers: string[], groupId: string): Promise<void> {
-  const admin = new Admin({ clientId: "groups", bootstrapBrokers: brokers });
-  try {
-    await admin.deleteGroups({ groups: [groupId] });
-  } finally {
-    await admin.close();
-  }
+/**
+ * Deletes a consumer group's committed offsets, so its next member starts from the earliest records.
+ *
+ * @example
+ * await deleteGroup(brokers, "enrich");
+ */
+export function deleteGroup(brokers: string[], groupId: string): Promise<void> {
+  return withAdmin(brokers, (admin) => admin.deleteGroups({ groups: [groupId] }));
 }
 
-/** The offsets `groupId` has committed, per topic-partition; -1 for a partition it never committed. */
-export async function committedOffsets(brokers: string[], groupId: string): Promise<Position[]> {
-  const admin = new Admin({ clientId: "offsets", bootstrapBrokers: brokers });
-  try {
+/**
+ * The offsets `groupId` has committed, per topic-partition; -1 for a partition it never committed.
+ *
+ * @example
+ * const committed = await committedOffsets(brokers, "persist");
+ */
+export function committedOffsets(brokers: string[], groupId: string): Promise<Position[]> {
+  return withAdmin(brokers, async (admin) => {
     const [group] = await admin.listConsumerGroupOffsets({ groups: [groupId] });
     return (group?.topics ?? []).flatMap((topic) =>
       topic.partitions.map((p) => ({ topic: topic.name, partition: p.partitionIndex, offset: p.committedOffset })),
     );
-  } finally {
-    await admin.close();
-  }
+  });
 }
 
 /**
  * Records of `topics` that `groupId` has not committed yet. A partition it never committed counts in full: its
  * next member would start from the earliest record.
+ *
+ * @example
+ * const behind = await groupLag(brokers, "enrich", ["locations.raw"]);
  */
 export async function groupLag(brokers: string[], groupId: string, topics: string[]): Promise<number> {
-  const committed = new Map((await committedOffsets(brokers, groupId)).map((p) => [`${p.topic}:${p.partition}`, p]));
-  let behind = 0n;
-  for (const topic of topics) {
-    for (const end of await endOffsets(brokers, topic)) {
-      const done = committed.get(`${topic}:${end.partition}`)?.offset ?? -1n;
-      behind += end.offset - (done < 0n ? 0n : done);
-    }
-  }
-  return Number(behind);
+  const [committed, ...ends] = await Promise.all([
+    committedOffsets(brokers, groupId),
+    ...topics.map((topic) => endOffsets(brokers, topic)),
+  ]);
+  return uncommitted(ends.flat(), committed ?? []);
 }
 
-/** The members of each group, as "clientId@host": who else is consuming in a group. */
-export async function groupMembers(brokers: string[], groupIds: string[]): Promise<Map<string, string[]>> {
-  const admin = new Admin({ clientId: "groups", bootstrapBrokers: brokers });
-  try {
+/**
+ * The members of each group, as "clientId@host": who else is consuming in a group.
+ *
+ * @example
+ * const members = await groupMembers(brokers, ["enrich", "persist"]); // Map { "enrich" => ["enrich@/127.0.0.1"] }
+ */
+export function groupMembers(brokers: string[], groupIds: string[]): Promise<Map<string, string[]>> {
+  return withAdmin(brokers, async (admin) => {
     const groups = await admin.describeGroups({ groups: groupIds });
     const members = (id: string) => [...(groups.get(id)?.members.values() ?? [])];
     return new Map(groupIds.map((id) => [id, members(id).map((m) => `${m.clientId}@${m.clientHost}`)]));
-  } finally {
-    await admin.close();
-  }
+  });
 }

@@ -1,26 +1,9 @@
-/** The idempotent producer, with concurrent sends coalesced into shared produce calls. */
+/** The port's {@link KafkaProducer} on @platformatic/kafka, with concurrent sends coalesced into shared produce calls. */
 import { ProduceAcks, Producer } from "@platformatic/kafka";
 import { answers } from "./admin.ts";
 import { createCoalescer } from "./coalesce.ts";
 import { keyHash } from "./partition.ts";
-
-/** A record to produce. The key picks the partition with Kafka's murmur2, as Java clients and rpk do. */
-export interface OutRecord {
-  topic: string;
-  /** Without a key the record goes to partition 0 (dead letters of keyless records). */
-  key: string | Buffer | undefined;
-  /** Overrides the key's partition (the aggregate writes each input partition's windows to the same partition). */
-  partition?: number;
-  value: string | Buffer;
-  headers?: Record<string, string>;
-}
-
-/** Where the broker stored a record. */
-export interface Delivery {
-  topic: string;
-  partition: number;
-  offset: bigint;
-}
+import type { Delivery, KafkaProducer, OutRecord, ProducerOptions } from "./types.ts";
 
 /** Largest produce call, kept well under the broker's 1 MiB default so one partition's batch always fits. */
 const MAX_CALL_BYTES = 512 * 1024;
@@ -28,8 +11,12 @@ const MAX_CALL_BYTES = 512 * 1024;
 /**
  * An idempotent producer (acks=all). Concurrent `send` calls are coalesced into shared produce calls; each call
  * resolves with one {@link Delivery} per record once the broker has acknowledged all of them.
+ *
+ * @example
+ * const producer = createProducer({ brokers, clientId: "ingest" });
+ * const [delivery] = await producer.send([{ topic: "logins.raw", key: "user-1", value: "{}" }]);
  */
-export function createProducer(options: { brokers: string[]; clientId: string; timeoutMs?: number }) {
+export function createProducer(options: ProducerOptions): KafkaProducer {
   const producer = new Producer({
     clientId: options.clientId,
     bootstrapBrokers: options.brokers,
@@ -72,21 +59,14 @@ export function createProducer(options: { brokers: string[]; clientId: string; t
   });
 
   return {
-    /** Produces `records`; resolves once the broker has acknowledged every one of them. */
     send: coalescer.submit,
-
-    /** True when the broker answers a metadata request within `timeoutMs`. */
     ping: (timeoutMs = 1000) => answers(producer, timeoutMs),
-
-    /** Waits for queued records, then closes the connections. */
     async close(): Promise<void> {
       await coalescer.drained();
       await producer.close();
     },
   };
 }
-
-export type KafkaProducer = ReturnType<typeof createProducer>;
 
 function toBufferMap(headers: Record<string, string>): Map<Buffer, Buffer> {
   return new Map(Object.entries(headers).map(([name, value]) => [Buffer.from(name), Buffer.from(value)]));

@@ -2,62 +2,15 @@
  * Reading what the run wrote to each topic, between two offset snapshots, to count copies per event: the
  * ground truth for "did ingest write anything twice" and "how many replays reached persist".
  */
-import { createConsumer, endOffsets, type InRecord, type Position } from "../../shared/kafka.ts";
-import { TimeoutError } from "../poll.ts";
-import { slot } from "./groups.ts";
+import { type Position, scanRange } from "../../shared/kafka.ts";
 
-/** Calls `visit` on every record of `topic` from `from` up to (not including) `to`; fails after `timeoutMs`. */
-export async function scanTopic(
-  brokers: string[],
-  topic: string,
-  from: Position[],
-  visit: (record: InRecord) => void,
-  timeoutMs: number,
-): Promise<number> {
-  const to = await endOffsets(brokers, topic);
-  const start = new Map(from.map((p) => [p.partition, p.offset]));
-  // Partitions with something to read, and the last offset to reach in each.
-  const remaining = new Map<number, bigint>();
-  for (const end of to)
-    if (end.offset > (start.get(end.partition) ?? 0n)) remaining.set(end.partition, end.offset - 1n);
-  if (remaining.size === 0) return 0;
-  const consumer = createConsumer({
-    brokers,
-    groupId: `faults-scan-${crypto.randomUUID()}`,
-    clientId: "faults-scan",
-    topics: [topic],
-    startAt: to.map((end) => ({ topic, partition: end.partition, offset: start.get(end.partition) ?? 0n })),
-  });
-  let read = 0;
-  const reading = (async () => {
-    for await (const batch of consumer.batches()) {
-      for (const record of batch) {
-        const last = remaining.get(record.partition);
-        if (last === undefined || record.offset > last) continue;
-        read++;
-        visit(record);
-        if (record.offset === last) remaining.delete(record.partition);
-      }
-      if (remaining.size === 0) return;
-    }
-  })();
-  let timer: Timer | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const left = [...remaining.keys()].map((p) => slot(topic, p)).join(", ");
-      reject(new TimeoutError(`reading ${topic} took over ${timeoutMs / 1000} s (${read} records; not done: ${left})`));
-    }, timeoutMs);
-  });
-  try {
-    await Promise.race([reading, deadline]);
-    return read;
-  } finally {
-    clearTimeout(timer);
-    await consumer.close();
-  }
-}
-
-/** Copies per event_id of the run's events in a topic of JSON events, and how many records were someone else's. */
+/**
+ * Copies per event_id of the run's events in a topic of JSON events, from `from` to the topic's end now, and how
+ * many records were someone else's.
+ *
+ * @example
+ * const { copies, others } = await eventCopies(brokers, "logins.raw", startOffsets, `${run}-`, 60_000);
+ */
 export async function eventCopies(
   brokers: string[],
   topic: string,
@@ -68,11 +21,13 @@ export async function eventCopies(
   const copies = new Map<string, number>();
   let others = 0;
   const marker = Buffer.from(`"event_id":"${idPrefix}`);
-  await scanTopic(
+  await scanRange({
     brokers,
     topic,
     from,
-    (record) => {
+    until: "end",
+    timeoutMs,
+    visit: (record) => {
       // Most records of a shared topic may be someone else's: skip them before parsing.
       if (!record.value.includes(marker)) {
         others++;
@@ -82,12 +37,17 @@ export async function eventCopies(
       if (typeof id === "string" && id.startsWith(idPrefix)) copies.set(id, (copies.get(id) ?? 0) + 1);
       else others++;
     },
-    timeoutMs,
-  );
+  });
   return { copies, others };
 }
 
-/** Copies per record key, for keys `keep` accepts (logins.stats: "<window start>/<partition>"). */
+/**
+ * Copies per record key from `from` to the topic's end now, for keys `keep` accepts (logins.stats: "<window
+ * start>/<partition>").
+ *
+ * @example
+ * const windows = await keyCopies(brokers, "logins.stats", startOffsets, (key) => key.startsWith("2024"), 60_000);
+ */
 export async function keyCopies(
   brokers: string[],
   topic: string,
@@ -96,16 +56,17 @@ export async function keyCopies(
   timeoutMs: number,
 ): Promise<Map<string, number>> {
   const copies = new Map<string, number>();
-  await scanTopic(
+  await scanRange({
     brokers,
     topic,
     from,
-    (record) => {
+    until: "end",
+    timeoutMs,
+    visit: (record) => {
       const key = record.key?.toString() ?? "";
       if (keep(key)) copies.set(key, (copies.get(key) ?? 0) + 1);
     },
-    timeoutMs,
-  );
+  });
   return copies;
 }
 
