@@ -1,15 +1,14 @@
 /**
  * aggregate: login events from `logins.raw` become one statistics record per event-time window and input
- * partition on `logins.stats` (aggregate/windows.ts has the window rules). Input offsets are committed only up to
- * the first record of the oldest window not yet emitted, and running totals are rebuilt from the last window
+ * partition on `logins.stats` (aggregate/windows.ts has the window rules). Input offsets are committed only up
+ * to the first record of the oldest window not yet emitted, and running totals are rebuilt from the last window
  * each partition emitted, so a crash replays into the same windows instead of losing or double-counting them.
  */
-
 import { createWindowFold } from "./aggregate/windows.ts";
-import { committedOffsets, createProducer, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
+import { committedOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
 import { deadLetter, decode, mapRecords } from "./shared/records.ts";
-import { createStage } from "./shared/runner.ts";
+import { main, type Stage } from "./shared/runner.ts";
 import { type LoginWindowStats, RawLogin, LoginWindowStats as StatsSchema } from "./shared/schemas.ts";
 import { TOPICS } from "./shared/topics.ts";
 
@@ -19,89 +18,92 @@ class LateEvent extends Error {
   override name = "LateEvent";
 }
 
-const stage = createStage("aggregate", (env) => env.AGGREGATE_PORT);
-const { env, log, lifecycle, metrics, registry } = stage;
-const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
-const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
-const duplicates = counter(registry, "duplicate_events_total", "Event ids seen twice in a window, counted once");
-const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "aggregate" });
-const fold = createWindowFold({ windowMs: env.WINDOW_SECONDS * 1000, graceMs: env.WINDOW_GRACE_SECONDS * 1000 });
-
-/** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
-let outbox: OutRecord[] = [];
-let folded: InRecord[] | undefined;
-
 function toRecord(stats: LoginWindowStats): OutRecord {
   const key = `${stats.timestamp_start}/${stats.partition}`;
   return { topic: TOPICS.loginsStats, key, partition: stats.partition, value: JSON.stringify(stats) };
 }
 
-/** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
-async function restore(partitions: number[]) {
-  const [last, committed] = await Promise.all([
-    lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats),
-    committedOffsets(env.KAFKA_BROKERS, GROUP),
-  ]);
-  for (const partition of partitions) {
-    const record = last.get(partition);
-    const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
-    // -1: never committed; the client then starts at the earliest record, wherever that is now.
-    const resumeAt = position !== undefined && position >= 0n ? position : undefined;
-    fold.restore(partition, record && decode(StatsSchema, record), Date.now(), resumeAt);
-  }
-  log.info({ partitions }, "restored window state from logins.stats");
-}
+/** The aggregate stage: the window fold of every partition this member owns. */
+export const aggregate: Stage = {
+  name: "aggregate",
+  port: "AGGREGATE_PORT",
+  group: () => GROUP,
+  start({ env, log, registry, produce }) {
+    const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
+    const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
+    const duplicates = counter(registry, "duplicate_events_total", "Event ids seen twice in a window, counted once");
+    const fold = createWindowFold({ windowMs: env.WINDOW_SECONDS * 1000, graceMs: env.WINDOW_GRACE_SECONDS * 1000 });
+    /** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
+    let outbox: OutRecord[] = [];
+    let folded: InRecord[] | undefined;
 
-function foldBatch(batch: InRecord[]) {
-  const now = Date.now();
-  const { deadLetters } = mapRecords(batch, "aggregate", (record) => {
-    if (!fold.inSequence(record.partition, record.offset)) return; // a stale copy: the replay brings it in order
-    fold.advance(record.partition, record.offset);
-    const outcome = fold.add(record.partition, record.offset, decode(RawLogin, record), now);
-    if (outcome === "duplicate") duplicates.inc();
-    if (outcome !== "late") return;
-    lateEvents.inc();
-    outbox.push(deadLetter(record, new LateEvent("arrived after its window closed"), "aggregate", TOPICS.loginsLate));
-  });
-  outbox.push(...deadLetters, ...fold.tick(now).map(toRecord));
-}
-
-/** Sends the outbox and returns the input positions it makes safe to commit. */
-async function flush() {
-  await producer.send(outbox);
-  for (const record of outbox) {
-    if (record.topic === TOPICS.loginsStats) windowsEmitted.inc();
-    else metrics.deadLettered.inc({ topic: record.topic });
-  }
-  outbox = [];
-  return fold.positions().map((position) => ({ topic: TOPICS.loginsRaw, ...position }));
-}
-
-stage.consume({
-  groupId: GROUP,
-  topics: [TOPICS.loginsRaw],
-  // After every rebalance the client re-reads each assigned partition from its committed offset, which trails
-  // the open windows: all state goes, and each partition is rebuilt from logins.stats and that replay.
-  onAssign() {
-    for (const partition of fold.partitions()) fold.forget(partition);
-  },
-  async handle(batch) {
-    if (folded !== batch) {
-      const known = new Set(fold.partitions());
-      const unknown = [...new Set(batch.map((record) => record.partition))].filter((p) => !known.has(p));
-      if (unknown.length > 0) await restore(unknown);
-      foldBatch(batch);
-      folded = batch;
+    /** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
+    async function restore(partitions: number[]) {
+      const [last, committed] = await Promise.all([
+        lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats),
+        committedOffsets(env.KAFKA_BROKERS, GROUP),
+      ]);
+      for (const partition of partitions) {
+        const record = last.get(partition);
+        const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
+        // -1: never committed; the client then starts at the earliest record, wherever that is now.
+        const resumeAt = position !== undefined && position >= 0n ? position : undefined;
+        fold.restore(partition, record && decode(StatsSchema, record), Date.now(), resumeAt);
+      }
+      log.info({ partitions }, "restored window state from logins.stats");
     }
-    return flush();
+
+    function foldBatch(batch: InRecord[]) {
+      const now = Date.now();
+      const { deadLetters } = mapRecords(batch, "aggregate", (record) => {
+        if (!fold.inSequence(record.partition, record.offset)) return; // a stale copy: the replay brings it in order
+        fold.advance(record.partition, record.offset);
+        const outcome = fold.add(record.partition, record.offset, decode(RawLogin, record), now);
+        if (outcome === "duplicate") duplicates.inc();
+        if (outcome !== "late") return;
+        lateEvents.inc();
+        const late = new LateEvent("arrived after its window closed");
+        outbox.push(deadLetter(record, late, "aggregate", TOPICS.loginsLate));
+      });
+      outbox.push(...deadLetters, ...fold.tick(now).map(toRecord));
+    }
+
+    /** Sends the outbox and returns the input positions it makes safe to commit. */
+    async function flush() {
+      await produce(outbox);
+      windowsEmitted.inc(outbox.filter((record) => record.topic === TOPICS.loginsStats).length);
+      outbox = [];
+      return fold.positions().map((position) => ({ topic: TOPICS.loginsRaw, ...position }));
+    }
+
+    return {
+      consume: {
+        topics: [TOPICS.loginsRaw],
+        // After every rebalance the client re-reads each assigned partition from its committed offset, which
+        // trails the open windows: all state goes, and each partition is rebuilt from logins.stats and that replay.
+        onAssign() {
+          for (const partition of fold.partitions()) fold.forget(partition);
+        },
+        async handle(batch) {
+          if (folded !== batch) {
+            const known = new Set(fold.partitions());
+            const unknown = [...new Set(batch.map((record) => record.partition))].filter((p) => !known.has(p));
+            if (unknown.length > 0) await restore(unknown);
+            foldBatch(batch);
+            folded = batch;
+          }
+          return flush();
+        },
+        tick: {
+          everyMs: env.WINDOW_IDLE_TICK_MS,
+          run() {
+            outbox.push(...fold.tick(Date.now()).map(toRecord));
+            return flush();
+          },
+        },
+      },
+    };
   },
-  tick: {
-    everyMs: env.WINDOW_IDLE_TICK_MS,
-    run() {
-      outbox.push(...fold.tick(Date.now()).map(toRecord));
-      return flush();
-    },
-  },
-});
-stage.serveHealth(() => producer.ping());
-lifecycle.onShutdown("flush the producer", () => producer.close());
+};
+
+if (import.meta.main) await main(aggregate);

@@ -10,29 +10,17 @@ import { secureHeaders } from "hono/secure-headers";
 import type * as v from "valibot";
 import { parseEvents } from "./ingest/body.ts";
 import { guard } from "./ingest/guard.ts";
-import { type Config, config } from "./shared/config.ts";
-import { within } from "./shared/deadline.ts";
-import { healthRoutes, serve } from "./shared/http.ts";
-import { createProducer, type KafkaProducer } from "./shared/kafka.ts";
-import { createLifecycle } from "./shared/lifecycle.ts";
-import { createLogger, type Logger } from "./shared/log.ts";
-import { counter, createRegistry, histogram } from "./shared/metrics.ts";
+import { counter, histogram } from "./shared/metrics.ts";
+import { main, type Stage, type StageContext } from "./shared/runner.ts";
 import { LocationEvent, LoginEvent } from "./shared/schemas.ts";
+import { createPublisher } from "./shared/source.ts";
 import { TOPICS } from "./shared/topics.ts";
-
-export interface IngestDeps {
-  config: Config;
-  producer: KafkaProducer;
-  log: Logger;
-  /** False once shutdown has begun, so load balancers stop routing here. */
-  accepting: () => boolean;
-}
 
 const RETRY_AFTER_SECONDS = "1";
 
-/** The ingest HTTP app: event routes, health and metrics. */
-export function createIngestApp({ config, producer, log, accepting }: IngestDeps) {
-  const registry = createRegistry("ingest");
+/** The ingest routes; the runner adds the health routes and serves them on `INGEST_PORT`. */
+function createIngestApp({ env: config, producer, log, registry }: StageContext) {
+  const publish = createPublisher(producer, config.INGEST_ACK_TIMEOUT_MS);
   const requests = counter(registry, "http_requests_total", "HTTP requests", ["route", "status"]);
   const events = counter(registry, "ingest_events_total", "Events by topic and outcome", ["topic", "outcome"]);
   const produceSeconds = histogram(registry, "ingest_produce_seconds", "Time until the broker acked a request");
@@ -59,19 +47,10 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
       const records = accepted.map((event) => ({ topic, key: event.user_id, value: JSON.stringify(event) }));
 
       const timer = produceSeconds.startTimer();
-      const sent = producer.send(records).then(
-        () => true as const,
-        (error: unknown) => error,
-      );
-      const acked = await within(
-        sent,
-        config.INGEST_ACK_TIMEOUT_MS,
-        `no acknowledgement within ${config.INGEST_ACK_TIMEOUT_MS} ms`,
-      );
+      const published = await publish(records);
       timer();
-      if (acked !== true) {
-        const reason = acked instanceof Error ? acked.message : String(acked);
-        log.warn({ reason, topic, events: records.length }, "broker did not acknowledge the events");
+      if (!published.ok) {
+        log.warn({ reason: published.reason, topic, events: records.length }, "broker did not acknowledge the events");
         events.inc({ topic, outcome: "unacknowledged" }, records.length);
         c.header("Retry-After", RETRY_AFTER_SECONDS);
         return c.json(
@@ -90,7 +69,6 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
     await next();
     requests.inc({ route: c.req.routePath, status: c.res.status });
   });
-  app.route("/", healthRoutes({ registry, ready: async () => accepting() && (await producer.ping()) }));
   app.use(
     "/v1/*",
     ...guard({
@@ -114,21 +92,16 @@ export function createIngestApp({ config, producer, log, accepting }: IngestDeps
   return app;
 }
 
-if (import.meta.main) {
-  const env = config();
-  const log = createLogger("ingest", env.LOG_LEVEL);
-  const lifecycle = createLifecycle(log, env.SHUTDOWN_TIMEOUT_MS);
-  if (env.INGEST_API_KEYS.length === 0) log.warn("INGEST_API_KEYS is unset: the API accepts requests without a key");
+/** The ingest stage: the HTTP API on `INGEST_PORT`, producing to the raw topics. */
+export const ingest: Stage = {
+  name: "ingest",
+  port: "INGEST_PORT",
+  ackTimeoutMs: (env) => env.INGEST_ACK_TIMEOUT_MS,
+  start(context) {
+    if (context.env.INGEST_API_KEYS.length === 0)
+      context.log.warn("INGEST_API_KEYS is unset: the API accepts requests without a key");
+    return { routes: createIngestApp(context) };
+  },
+};
 
-  const producer = createProducer({
-    brokers: env.KAFKA_BROKERS,
-    clientId: "ingest",
-    timeoutMs: env.INGEST_ACK_TIMEOUT_MS,
-  });
-  const app = createIngestApp({ config: env, producer, log, accepting: () => !lifecycle.stopping });
-  const server = serve(app, env.INGEST_PORT);
-  log.info({ port: server.port, brokers: env.KAFKA_BROKERS }, "ingest listening");
-
-  lifecycle.onShutdown("stop accepting and finish in-flight requests", () => server.stop());
-  lifecycle.onShutdown("flush the producer", () => producer.close());
-}
+if (import.meta.main) await main(ingest);

@@ -1,77 +1,73 @@
 /**
- * persist: enriched locations, login window statistics and the raw logins (the audit table) into PostgreSQL,
- * exactly once in effect. Each batch's rows and the group's offsets
- * commit in one transaction (persist/store.ts), so PostgreSQL is the source of truth for what was persisted and
- * a replay writes nothing twice. Kafka's offsets are committed afterwards, only to keep lag visible.
+ * persist: topics into a store, exactly once in effect. One sink per process, chosen by `PERSIST_SINK`
+ * (persist/sinks.ts lists them), each in a consumer group of its own, so each store fails, lags and scales on
+ * its own. Every batch is decoded with its topic's schema (poison records go to the DLQ), handed to the sink
+ * with the positions it ends at, and committed to Kafka only once the sink has made it durable.
  */
-import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./persist/db.ts";
-import { type PendingRow, writeBatch } from "./persist/store.ts";
-import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "./persist/tables.ts";
+
+import type { SinkRow } from "./persist/sink.ts";
+import { SINKS } from "./persist/sinks.ts";
 import { within } from "./shared/deadline.ts";
-import { createProducer, type InRecord, nextPositions } from "./shared/kafka.ts";
+import { type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
 import { decode, mapRecords } from "./shared/records.ts";
-import { createStage } from "./shared/runner.ts";
-import { EnrichedLocation, LoginWindowStats, RawLogin } from "./shared/schemas.ts";
-import { TOPICS } from "./shared/topics.ts";
+import { main, type Stage } from "./shared/runner.ts";
 
-const GROUP = "persist";
+/** Longer than any healthy batch; a write still open by then is stuck. */
 const WRITE_DEADLINE_MS = 60_000;
 
-/** How a record of each consumed topic becomes a row. */
-const rowOf: Record<string, (record: InRecord) => Omit<PendingRow, "record">> = {
-  [TOPICS.locationsEnriched]: (record) => ({
-    table: LOCATIONS,
-    values: locationRow(decode(EnrichedLocation, record), record),
-  }),
-  [TOPICS.loginsStats]: (record) => ({
-    table: LOGIN_WINDOW_STATS,
-    values: loginWindowRow(decode(LoginWindowStats, record)),
-  }),
-  [TOPICS.loginsRaw]: (record) => ({ table: LOGINS, values: loginRow(decode(RawLogin, record), record) }),
+/** The persist stage, for the sink `PERSIST_SINK` names. */
+export const persist: Stage = {
+  name: "persist",
+  port: "PERSIST_PORT",
+  // A group per sink: each store fails, lags and scales on its own.
+  group: (env) => `persist-${env.PERSIST_SINK}`,
+  async start({ env, log, registry, produce }) {
+    const name = env.PERSIST_SINK;
+    const factory = SINKS[name as keyof typeof SINKS];
+    if (!factory) throw new Error(`PERSIST_SINK=${name} is not a sink; the sinks are ${Object.keys(SINKS).join(", ")}`);
+    const group = persist.group?.(env) as string;
+    const sink = factory({ env, log, group });
+    await sink.open();
+    const writeSeconds = histogram(registry, "write_seconds", "Time of one batch write");
+    const written = counter(registry, "rows_written_total", "Rows inserted or updated", ["table"]);
+    const conflicts = counter(registry, "rows_conflicting_total", "Rows turned away by a stored key (replays)", [
+      "table",
+    ]);
+    const replayed = counter(registry, "records_replayed_total", "Records below the stored positions, skipped");
+
+    const rowOf = (record: InRecord): SinkRow => {
+      const schema = sink.topics[record.topic];
+      if (!schema) throw new Error(`${name} does not store the topic ${record.topic}`);
+      return { topic: record.topic, partition: record.partition, offset: record.offset, value: decode(schema, record) };
+    };
+
+    return {
+      consume: {
+        topics: Object.keys(sink.topics),
+        async handle(batch) {
+          const { results, deadLetters } = mapRecords(batch, "persist", rowOf);
+          await produce(deadLetters);
+          const timer = writeSeconds.startTimer();
+          const rows = results.map(({ value }) => value);
+          const result = await within(sink.write(rows, nextPositions(batch)), WRITE_DEADLINE_MS, undefined);
+          if (!result) {
+            // postgres.js never settles a COPY the server rejects (porsager/postgres#1173), and an open
+            // transaction holds the offset locks, so a retry would wait forever; exiting closes the connection
+            // and the store rolls the batch back. The supervisor restarts the stage, which replays the batch.
+            log.fatal({ records: batch.length, deadlineMs: WRITE_DEADLINE_MS }, "a batch write hung, exiting");
+            process.exit(1);
+          }
+          timer();
+          for (const [table, n] of Object.entries(result.written)) written.inc({ table }, n);
+          for (const [table, n] of Object.entries(result.conflicts)) conflicts.inc({ table }, n);
+          replayed.inc(result.replayed);
+        },
+      },
+      ready: () => sink.ready(),
+      close: () => sink.close(),
+    };
+  },
 };
 
-const stage = createStage("persist", (env) => env.PERSIST_PORT);
-const { env, log, lifecycle, metrics, registry } = stage;
-const rowsWritten = counter(registry, "rows_written_total", "Rows inserted or updated");
-const conflicts = counter(registry, "rows_conflicting_total", "Rows turned away by a unique key (replays)");
-const replayed = counter(registry, "records_replayed_total", "Records below the stored offsets, skipped");
-const writeSeconds = histogram(registry, "write_seconds", "Time of one batch transaction");
-
-const sql = createDb(env.DATABASE_URL);
-process.on("uncaughtException", ignoreWriteAfterClose);
-const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "persist" });
-const applied = await migrate(sql).catch((error: unknown) => {
-  log.fatal({ err: error }, "cannot apply migrations: is PostgreSQL up at DATABASE_URL?");
-  process.exit(1);
-});
-log.info({ applied }, "migrations up to date");
-stage.serveHealth(() => databaseAnswers(sql));
-
-stage.consume({
-  groupId: GROUP,
-  topics: Object.keys(rowOf),
-  async handle(batch) {
-    const { results, deadLetters } = mapRecords(batch, "persist", (record) => rowOf[record.topic]?.(record));
-    await producer.send(deadLetters);
-    const rows = results.flatMap(({ record, value }) => (value ? [{ ...value, record }] : []));
-    const timer = writeSeconds.startTimer();
-    const result = await within(writeBatch(sql, GROUP, rows, nextPositions(batch)), WRITE_DEADLINE_MS, undefined);
-    if (!result) {
-      // postgres.js never settles a COPY the server rejects (porsager/postgres#1173), and the open transaction
-      // holds the offset locks, so retrying would wait forever; exiting closes the connection and PostgreSQL
-      // rolls the batch back. The supervisor restarts the stage, which replays the batch.
-      log.fatal({ records: batch.length, deadlineMs: WRITE_DEADLINE_MS }, "a batch write hung, exiting");
-      process.exit(1);
-    }
-    timer();
-    rowsWritten.inc(result.written);
-    conflicts.inc(result.conflicts);
-    replayed.inc(result.replayed);
-    metrics.recordsOut.inc(result.written);
-    for (const letter of deadLetters) metrics.deadLettered.inc({ topic: letter.topic });
-  },
-});
-lifecycle.onShutdown("flush dead letters", () => producer.close());
-// Every batch has committed by now; a connection left hanging by an outage must not hold the exit up.
-lifecycle.onShutdown("close the database pool", () => sql.end({ timeout: 1 }));
+if (import.meta.main) await main(persist);

@@ -1,6 +1,8 @@
 /**
  * Event-time tumbling windows of login statistics, one independent fold per input partition. Pure: events and
- * clock ticks in, closed windows out, so every rule is unit-tested without a broker.
+ * clock ticks in, closed windows out, so every rule is unit-tested without a broker. What a login adds to a window
+ * is aggregate/stats.ts's rule, the same one the end-to-end checks recompute with; this module decides which
+ * window an event belongs to, when windows close, and what is already counted.
  *
  * - A window [start, start + size) is epoch-aligned in UTC and closes once the partition's watermark passes
  *   its end plus the grace period. The watermark is the highest event time seen plus the wall-clock time since
@@ -12,18 +14,12 @@
  *   which records are already counted, so a crash at any point gives the same output as no crash.
  */
 import type { LoginWindowStats, RawLogin } from "../shared/schemas.ts";
-
-/** The optional login fields whose absence is counted. */
-export const OPTIONAL_FIELDS = ["app_version", "device_type", "ip", "locale", "device_id"] as const;
-
-type Counts = Record<string, number>;
+import { type LoginStats, loginStats, windowStart } from "./stats.ts";
 
 interface OpenWindow {
   /** Event ids counted, so a record the producer wrote twice (a retry after a broker restart) counts once. */
   ids: Set<string>;
-  messages: number;
-  devices: Counts;
-  missing: Counts;
+  stats: LoginStats;
   firstOffset: bigint;
 }
 
@@ -35,33 +31,13 @@ interface PartitionState {
   lastArrival: number;
   late: number;
   lateFirstOffset: bigint | undefined;
-  totals: { messages: number; devices: Counts; missing: Counts };
+  totals: LoginStats;
   /** Offsets below this, in windows before `closedBefore`, were counted before a restart. */
   countedBelow: bigint;
   /** Unknown after a restore until the replay reads its first record. */
   nextOffset: bigint | undefined;
   /** Where the replay after a restore starts (the group's committed offset), when known. */
   resumeAt: bigint | undefined;
-}
-
-const noMissing = (): Counts => Object.fromEntries(OPTIONAL_FIELDS.map((field) => [field, 0]));
-
-function add(into: Counts, from: Counts): Counts {
-  const sum = { ...into };
-  for (const [key, n] of Object.entries(from)) sum[key] = (sum[key] ?? 0) + n;
-  return sum;
-}
-
-/** What an event adds to its window. */
-export function observe(event: RawLogin, window: OpenWindow): void {
-  window.messages++;
-  const device = event.device_type?.trim().toLowerCase();
-  if (device) window.devices[device] = (window.devices[device] ?? 0) + 1;
-  for (const field of OPTIONAL_FIELDS) {
-    const value = event[field];
-    if (value === undefined || value === null || value.trim() === "")
-      window.missing[field] = (window.missing[field] ?? 0) + 1;
-  }
 }
 
 export type Outcome = "counted" | "late" | "already counted" | "duplicate";
@@ -88,22 +64,22 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
   }
 
   function emit(partition: number, s: PartitionState, start: number, window: OpenWindow): LoginWindowStats {
-    s.totals = {
-      messages: s.totals.messages + window.messages + s.late,
-      devices: add(s.totals.devices, window.devices),
-      missing: add(s.totals.missing, window.missing),
-    };
+    const interval = loginStats.result(window.stats);
+    const totals = loginStats.merge(s.totals, window.stats);
+    // Late events were never added to a window, yet they were consumed: the message total counts them.
+    s.totals = { ...totals, messages: totals.messages + s.late };
+    const total = loginStats.result(s.totals);
     const stats: LoginWindowStats = {
       timestamp_start: new Date(start).toISOString(),
       timestamp_end: new Date(start + windowMs).toISOString(),
       partition,
-      interval_messages_consumed: window.messages,
-      interval_device_type_count: window.devices,
-      interval_missing_field_count: window.missing,
+      interval_messages_consumed: interval.messages,
+      interval_device_type_count: interval.devices,
+      interval_missing_field_count: interval.missing,
       late_messages: s.late,
-      total_messages_consumed: s.totals.messages,
-      total_device_type_count: s.totals.devices,
-      total_missing_field_count: s.totals.missing,
+      total_messages_consumed: total.messages,
+      total_device_type_count: total.devices,
+      total_missing_field_count: total.missing,
       // During a replay the partition may emit before reaching the restored point; never claim less than it.
       source_offset_end: Number(
         s.nextOffset !== undefined && s.nextOffset > s.countedBelow ? s.nextOffset : s.countedBelow,
@@ -125,11 +101,13 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
         lastArrival: now,
         late: 0,
         lateFirstOffset: undefined,
-        totals: {
-          messages: last?.total_messages_consumed ?? 0,
-          devices: last?.total_device_type_count ?? {},
-          missing: last?.total_missing_field_count ?? noMissing(),
-        },
+        totals: last
+          ? {
+              messages: last.total_messages_consumed,
+              devices: last.total_device_type_count,
+              missing: last.total_missing_field_count,
+            }
+          : loginStats.initial(),
         countedBelow: BigInt(last?.source_offset_end ?? 0),
         nextOffset: undefined,
         resumeAt,
@@ -160,7 +138,7 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
     add(partition: number, offset: bigint, event: RawLogin, now: number): Outcome {
       const s = state(partition);
       const time = Date.parse(event.timestamp);
-      const start = Math.floor(time / windowMs) * windowMs;
+      const start = windowStart(time, windowMs);
       const closed = start + windowMs <= s.closedBefore;
       s.nextOffset = offset + 1n;
       if (offset < s.countedBelow && closed) return "already counted";
@@ -173,12 +151,12 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       }
       let window = s.open.get(start);
       if (!window) {
-        window = { ids: new Set(), messages: 0, devices: {}, missing: noMissing(), firstOffset: offset };
+        window = { ids: new Set(), stats: loginStats.initial(), firstOffset: offset };
         s.open.set(start, window);
       }
       if (window.ids.has(event.event_id)) return "duplicate";
       window.ids.add(event.event_id);
-      observe(event, window);
+      window.stats = loginStats.add(window.stats, event);
       closeDue(partition, s, s.maxEventTime, closedByEvents);
       return "counted";
     },

@@ -1,5 +1,5 @@
 /**
- * `bun run bench:e2e`: the end-to-end load report of issue 6. Every stage runs as its own process on the local
+ * `bun run bench:e2e`: the end-to-end load report. Every stage runs as its own process on the local
  * stack; seeded traffic is offered at fixed rates (1k and 5k events/s by default) and at the highest rate this
  * machine sustains (searched for); for each step the report gives the latency from the HTTP 202 to the row's
  * persisted_at (p50/p95/p99), the events/s each stage took in, and each service's resident memory.
@@ -11,7 +11,7 @@
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createDb } from "../persist/db.ts";
+import { createDb } from "../persist/postgres/db.ts";
 import { config } from "../shared/config.ts";
 import { brokerAnswers } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";

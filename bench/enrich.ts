@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { find, setCache } from "geo-tz/dist/find-1970";
 import { enrichLocation } from "../enrich/timezone.ts";
-import { createDb } from "../persist/db.ts";
+import { createDb } from "../persist/postgres/db.ts";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, type InRecord } from "../shared/kafka.ts";
 import { decode } from "../shared/records.ts";

@@ -1,6 +1,6 @@
 /**
  * The ceiling that ingest is measured against: the same Bun + Hono shape with a POST route that reads and parses
- * the JSON body and answers 202 without validating or producing anything (DESIGN.md's "no-op POST" ceiling).
+ * the JSON body and answers 202 without validating or producing anything (the "no-op POST" ceiling).
  * Run with `NOOP_PORT=<port> bun run bench/noop.ts`.
  */
 import { Hono } from "hono";

@@ -5,7 +5,7 @@
  *
  * 1. Drains the `persist` group, produces enriched events to `locations.enriched`, starts a fresh persist.ts and
  *    times it by its group's committed offsets (persist commits to Kafka right after each batch's transaction).
- * 2. Ceilings over the same rows, made with persist/store.ts's `copyText` so the bytes are identical: `psql \copy`
+ * 2. Ceilings over the same rows, made with persist/postgres/table.ts's `copyText` so the bytes are identical: `psql \copy`
  *    (the ceiling) and one postgres.js COPY into `bench_locations_copy` (LIKE locations INCLUDING ALL), and as
  *    middle figures the stage's per-record CPU without I/O and `writeBatch` itself in batches, without Kafka.
  * 3. Drops the scratch table and file, and deletes the bench rows from `locations`.
@@ -21,9 +21,10 @@ import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { enrichLocation } from "../enrich/timezone.ts";
-import { createDb, databaseAnswers, type Sql } from "../persist/db.ts";
-import { copyText, type PendingRow, type TableSpec, writeBatch } from "../persist/store.ts";
-import { LOCATIONS, locationRow } from "../persist/tables.ts";
+import { createDb, databaseAnswers, type Sql } from "../persist/postgres/db.ts";
+import { copyText, type Table } from "../persist/postgres/table.ts";
+import { type PendingRow, writeBatch } from "../persist/postgres/transaction.ts";
+import { LOCATIONS } from "../persist/postgres.ts";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, type InRecord } from "../shared/kafka.ts";
 import { decode } from "../shared/records.ts";
@@ -55,6 +56,10 @@ const TARGET_RATIO = 0.5;
 /** From the issue: a consumer stage stays under ~120 MB resident. */
 const RSS_TARGET_BYTES = 120 * 1_048_576;
 const SCRATCH = "bench_locations_copy";
+/** The `locations` row of an enriched event, exactly as the PostgreSQL sink computes it. */
+const locationRow = (value: EnrichedLocation, at: { partition: number; offset: bigint }) =>
+  LOCATIONS.values({ topic: TOPICS.locationsEnriched, ...at, value });
+
 /** The group under which the in-process `writeBatch` figure stores its offsets; deleted at the end. */
 const SCRATCH_GROUP = "bench-persist";
 const COLUMNS = LOCATIONS.columns.join(", ");
@@ -97,7 +102,7 @@ async function postgresCopy(sql: Sql, text: string, rows: number): Promise<numbe
   return rows / elapsed;
 }
 
-/** Rows/s of persist/store.ts's `writeBatch` into the emptied scratch table, in batches of `batchSize`, serially. */
+/** Rows/s of persist/postgres/transaction.ts's `writeBatch` into the emptied scratch table, in batches of `batchSize`, serially. */
 async function writeBatches(sql: Sql, rows: PendingRow[], batchSize: number): Promise<number> {
   await sql.unsafe(`truncate ${SCRATCH}`);
   await sql`delete from consumer_offsets where group_id = ${SCRATCH_GROUP}`;
@@ -207,7 +212,7 @@ async function main(): Promise<number> {
     writeFileSync(tsvPath, text);
     await sql.unsafe(`drop table if exists ${SCRATCH}`);
     await sql.unsafe(`create table ${SCRATCH} (like locations including all)`);
-    const scratchSpec: TableSpec = { ...LOCATIONS, table: SCRATCH };
+    const scratchSpec: Table<never> = { ...LOCATIONS, name: SCRATCH };
     const pending: PendingRow[] = rows.map((values, i) => {
       const { partition, offset } = produced.deliveries[i] as { partition: number; offset: bigint };
       return { table: scratchSpec, record: { topic: TOPICS.locationsEnriched, partition, offset }, values };

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
-import type { Sql } from "../persist/db.ts";
+import type { Sql } from "../persist/postgres/db.ts";
 import {
   committedOffsets,
   createProducer,
@@ -134,7 +134,7 @@ export function randomPoints(count: number, seed = 1970): [number, number][] {
   return points;
 }
 
-/** Users a bench run's events belong to; each sends many events, as the phones of seed 000 do. */
+/** Users a bench run's events belong to; each sends many events, as phones reporting their position do. */
 const USERS = 20_000;
 /** Event times spread over two years, so both sides of every DST change occur. */
 const TIME_FROM = Date.UTC(2024, 0, 1);

@@ -58,6 +58,11 @@ const EnvSchema = v.object({
   ENRICH_PORT: port(3001),
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
+  /** Which store persist writes to; persist checks the name against the sinks it knows. */
+  PERSIST_SINK: v.optional(
+    v.pipe(v.string(), v.trim(), v.regex(/^[a-z][a-z0-9-]*$/, "must be a sink name")),
+    "postgres",
+  ),
   BATCH_MAX_RECORDS: integer(5_000, 1, 100_000),
   WINDOW_SECONDS: integer(10, 1, 86_400),
   WINDOW_GRACE_SECONDS: integer(5, 0, 86_400),

@@ -1,6 +1,8 @@
 /** Prometheus metrics: one registry per process, with the runtime's default metrics and a `service` label. */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
+export type { Registry };
+
 /** A registry for `service`, with process metrics (RSS, CPU, event-loop lag) already registered. */
 export function createRegistry(service: string): Registry {
   const registry = new Registry();

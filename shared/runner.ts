@@ -1,151 +1,165 @@
 /**
- * The loop every consumer stage shares: read a batch, handle it until its output is durable, commit, repeat.
- * A batch that fails (broker or database down) is retried with capped backoff while the stage reports
- * not-ready; nothing is committed until it succeeds, so an outage delays records and never drops them.
+ * The runner every stage shares. A stage is a value: a name, the setting that holds its port, and a `start`
+ * that builds its variable part from a context (configuration, logger, metrics, producer). The runner owns the
+ * rest: it serves `/healthz`, `/readyz` and `/metrics` (and the stage's own routes) on the stage's port, runs
+ * the consume loop, and shuts down in fixed phases. Importing a stage module connects to nothing; only
+ * {@link runStage} (or {@link main}, under `import.meta.main`) does.
  */
-import { type Config, config } from "./config.ts";
+import { Hono } from "hono";
+import { type Config, ConfigError, parseConfig } from "./config.ts";
+import { type ConsumeSpec, startConsuming } from "./consume.ts";
 import { healthRoutes, serve } from "./http.ts";
-import { createConsumer, type InRecord, nextPositions, type Position } from "./kafka.ts";
+import { createProducer, type KafkaProducer, type OutRecord } from "./kafka.ts";
 import { createLifecycle } from "./lifecycle.ts";
-import { createLogger } from "./log.ts";
-import { counter, createRegistry, gauge, histogram } from "./metrics.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { counter, createRegistry, type Registry } from "./metrics.ts";
 
-const BACKOFF_MIN_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
-const backoff = (attempt: number) => Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+/** Settings that hold a port: each stage serves its health, metrics and routes on its own. */
+export type PortSetting = { [K in keyof Config]: K extends `${string}_PORT` ? K : never }[keyof Config];
 
-export interface ConsumeOptions {
-  groupId: string;
-  topics: string[];
-  /**
-   * Makes the batch's output durable; throwing means "try the same batch again". Returns the positions to
-   * commit, or nothing to commit past the whole batch.
-   */
-  handle: (batch: InRecord[]) => Promise<Position[] | undefined>;
-  /** Work that runs every `everyMs` between batches (closing idle windows), retried and committed the same way. */
-  tick?: { everyMs: number; run: () => Promise<Position[]> };
-  onAssign?: (partitions: { topic: string; partition: number }[]) => void;
+/** What a stage's `start` gets. */
+export interface StageContext {
+  env: Config;
+  log: Logger;
+  /** The stage's Prometheus registry, for metrics of its own. */
+  registry: Registry;
+  /** The stage's one idempotent producer; `send` resolves once the broker has acknowledged every record. */
+  producer: KafkaProducer;
+  /** Sends `records` and counts them per topic (dead letters as such): the usual way a stage produces. */
+  produce: (records: OutRecord[]) => Promise<void>;
+  /** True once shutdown has begun. */
+  stopping: () => boolean;
 }
 
-/** Config, logger, metrics, health server and shutdown for the consumer stage `service` on `port`. */
-export function createStage(service: string, port: (env: Config) => number) {
-  const env = config();
-  const log = createLogger(service, env.LOG_LEVEL);
-  const registry = createRegistry(service);
+/** The variable part of a stage, as its `start` builds it. */
+export interface StageParts {
+  /** Topics to consume in a group; the runner owns the loop, its retries and its commits. */
+  consume?: ConsumeSpec;
+  /** Routes served on the stage's port beside the health routes (the ingest API). */
+  routes?: Hono;
+  /** Whether the stage's own dependencies (a database) answer; the broker and the loop are checked anyway. */
+  ready?: () => boolean | Promise<boolean>;
+  /** Closes what `start` opened (sinks, pools), after the last batch has committed and the producer flushed. */
+  close?: () => Promise<void>;
+}
+
+/** A stage, as a value. */
+export interface Stage {
+  name: string;
+  port: PortSetting;
+  /** The consumer group of a stage that consumes: one name, for the stage and for whoever inspects it. */
+  group?: (env: Config) => string;
+  /** How long the producer waits for the broker's acknowledgement; 5 s unless the stage says otherwise. */
+  ackTimeoutMs?: (env: Config) => number;
+  /** Builds the stage's parts; throwing stops the stage with that error as its one message. */
+  start: (context: StageContext) => StageParts | Promise<StageParts>;
+}
+
+/** A stage started by {@link runStage}. */
+export interface RunningStage {
+  name: string;
+  port: number;
+  /** Where its health, metrics and routes answer, e.g. `http://127.0.0.1:3001`. */
+  url: string;
+  log: Logger;
+  /** Shuts the stage down in its phases; resolves once every phase ran. */
+  stop: (reason?: string) => Promise<void>;
+}
+
+export interface RunOptions {
+  /** Settings over `process.env`. */
+  env?: Record<string, string>;
+  /** Overrides the port setting; 0 picks a free port (tests and benchmarks running stages in-process). */
+  port?: number;
+}
+
+const DEFAULT_ACK_TIMEOUT_MS = 5_000;
+
+/**
+ * Starts `stage`: builds its parts, serves its port, joins its group.
+ *
+ * @example
+ * const running = await runStage(enrich, { port: 0, env: { LOG_LEVEL: "silent" } });
+ * await fetch(`${running.url}/readyz`);
+ * await running.stop();
+ */
+export async function runStage(stage: Stage, options: RunOptions = {}): Promise<RunningStage> {
+  const env = parseConfig({ ...process.env, ...options.env });
+  const log = createLogger(stage.name, env.LOG_LEVEL);
+  const registry = createRegistry(stage.name);
   const lifecycle = createLifecycle(log, env.SHUTDOWN_TIMEOUT_MS);
-  const metrics = {
-    recordsIn: counter(registry, "records_in_total", "Records consumed", ["topic"]),
-    recordsOut: counter(registry, "records_out_total", "Records produced or written", ["topic"]),
-    deadLettered: counter(registry, "records_dead_lettered_total", "Records sent to a DLQ", ["topic"]),
-    batchSeconds: histogram(registry, "batch_seconds", "Time from reading a batch to committing it"),
-    batchFailures: counter(registry, "batch_failures_total", "Batch attempts that failed and were retried"),
-    lag: gauge(registry, "consumer_lag", "Records not yet committed, per partition", ["topic", "partition"]),
+  const producer = createProducer({
+    brokers: env.KAFKA_BROKERS,
+    clientId: stage.name,
+    timeoutMs: stage.ackTimeoutMs?.(env) ?? DEFAULT_ACK_TIMEOUT_MS,
+  });
+  const recordsOut = counter(registry, "records_out_total", "Records produced or written", ["topic"]);
+  const deadLettered = counter(registry, "records_dead_lettered_total", "Records sent to a DLQ", ["topic"]);
+  const produce = async (records: OutRecord[]) => {
+    if (records.length === 0) return;
+    await producer.send(records);
+    for (const { topic } of records) (topic.endsWith(".dlq") ? deadLettered : recordsOut).inc({ topic });
   };
-  let failing = false;
 
-  /** Joins the group and runs `handle` on each batch until shutdown. */
-  function consume({ groupId, topics, handle, tick, onAssign }: ConsumeOptions) {
-    const join = () =>
-      createConsumer({
-        brokers: env.KAFKA_BROKERS,
-        groupId,
-        clientId: service,
-        topics,
-        ...(onAssign && { onAssign }),
-        onLag: (lags) => {
-          for (const { topic, partition, lag } of lags) metrics.lag.set({ topic, partition }, lag);
+  let parts: StageParts;
+  try {
+    parts = await stage.start({ env, log, registry, producer, produce, stopping: () => lifecycle.stopping });
+  } catch (error) {
+    await producer.close().catch(() => {});
+    throw error;
+  }
+  lifecycle.onShutdown("flush the producer", "flush the producer", () => producer.close());
+  if (parts.close) lifecycle.onShutdown("close sinks and pools", `close what ${stage.name} opened`, parts.close);
+
+  const group = stage.group?.(env);
+  if (parts.consume && !group) throw new Error(`${stage.name} consumes but names no consumer group`);
+  const loop =
+    parts.consume &&
+    startConsuming(parts.consume, { group: group as string, env, clientId: stage.name, log, registry, lifecycle });
+  const ready = async () =>
+    !lifecycle.stopping && (loop?.healthy() ?? true) && (await producer.ping()) && ((await parts.ready?.()) ?? true);
+  // Health routes join the stage's own app, so its middleware (request ids, status counts) covers them too.
+  const app = (parts.routes ?? new Hono()).route("/", healthRoutes({ registry, ready }));
+  const server = serve(app, options.port ?? env[stage.port]);
+  // The routes are the intake of a stage that has them: in-flight requests finish before the producer flushes.
+  if (parts.routes) lifecycle.onShutdown("stop intake", "stop accepting requests", () => server.stop());
+  else lifecycle.onShutdown("stop the health server", "stop the health server", () => server.stop(true));
+  log.info({ port: server.port }, `${stage.name} listening`);
+
+  return {
+    name: stage.name,
+    port: server.port as number,
+    url: `http://127.0.0.1:${server.port}`,
+    log,
+    stop: (reason = "stopped by its owner") => lifecycle.shutdown(reason),
+  };
+}
+
+/**
+ * Runs `stage` as the process: SIGTERM or SIGINT shut it down, and a bad setting or a failed start ends the
+ * process with one clear message.
+ *
+ * @example
+ * if (import.meta.main) await main(enrich);
+ */
+export async function main(stage: Stage): Promise<void> {
+  let running: RunningStage;
+  try {
+    running = await runStage(stage);
+  } catch (error) {
+    if (error instanceof ConfigError) console.error(error.message);
+    else createLogger(stage.name, "info").fatal({ err: error }, `${stage.name} could not start`);
+    process.exit(1);
+  }
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () =>
+      running.stop(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          running.log.error({ err: error }, "shutdown did not finish, exiting");
+          process.exit(1);
         },
-      });
-    let consumer = join();
-
-    /** Runs `work` until it succeeds (or shutdown begins), pausing intake while it fails, then commits. */
-    async function durably(work: () => Promise<Position[]>) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          const positions = await work();
-          if (failing) {
-            failing = false;
-            consumer.resume();
-            log.info({ attempts: attempt + 1 }, "succeeded after retrying");
-          }
-          await consumer.commit(positions);
-          return;
-        } catch (error) {
-          if (lifecycle.stopping) throw error;
-          if (!failing) {
-            failing = true;
-            consumer.pause();
-          }
-          metrics.batchFailures.inc();
-          log.warn({ err: error, attempt, retryInMs: backoff(attempt) }, "failed, retrying");
-          await Promise.race([Bun.sleep(backoff(attempt)), lifecycle.stopRequested]);
-        }
-      }
-    }
-
-    // Batches and ticks share one queue: the stage's state and its commits never see two at once.
-    let current: Promise<void> = Promise.resolve();
-    const serially = (work: () => Promise<Position[]>) => {
-      current = current.then(() => durably(work));
-      return current;
-    };
-
-    // A broker outage ends the client's stream; the stage leaves the group and joins again, with backoff,
-    // rather than exit. Nothing uncommitted is lost: the new member starts from the committed offsets.
-    const loop = (async () => {
-      for (let attempt = 0; !lifecycle.stopping; attempt++) {
-        try {
-          for await (const batch of consumer.batches(env.BATCH_MAX_RECORDS)) {
-            attempt = 0;
-            const timer = metrics.batchSeconds.startTimer();
-            for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
-            await serially(async () => (await handle(batch)) ?? nextPositions(batch));
-            timer();
-            if (lifecycle.stopping) return;
-          }
-          if (lifecycle.stopping) return;
-          throw new Error("the consumer's stream ended");
-        } catch (error) {
-          if (lifecycle.stopping) return;
-          failing = true;
-          log.warn({ err: error, retryInMs: backoff(attempt) }, "consumer failed, joining the group again");
-          await consumer.close().catch(() => {});
-          await Promise.race([Bun.sleep(backoff(attempt)), lifecycle.stopRequested]);
-          if (lifecycle.stopping) return;
-          consumer = join();
-          failing = false;
-        }
-      }
-    })();
-
-    let ticking = false;
-    const ticker =
-      tick &&
-      setInterval(() => {
-        if (ticking || lifecycle.stopping) return;
-        ticking = true;
-        serially(tick.run)
-          .catch(() => {}) // only fails once shutdown has begun
-          .finally(() => {
-            ticking = false;
-          });
-      }, tick.everyMs);
-
-    lifecycle.onShutdown("finish and commit the current work, then leave the group", async () => {
-      clearInterval(ticker);
-      await current.catch(() => {});
-      await consumer.close();
-      await loop;
-    });
+      ),
+    );
   }
-
-  /** Serves /healthz, /readyz and /metrics; ready while no batch is failing and `ready` says so. */
-  function serveHealth(ready: () => boolean | Promise<boolean> = () => true) {
-    const app = healthRoutes({ registry, ready: async () => !lifecycle.stopping && !failing && (await ready()) });
-    const server = serve(app, port(env));
-    lifecycle.onShutdown("stop the health server", () => server.stop(true));
-    log.info({ port: server.port }, `${service} serving health and metrics`);
-  }
-
-  return { env, log, registry, lifecycle, metrics, consume, serveHealth };
 }

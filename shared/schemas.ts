@@ -100,15 +100,23 @@ const locationFields = {
   long: coordinate(180),
 };
 
+/**
+ * The optional login fields, in the order they are stored and reported. The schema, the aggregate's statistics
+ * and every check of them read this one list, so a field added here is validated and counted everywhere.
+ */
+export const OPTIONAL_LOGIN_FIELDS = ["app_version", "device_type", "ip", "locale", "device_id"] as const;
+
+/** One of {@link OPTIONAL_LOGIN_FIELDS}. */
+export type OptionalLoginField = (typeof OPTIONAL_LOGIN_FIELDS)[number];
+
 const loginFields = {
   event_id: v.optional(EventId),
   user_id: UserId,
   timestamp: Timestamp,
-  app_version: optionalText,
-  device_type: optionalText,
-  ip: optionalText,
-  locale: optionalText,
-  device_id: optionalText,
+  ...(Object.fromEntries(OPTIONAL_LOGIN_FIELDS.map((field) => [field, optionalText])) as Record<
+    OptionalLoginField,
+    typeof optionalText
+  >),
 };
 
 /** Fields ingest adds to every event before producing it. */
@@ -120,10 +128,10 @@ const enrichedFields = {
   local_time: v.pipe(v.string(), v.isoTimestamp()),
 };
 
-/** A location ping, as seed 000 sends it. */
+/** A location ping, as a client sends it. */
 export const LocationEvent = eventObject(locationFields);
 
-/** A user login, as seed 001 sends it; only `user_id` and `timestamp` are required. */
+/** A user login, as a client sends it; only `user_id` and `timestamp` are required. */
 export const LoginEvent = eventObject(loginFields);
 
 /** A location event as it travels on `locations.raw`. */
@@ -138,7 +146,7 @@ export const EnrichedLocation = eventObject({ ...locationFields, ...ingestedFiel
 const Counts = v.pipe(jsonObject, v.record(v.pipe(v.string(), noNul), v.pipe(v.number(), v.integer(), v.minValue(0))));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
-/** One closed window of one input partition, on `logins.stats` (seed 001's fields plus our own). */
+/** One closed window of one input partition, on `logins.stats` (the published interval statistics fields, plus the partition and the offset it accounts up to). */
 export const LoginWindowStats = eventObject({
   timestamp_start: Timestamp,
   timestamp_end: Timestamp,

@@ -12,6 +12,7 @@ import { basename, dirname, join, posix, relative } from "node:path";
 import Ajv from "ajv";
 import { parseConfig } from "../shared/config.ts";
 import { topicSpecs } from "../shared/topics.ts";
+import { STAGES as STAGE_DEFINITIONS, type StageName } from "../tools/harness.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -60,7 +61,7 @@ const CODE_DEFAULTS = parseConfig({});
 const COMPOSE_ONLY = { INGEST_BEHIND_PROXY: true };
 const CONFIG_KEYS = Object.keys(CODE_DEFAULTS) as (keyof typeof CODE_DEFAULTS)[];
 
-/** The stages: by design every .ts file at the repository root is one (DESIGN.md). */
+/** The stages: every .ts file at the repository root is one. */
 const STAGES = readdirSync(ROOT)
   .filter((name) => /^\w[\w-]*\.ts$/.test(name))
   .map((name) => name.slice(0, -3))
@@ -112,7 +113,7 @@ function importClosure(entry: string) {
 }
 
 /** Files read at run time besides imports, by the module that reads them. */
-const RUNTIME_DATA: Record<string, string> = { "persist/db.ts": "persist/migrations" };
+const RUNTIME_DATA: Record<string, string> = { "persist/postgres/db.ts": "persist/postgres/migrations" };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Dockerfile and .dockerignore.
@@ -237,8 +238,10 @@ describe("compose.yaml", () => {
       const { files } = importClosure(`${stage}.ts`);
       // shared/config.ts names every key; a key that another file of the stage's imports names is one it reads.
       // Transpiled first, so comments and types do not count.
+      // The consume loop is among every stage's imports, but only a stage with a consumer group runs it.
+      const consumes = STAGE_DEFINITIONS[stage as StageName]?.group !== undefined;
       const sources = [...files]
-        .filter((file) => file !== "shared/config.ts")
+        .filter((file) => file !== "shared/config.ts" && (consumes || file !== "shared/consume.ts"))
         .map((f) => transpiler.transformSync(read(f)));
       const reads = CONFIG_KEYS.filter((key) => sources.some((text) => new RegExp(`\\b${key}\\b`).test(text)));
       expect(

@@ -1,5 +1,5 @@
 /**
- * Hostile input (issue 6): thousands of bodies from fast-check, sent over real HTTP to the ingest app with the real
+ * Hostile input: thousands of bodies from fast-check, sent over real HTTP to the ingest app with the real
  * broker behind it. Each must get its documented 4xx (400, 413 or 415; never a 5xx, never a 202) with a JSON
  * `{error, ...}` that says what is wrong, and `issues` naming the event and field for validation failures.
  * Afterwards the server still answers, no prototype was polluted, and nothing reached a topic.
@@ -30,7 +30,7 @@ const SMALL_LIMIT = 4096;
 const SMALL_MAX_EVENTS = 20;
 const { INGEST_BODY_LIMIT_BYTES: MAIN_LIMIT, INGEST_MAX_EVENTS: MAIN_MAX_EVENTS } = testConfig();
 
-type App = ReturnType<typeof startIngest>;
+type App = Awaited<ReturnType<typeof startIngest>>;
 let main: App;
 let small: App;
 let before: Position[][] = [];
@@ -616,8 +616,8 @@ async function metricSum(app: App, name: string, labels: RegExp): Promise<number
 const offsetsText = (positions: Position[]) => positions.map((p) => `${p.partition}:${p.offset}`).join(" ");
 
 beforeAll(async () => {
-  main = startIngest();
-  small = startIngest({
+  main = await startIngest();
+  small = await startIngest({
     INGEST_BODY_LIMIT_BYTES: String(SMALL_LIMIT),
     INGEST_MAX_EVENTS: String(SMALL_MAX_EVENTS),
   });

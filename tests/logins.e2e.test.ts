@@ -1,11 +1,13 @@
 /**
  * Login statistics end to end on the real broker and PostgreSQL: ingest -> aggregate -> persist -> the
- * `login_stats` view, checked against the events themselves, against a SQL recomputation over the audit table,
- * and across a SIGKILL of aggregate while a window is open.
+ * `login_stats` view, checked against the statistics recomputed from the events themselves and from the audit
+ * table, and across a SIGKILL of aggregate while a window is open.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createDb } from "../persist/db.ts";
+import { recompute, type TimedLogin } from "../aggregate/stats.ts";
+import { createDb } from "../persist/postgres/db.ts";
 import { partitionFor } from "../shared/kafka.ts";
+import { OPTIONAL_LOGIN_FIELDS } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { pollUntil, readTopic, type Stage, snapshot, spawnStage, startIngest, testConfig } from "./support.ts";
 
@@ -13,13 +15,7 @@ const WINDOW_MS = 2_000;
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
 const sql = createDb(env.DATABASE_URL, 2);
-const ports = {
-  aggregate: 25_000 + Math.floor(Math.random() * 1000),
-  persist: 26_000 + Math.floor(Math.random() * 1000),
-};
 const stageEnv = {
-  AGGREGATE_PORT: String(ports.aggregate),
-  PERSIST_PORT: String(ports.persist),
   WINDOW_SECONDS: String(WINDOW_MS / 1000),
   WINDOW_GRACE_SECONDS: "1",
   WINDOW_IDLE_TICK_MS: "100",
@@ -65,25 +61,7 @@ function logins(series: string, start: number, windows: number, count: number): 
 }
 
 /** What the windows of `events` must hold, computed here from the events themselves. */
-function expected(events: Login[]) {
-  const windows = new Map<
-    string,
-    { messages: number; devices: Record<string, number>; missing: Record<string, number> }
-  >();
-  for (const event of events) {
-    const start = new Date(Math.floor(Date.parse(event.timestamp) / WINDOW_MS) * WINDOW_MS).toISOString();
-    const window = windows.get(start) ?? { messages: 0, devices: {}, missing: {} };
-    windows.set(start, window);
-    window.messages++;
-    const device = event.device_type?.trim().toLowerCase();
-    if (device) window.devices[device] = (window.devices[device] ?? 0) + 1;
-    for (const field of ["app_version", "device_type", "ip", "locale", "device_id"] as const) {
-      const value = event[field];
-      window.missing[field] = (window.missing[field] ?? 0) + (value == null || value.trim() === "" ? 1 : 0);
-    }
-  }
-  return windows;
-}
+const expected = (events: Login[]) => recompute(events, WINDOW_MS);
 
 type ViewRow = {
   timestamp_start: Date;
@@ -128,32 +106,15 @@ function expectWindowsMatch(want: ReturnType<typeof expected>, rows: ViewRow[]) 
   expect(got).toEqual(Object.fromEntries(want));
 }
 
-/** The same statistics recomputed in SQL from the audit table. */
+/** The same statistics recomputed from the rows persist stored in the audit table. */
 async function recomputed(series: string) {
-  const rows = await sql<
-    { start: Date; messages: number; devices: Record<string, number>; missing: Record<string, number> }[]
-  >`
-    with ours as (
-      select to_timestamp(floor(extract(epoch from event_time) * 1000 / ${WINDOW_MS}) * ${WINDOW_MS} / 1000.0) as start, *
-      from logins where event_id like ${`${run}-${series}-%`}
-    )
-    select start, count(*)::int as messages,
-      coalesce((select jsonb_object_agg(d, n) from (
-        select lower(trim(o.device_type)) as d, count(*)::int as n from ours o
-        where o.start = w.start and nullif(trim(o.device_type), '') is not null group by 1) x), '{}') as devices,
-      jsonb_build_object(
-        'app_version', count(*) filter (where nullif(trim(app_version), '') is null),
-        'device_type', count(*) filter (where nullif(trim(device_type), '') is null),
-        'ip', count(*) filter (where nullif(trim(ip), '') is null),
-        'locale', count(*) filter (where nullif(trim(locale), '') is null),
-        'device_id', count(*) filter (where nullif(trim(device_id), '') is null)) as missing
-    from ours w group by start order by start`;
-  return new Map(
-    rows.map((r) => [r.start.toISOString(), { messages: r.messages, devices: r.devices, missing: r.missing }]),
-  );
+  const rows = await sql<TimedLogin[]>`
+    select event_time as timestamp, ${sql(OPTIONAL_LOGIN_FIELDS)} from logins
+    where event_id like ${`${run}-${series}-%`}`;
+  return recompute(rows, WINDOW_MS);
 }
 
-let ingest: ReturnType<typeof startIngest>;
+let ingest: Awaited<ReturnType<typeof startIngest>>;
 let aggregate: Stage;
 let persist: Stage;
 
@@ -175,11 +136,8 @@ const nextStart = (windows: number) => {
 };
 
 beforeAll(async () => {
-  ingest = startIngest();
-  [aggregate, persist] = await Promise.all([
-    spawnStage("aggregate.ts", ports.aggregate, stageEnv),
-    spawnStage("persist.ts", ports.persist, stageEnv),
-  ]);
+  ingest = await startIngest();
+  [aggregate, persist] = await Promise.all([spawnStage("aggregate", stageEnv), spawnStage("persist", stageEnv)]);
 });
 
 afterAll(async () => {
@@ -244,7 +202,7 @@ describe("login statistics end to end", () => {
     );
     expect(await aggregate.stop("SIGKILL")).not.toBe(0);
     await post(events.slice(300));
-    aggregate = await spawnStage("aggregate.ts", ports.aggregate, stageEnv);
+    aggregate = await spawnStage("aggregate", stageEnv);
     const { want, rows } = await waitForWindows(events, start, start + 6 * WINDOW_MS);
     expectWindowsMatch(want, rows);
     expect(await recomputed("crash")).toEqual(want);

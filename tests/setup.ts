@@ -6,7 +6,7 @@
  * Then it makes sure every topic exists, so tests never depend on auto-creation.
  */
 
-import { createDb, databaseAnswers } from "../persist/db.ts";
+import { createDb, databaseAnswers } from "../persist/postgres/db.ts";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";

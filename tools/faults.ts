@@ -15,7 +15,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createDb } from "../persist/db.ts";
+import { createDb } from "../persist/postgres/db.ts";
 import { config } from "../shared/config.ts";
 import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
@@ -27,11 +27,12 @@ import { createInjector } from "./faults/inject.ts";
 import { Ledger } from "./faults/ledger.ts";
 import { loadLine, type Stream, startLoad } from "./faults/load.ts";
 import { Pipeline, type Role } from "./faults/pipeline.ts";
-import { freePort } from "./faults/processes.ts";
 import { type ConsumerRole, describe, type Fault, PROFILES, plan } from "./faults/profiles.ts";
 import { printSummary } from "./faults/summary.ts";
 import { between, mulberry32, seedOf } from "./generators.ts";
+import { groupOf } from "./harness.ts";
 import { pollEvery, TimeoutError } from "./poll.ts";
+import { freePort } from "./ports.ts";
 
 const USAGE = `Usage: bun run test:faults [--profile smoke|ci|full] [--seed N] [--foreign-wait S] [--ignore-foreign]
   --profile smoke   no faults, about a minute: checks the harness itself
@@ -72,7 +73,10 @@ const run = `ft${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 3).t
 const logDir = mkdtempSync(join(tmpdir(), `faults-${run}-`));
 const windowMs = profile.window.seconds * 1000;
 const started = Date.now();
-const GROUPS: ConsumerRole[] = ["enrich", "aggregate", "persist"];
+const ROLES: ConsumerRole[] = ["enrich", "aggregate", "persist"];
+/** Each consumer stage's group, and back: members are counted per group, instances per role. */
+const GROUP_OF = new Map(ROLES.map((role) => [groupOf(role) as string, role]));
+const GROUPS = [...GROUP_OF.keys()];
 const INSTANCES = ["ingest", "enrich#1", "aggregate", "persist"];
 /** A killed member stays in its group until its session times out (6 s): so soon after a fault, extra members are ours. */
 const MEMBERSHIP_SETTLE_MS = 20_000;
@@ -148,7 +152,7 @@ function startMonitor(): () => void {
       const lastCrash = pipeline.crashes.at(-1)?.at ?? 0;
       if (Date.now() - Math.max(lastFaultAt, lastCrash) < MEMBERSHIP_SETTLE_MS) return;
       for (const [group, members] of (await groupMembers(brokers, GROUPS).catch(() => undefined)) ?? []) {
-        const ours = pipeline.instances(group as Role).length;
+        const ours = pipeline.instances(GROUP_OF.get(group) as Role).length;
         if (members.length > ours)
           otherMembers.push(
             `${new Date().toISOString()}: ${group} has ${members.length} members, ${ours} of them ours`,

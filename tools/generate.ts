@@ -12,10 +12,10 @@ const HELP = `Usage: bun run generate [options]
 Posts generated events to the ingest API and prints what became of them.
 
 Kinds (--kind):
-  logins     seed 001's login producer: a user population with device, app-version and locale mixes;
+  logins     a login producer: a user population with device, app-version and locale mixes;
              --missing of the optional fields are absent, null or "" (the aggregate counts them as missing)
   locations  users moving along paths (random walks of great-circle steps from cities on every continent)
-  fleet      seed 003's launcher: --vehicles vehicles each reporting every --interval seconds. Our API has
+  fleet      a vehicle fleet launcher: --vehicles vehicles each reporting every --interval seconds. Our API has
              no speed field and rejects unknown fields, so a report is sent as a location event
              (user_id = vehicle id, lat/long = position); the speed only drives the simulation.
 

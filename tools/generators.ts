@@ -1,14 +1,14 @@
 /**
  * Seeded event generators: the traffic of the reference designs, as bodies the HTTP API accepts.
- * - logins (seed 001): a user population with device, app-version and locale mixes, and a configurable share
+ * - logins: a user population with device, app-version and locale mixes, and a configurable share
  *   of missing optional fields (absent, `null` or `""`, the three forms the aggregate counts as missing);
- * - locations (seed 000): users moving along paths, each ping a great-circle step from the previous one;
- * - fleet (seed 003): N vehicles reporting in turn, driving along street-like paths at a varying speed.
+ * - locations: users moving along paths, each ping a great-circle step from the previous one;
+ * - fleet: N vehicles reporting in turn, driving along street-like paths at a varying speed.
  *
  * Pure: no I/O, no clock, no global randomness. Every choice comes from a mulberry32 PRNG seeded by the caller
  * and the event time is passed in, so the same seed and the same times give the same events.
  */
-import { OPTIONAL_FIELDS } from "../aggregate/windows.ts";
+import { OPTIONAL_LOGIN_FIELDS } from "../shared/schemas.ts";
 
 /** A PRNG: uniform numbers in [0, 1). */
 export type Rng = () => number;
@@ -64,7 +64,7 @@ export const ROUTES: Record<Kind, string> = {
   fleet: "/v1/locations",
 };
 
-/** A login body, as seed 001's producer sends it. */
+/** A login body, as a login producer sends it. */
 export interface LoginBody {
   event_id?: string;
   user_id: string;
@@ -76,7 +76,7 @@ export interface LoginBody {
   device_id?: string | null;
 }
 
-/** A location body, as seed 000 sends it (and as a vehicle's report becomes one). */
+/** A location body, as a mobile client sends it (and as a vehicle's report becomes one). */
 export interface LocationBody {
   event_id?: string;
   user_id: string;
@@ -144,7 +144,7 @@ const APP_VERSIONS = [
   ["1.9.7", 12],
 ] as const;
 
-/** Seed 001 sends two-letter region codes. */
+/** Login producers send two-letter region codes. */
 const LOCALES = [
   ["US", 30],
   ["IN", 12],
@@ -169,7 +169,7 @@ interface User {
   ip: string;
 }
 
-/** A UUID-shaped id from the PRNG (seed 001's user ids are UUIDs). */
+/** A UUID-shaped id from the PRNG (login producers use UUIDs for user ids). */
 function uuid(rng: Rng): string {
   const hex = Array.from({ length: 32 }, () => Math.floor(rng() * 16).toString(16)).join("");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
@@ -185,7 +185,7 @@ function makeUser(rng: Rng, prefix: string): User {
   return {
     id: `${prefix}${uuid(rng)}`,
     device: weighted(rng, DEVICES),
-    // Seed 001's device ids look like "593-47-5928".
+    // Login producers' device ids look like "593-47-5928".
     deviceId: `${between(rng, 100, 999)}-${between(rng, 10, 99)}-${between(rng, 1000, 9999)}`,
     appVersion: weighted(rng, APP_VERSIONS),
     locale: weighted(rng, LOCALES),
@@ -222,7 +222,7 @@ export function loginGenerator(options: GeneratorOptions): EventGenerator {
         locale: user.locale,
         device_id: user.deviceId,
       };
-      for (const field of OPTIONAL_FIELDS) {
+      for (const field of OPTIONAL_LOGIN_FIELDS) {
         if (rng() >= missingShare) {
           event[field] = values[field];
           continue;
@@ -281,7 +281,7 @@ const ORIGINS: readonly [number, number][] = [
   [34.05, -118.24], // Los Angeles
   [19.43, -99.13], // Mexico City
   [-23.55, -46.63], // São Paulo
-  [-31.42, -64.18], // Córdoba (seed 000's sample)
+  [-31.42, -64.18], // Córdoba
   [51.51, -0.13], // London
   [48.86, 2.35], // Paris
   [52.52, 13.4], // Berlin
@@ -365,7 +365,7 @@ export function locationGenerator(options: GeneratorOptions): EventGenerator {
 export const MAX_VEHICLE_SPEED = 36;
 
 /**
- * Seed 003's fleet: `population` vehicles reporting in turn (vehicle 0, 1, ..., N-1, 0, ...), each report
+ * A vehicle fleet: `population` vehicles reporting in turn (vehicle 0, 1, ..., N-1, 0, ...), each report
  * `intervalSeconds` of driving after its previous one. Speed changes smoothly (accelerate, cruise, brake, stop
  * at lights) and headings follow a street grid with turns at intersections. The API has no speed field and
  * rejects unknown fields, so a report is a location event: user_id = vehicle id, position, time.
@@ -417,7 +417,7 @@ export function corrupt(event: EventBody, rng: Rng): Record<string, unknown> {
       copy.user_id = "";
     },
     () => {
-      copy.speed = 42; // seed 003's field, which our API does not take
+      copy.speed = 42; // a fleet simulator's field, which our API does not take
     },
   ];
   if ("lat" in event) {

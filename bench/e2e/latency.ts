@@ -3,7 +3,7 @@
  * row's clock_timestamp() at insert, inside persist's transaction, so a little before the commit makes it
  * visible) minus the moment the client read the 202. Same machine, same clock; no sampling, every event counts.
  */
-import type { Sql } from "../../persist/db.ts";
+import type { Sql } from "../../persist/postgres/db.ts";
 import type { Table } from "./load.ts";
 
 /** Ids per query: a `= any(array)` over the primary key, kept well under postgres.js's message limits. */

@@ -1,9 +1,9 @@
 /**
- * bench/results/<date>.md: the machine, the commands, the results table, the goals of issue 6 with a pass or
+ * bench/results/<date>.md: the machine, the commands, the results table, the goals with a pass or
  * miss each, where the time went (the stages' own histograms) and anything that may have disturbed the run.
  */
 import { cpus, freemem, totalmem } from "node:os";
-import type { Sql } from "../../persist/db.ts";
+import type { Sql } from "../../persist/postgres/db.ts";
 import { type ChartStep, RSVG_INSTALL } from "./chart.ts";
 import type { Distribution } from "./latency.ts";
 import type { Options } from "./options.ts";
@@ -335,7 +335,7 @@ export async function writeReport(input: ReportInput): Promise<string> {
     `Latency columns are for location events (HTTP → ingest → locations.raw → enrich → locations.enriched → persist).`,
     `Accepted events without a row after the drain: ${lost} (must be 0).`,
     "",
-    "### Goals (issue 6)",
+    "### Goals",
     "",
     goalsTable(steps),
     "",

@@ -3,7 +3,7 @@
  * accepted event's row. Stage throughput comes from each stage's own counters over the sending window; memory
  * and CPU from /proc over the same window.
  */
-import type { Sql } from "../../persist/db.ts";
+import type { Sql } from "../../persist/postgres/db.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { pollEvery } from "../../tools/poll.ts";
 import { foreignProcesses, lookForForeign } from "./foreign.ts";

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
-import { within } from "../shared/deadline.ts";
+import { within } from "../../shared/deadline.ts";
 
 const MIGRATIONS_DIR = join(import.meta.dir, "migrations");
 /** Any constant works; it only has to be the same for every instance. */

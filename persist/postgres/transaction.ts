@@ -5,56 +5,23 @@
  * writes a row twice. Rows go in through COPY into a staging table, the fastest path postgres.js offers, then
  * one INSERT ... SELECT that applies the table's conflict rule.
  */
-
-import type { InRecord } from "../shared/kafka.ts";
+import type { Position } from "../../shared/kafka.ts";
 import type { Sql } from "./db.ts";
+import { copyLine, type Table } from "./table.ts";
 
-/** Where a batch's rows go and what a second row with the same key does. */
-export interface TableSpec {
-  table: string;
-  columns: string[];
-  /** The `on conflict ...` clause of the final insert. */
-  onConflict: string;
-  /** Key columns: when one batch holds several rows for a key, only the one from the highest offset is kept. */
-  key: string[];
-}
-
-/** A row bound for `table`, with the record it came from. */
-export interface PendingRow {
-  table: TableSpec;
-  record: Pick<InRecord, "topic" | "partition" | "offset">;
-  values: unknown[];
-}
-
-export interface WriteResult {
-  /** Rows inserted or updated. */
-  written: number;
-  /** Rows the conflict rule turned away (a replay of an event already stored). */
-  conflicts: number;
+/** What one batch transaction did, per table. */
+export interface BatchResult {
   /** Records below the stored offsets, dropped before writing. */
   replayed: number;
+  /** Per table: rows inserted or updated, and rows the conflict rule turned away. */
+  tables: Map<string, { written: number; conflicts: number }>;
 }
 
-/** One value in COPY's text format: `\N` for null, backslash escapes for the separators. */
-export function copyValue(value: unknown): string {
-  if (value === null || value === undefined) return "\\N";
-  if (typeof value === "number" || typeof value === "bigint") return String(value);
-  const text = typeof value === "string" ? value : JSON.stringify(value);
-  // Most values hold nothing to escape; testing first spares a replace per value on the hot path.
-  return NEEDS_ESCAPE.test(text) ? text.replace(ESCAPABLE, (c) => ESCAPES[c] as string) : text;
-}
-
-const NEEDS_ESCAPE = /[\\\n\r\t]/;
-const ESCAPABLE = /[\\\n\r\t]/g;
-const ESCAPES: Record<string, string> = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
-
-/** Rows as COPY text: tab between values, newline after each row. */
-export function copyText(rows: unknown[][]): string {
-  return rows.map(copyLine).join("");
-}
-
-function copyLine(row: unknown[]): string {
-  return `${row.map(copyValue).join("\t")}\n`;
+/** A row bound for `table`, with the coordinates of the record it came from. */
+export interface PendingRow {
+  table: Table<never>;
+  record: { topic: string; partition: number; offset: bigint };
+  values: unknown[];
 }
 
 const slot = (topic: string, partition: number) => `${topic}\u0000${partition}`;
@@ -67,8 +34,8 @@ export async function writeBatch(
   sql: Sql,
   groupId: string,
   rows: PendingRow[],
-  next: { topic: string; partition: number; offset: bigint }[],
-): Promise<WriteResult> {
+  next: Position[],
+): Promise<BatchResult> {
   const topics = next.map((p) => p.topic);
   const partitions = next.map((p) => p.partition);
   const offsets = next.map((p) => p.offset.toString());
@@ -90,37 +57,38 @@ export async function writeBatch(
       ({ row }) => row.record.offset >= (floor.get(slot(row.record.topic, row.record.partition)) ?? 0n),
     );
 
-    let written = 0;
+    const tables = new Map<string, { written: number; conflicts: number }>();
     for (const table of new Set(fresh.map(({ row }) => row.table))) {
       const lines = fresh.filter(({ row }) => row.table === table).map(({ line }) => line);
-      written += await insertRows(tx as unknown as Sql, table, lines);
+      const written = await insertRows(tx as unknown as Sql, table, lines);
+      tables.set(table.name, { written, conflicts: lines.length - written });
     }
     await tx`
       update consumer_offsets o set next_offset = greatest(o.next_offset, u.n), updated_at = now()
       from unnest(${topics}::text[], ${partitions}::int[], ${offsets}::bigint[]) as u(t, p, n)
       where o.group_id = ${groupId} and o.topic = u.t and o.partition = u.p`;
-    return { written, conflicts: fresh.length - written, replayed: rows.length - fresh.length };
+    return { replayed: rows.length - fresh.length, tables };
   });
 }
 
 /** COPYs `lines` (rows with their source offset last) into the table's staging twin, then inserts them. */
-async function insertRows(tx: Sql, spec: TableSpec, lines: string[]): Promise<number> {
-  const staging = `staging_${spec.table}`;
-  const columns = spec.columns.join(", ");
+async function insertRows(tx: Sql, table: Table<never>, lines: string[]): Promise<number> {
+  const staging = `staging_${table.name}`;
+  const columns = table.columns.join(", ");
   // One staging table per connection, emptied by every commit.
   await tx.unsafe(
-    `create temp table if not exists ${staging} (like ${spec.table} including defaults, staged_offset bigint) on commit delete rows`,
+    `create temp table if not exists ${staging} (like ${table.name} including defaults, staged_offset bigint) on commit delete rows`,
   );
   const copy = await tx.unsafe(`copy ${staging} (${columns}, staged_offset) from stdin`).writable();
   await new Promise<void>((resolve, reject) => {
     copy.on("error", reject);
     copy.end(lines.join(""), resolve);
   });
-  const key = spec.key.join(", ");
+  const key = table.key.join(", ");
   const result = await tx.unsafe(
-    `insert into ${spec.table} (${columns})
+    `insert into ${table.name} (${columns})
      select distinct on (${key}) ${columns} from ${staging} order by ${key}, staged_offset desc
-     ${spec.onConflict}`,
+     ${table.conflictClause}`,
   );
   return result.count;
 }

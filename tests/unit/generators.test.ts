@@ -1,7 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
-import { OPTIONAL_FIELDS } from "../../aggregate/windows.ts";
-import { LocationEvent, LoginEvent } from "../../shared/schemas.ts";
+import { LocationEvent, LoginEvent, OPTIONAL_LOGIN_FIELDS } from "../../shared/schemas.ts";
 import {
   corrupt,
   createGenerator,
@@ -83,14 +82,14 @@ describe("logins", () => {
     const events = take("logins", 4_000, { missingShare: share }) as LoginBody[];
     const forms = { absent: 0, null: 0, empty: 0 };
     for (const event of events) {
-      for (const field of OPTIONAL_FIELDS) {
+      for (const field of OPTIONAL_LOGIN_FIELDS) {
         if (!(field in event)) forms.absent++;
         else if (event[field] === null) forms.null++;
         else if (event[field] === "") forms.empty++;
       }
     }
     const missing = forms.absent + forms.null + forms.empty;
-    const measured = missing / (events.length * OPTIONAL_FIELDS.length);
+    const measured = missing / (events.length * OPTIONAL_LOGIN_FIELDS.length);
     expect(Math.abs(measured - share)).toBeLessThan(0.02);
     if (share > 0) for (const n of Object.values(forms)) expect(n / missing).toBeGreaterThan(0.25);
   });

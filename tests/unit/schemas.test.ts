@@ -36,10 +36,10 @@ function messages(schema: v.GenericSchema, input: unknown): string[] {
 const USER = "6f1c1e4e-9a51-4a2b-9d0e-3d7c2a4b5e61";
 const SEED_ISO = "2023-09-12T00:45:51.000Z";
 
-/** Seed 000's location payload, verbatim apart from the elided user id. */
+/** A mobile client's location payload, verbatim apart from the elided user id. */
 const seedLocation = () => ({ timestamp: "1694479551", lat: -31.677696, long: -65.030317, user_id: USER });
 
-/** Seed 001's login payload, verbatim apart from the elided ids. */
+/** A login producer's payload, verbatim apart from the elided ids. */
 const seedLogin = () => ({
   user_id: USER,
   app_version: "2.3.0",
@@ -168,7 +168,7 @@ describe("EventId", () => {
 });
 
 describe("LocationEvent", () => {
-  test("accepts seed 000's payload and normalises the string epoch", () => {
+  test("accepts a mobile client's location payload and normalises the string epoch", () => {
     expect(accept(LocationEvent, seedLocation())).toEqual({
       timestamp: SEED_ISO,
       lat: -31.677696,
@@ -280,7 +280,7 @@ describe("LocationEvent", () => {
 });
 
 describe("LoginEvent", () => {
-  test("accepts seed 001's payload and normalises the numeric epoch", () => {
+  test("accepts a login producer's payload and normalises the numeric epoch", () => {
     expect(accept(LoginEvent, seedLogin())).toEqual({ ...seedLogin(), timestamp: SEED_ISO });
   });
 

@@ -1,9 +1,16 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { copyText, copyValue, type TableSpec } from "../../persist/store.ts";
-import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, locationRow, loginRow, loginWindowRow } from "../../persist/tables.ts";
+import { copyText, copyValue, defineTable, type Table } from "../../persist/postgres/table.ts";
+import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS } from "../../persist/postgres.ts";
 import type { EnrichedLocation, LoginWindowStats, RawLogin } from "../../shared/schemas.ts";
+
+type Coordinates = { partition: number; offset: bigint };
+const locationRow = (value: EnrichedLocation, at: Coordinates) =>
+  LOCATIONS.values({ topic: "locations.enriched", ...at, value });
+const loginRow = (value: RawLogin, at: Coordinates) => LOGINS.values({ topic: "logins.raw", ...at, value });
+const loginWindowRow = (value: LoginWindowStats) =>
+  LOGIN_WINDOW_STATS.values({ topic: "logins.stats", partition: value.partition, offset: 0n, value });
 
 /**
  * A reference decoder of PostgreSQL's COPY text format (default delimiter and null string), written from the
@@ -77,7 +84,7 @@ const AWKWARD = [
 ];
 
 /** A column -> value map of one row, failing when the row and the spec's columns differ in length. */
-function zip(spec: TableSpec, values: unknown[]): Record<string, unknown> {
+function zip(spec: Table<never>, values: unknown[]): Record<string, unknown> {
   expect(values).toHaveLength(spec.columns.length);
   return Object.fromEntries(spec.columns.map((column, i) => [column, values[i]]));
 }
@@ -310,7 +317,7 @@ describe("loginWindowRow", () => {
 
 /** The columns of each `create table` in migrations/, and which of them must be given (not null, no default). */
 function migratedTables(): Map<string, { columns: string[]; required: string[] }> {
-  const dir = join(import.meta.dir, "../../persist/migrations");
+  const dir = join(import.meta.dir, "../../persist/postgres/migrations");
   const sqlText = readdirSync(dir)
     .filter((file) => file.endsWith(".sql"))
     .sort()
@@ -339,7 +346,7 @@ describe.each([
   ["LOGIN_WINDOW_STATS", LOGIN_WINDOW_STATS],
 ])("%s", (_, spec) => {
   test("names only columns of its migrated table, and every column that has no default", () => {
-    const table = migratedTables().get(spec.table);
+    const table = migratedTables().get(spec.name);
     expect(table).toBeDefined();
     for (const column of spec.columns)
       expect({ column, exists: table?.columns.includes(column) }).toEqual({ column, exists: true });
@@ -350,14 +357,41 @@ describe.each([
 
   test("its key is among its columns and is the conflict target", () => {
     for (const column of spec.key) expect(spec.columns).toContain(column);
-    expect(spec.onConflict.replace(/\s+/g, " ")).toContain(`on conflict (${spec.key.join(", ")}) do`);
+    expect(spec.conflictClause).toContain(`on conflict (${spec.key.join(", ")}) do`);
   });
 });
 
 test("a re-emitted window overwrites every non-key column of its row", () => {
-  const updated = [...LOGIN_WINDOW_STATS.onConflict.matchAll(/(\w+) = excluded\.(\w+)/g)].map(([, column, source]) => {
-    expect(source).toBe(column as string);
-    return column;
-  });
+  const updated = [...LOGIN_WINDOW_STATS.conflictClause.matchAll(/(\w+) = excluded\.(\w+)/g)].map(
+    ([, column, source]) => {
+      expect(source).toBe(column as string);
+      return column;
+    },
+  );
   expect(updated.sort()).toEqual(LOGIN_WINDOW_STATS.columns.filter((c) => !LOGIN_WINDOW_STATS.key.includes(c)).sort());
+});
+
+describe("defineTable", () => {
+  const columns = { id: (row: { value: { id: string } }) => row.value.id, n: () => undefined };
+
+  test("an immutable table ignores a second row with its key", () => {
+    const table = defineTable({ name: "t", key: ["id"], columns, onConflict: "ignore" });
+    expect(table.conflictClause).toBe("on conflict (id) do nothing");
+  });
+
+  test("an updatable table overwrites every non-key column and stamps the update time", () => {
+    const table = defineTable({ name: "t", key: ["id"], columns, onConflict: "update", updatedAt: "updated_at" });
+    expect(table.conflictClause).toBe("on conflict (id) do update set n = excluded.n, updated_at = clock_timestamp()");
+  });
+
+  test("undefined values become null, so absent fields are NULL whichever way the row is written", () => {
+    const table = defineTable({ name: "t", key: ["id"], columns, onConflict: "ignore" });
+    expect(table.values({ topic: "x", partition: 0, offset: 0n, value: { id: "a" } })).toEqual(["a", null]);
+  });
+
+  test("a key column that is not declared is an error at declaration, not at the first write", () => {
+    expect(() => defineTable({ name: "t", key: ["missing"], columns, onConflict: "ignore" })).toThrow(
+      "table t: key column missing is not among its columns",
+    );
+  });
 });

@@ -28,7 +28,7 @@ function offsetOf(local: string): number {
 }
 
 describe("enrichLocation on known points", () => {
-  test("Córdoba (seed 000's point) is America/Argentina/Cordoba at -03:00", () => {
+  test("Córdoba (a point near a zone border) is America/Argentina/Cordoba at -03:00", () => {
     // 1694479551 is the seed's epoch-seconds timestamp.
     const out = enrichLocation(location(-31.677696, -65.030317, "2023-09-12T00:45:51.000Z"));
     expect(out.timezone).toBe("America/Argentina/Cordoba");

@@ -1,7 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
-import { createWindowFold, OPTIONAL_FIELDS, type WindowFold } from "../../aggregate/windows.ts";
-import { LoginWindowStats, type RawLogin } from "../../shared/schemas.ts";
+import { createWindowFold, type WindowFold } from "../../aggregate/windows.ts";
+import {
+  LoginWindowStats,
+  OPTIONAL_LOGIN_FIELDS,
+  type OptionalLoginField,
+  type RawLogin,
+} from "../../shared/schemas.ts";
 import { mulberry32 as random } from "../../tools/generators.ts";
 
 const WINDOW = 10_000;
@@ -12,7 +17,6 @@ const T0 = Date.UTC(2024, 0, 15, 12, 0, 0);
 const NOW = Date.UTC(2030, 5, 1);
 
 type Counts = Record<string, number>;
-type Field = (typeof OPTIONAL_FIELDS)[number];
 
 const iso = (ms: number) => new Date(T0 + ms).toISOString();
 
@@ -35,15 +39,15 @@ function login(ms: number, fields: Partial<RawLogin> = {}): RawLogin {
 }
 
 /** A login without the given optional fields at all (not even as undefined). */
-function without(ms: number, ...fields: Field[]): RawLogin {
+function without(ms: number, ...fields: OptionalLoginField[]): RawLogin {
   const event: Record<string, unknown> = login(ms);
   for (const field of fields) delete event[field];
   return event as RawLogin;
 }
 
 /** A missing-field histogram: every optional field, zero unless given. */
-function missing(counts: Partial<Record<Field, number>> = {}): Counts {
-  return { app_version: 0, device_type: 0, ip: 0, locale: 0, device_id: 0, ...counts };
+function missing(counts: Partial<Record<OptionalLoginField, number>> = {}): Counts {
+  return { ...Object.fromEntries(OPTIONAL_LOGIN_FIELDS.map((field) => [field, 0])), ...counts };
 }
 
 /** The exact record a closed window should produce. Times are ms after T0. */
@@ -343,7 +347,7 @@ describe("missing fields and device types", () => {
   test("absent, null, empty and whitespace-only values count as missing, per field", () => {
     const h = harness();
     h.add(login(1_000));
-    h.add(without(1_100, ...OPTIONAL_FIELDS));
+    h.add(without(1_100, ...OPTIONAL_LOGIN_FIELDS));
     h.add(login(1_200, { app_version: null, device_type: null, ip: null, locale: null, device_id: null }));
     h.add(login(1_300, { app_version: "", device_type: "", ip: "", locale: "", device_id: "" }));
     h.add(login(1_400, { app_version: "   ", device_type: "\t", ip: " \n ", locale: " ", device_id: "\u00a0" }));
@@ -365,8 +369,8 @@ describe("missing fields and device types", () => {
     h.add(login(1_000));
     h.add(login(20_000));
     const [window] = h.tick();
-    expect(Object.keys(window?.interval_missing_field_count ?? {}).sort()).toEqual([...OPTIONAL_FIELDS].sort());
-    expect(Object.keys(window?.total_missing_field_count ?? {}).sort()).toEqual([...OPTIONAL_FIELDS].sort());
+    expect(Object.keys(window?.interval_missing_field_count ?? {}).sort()).toEqual([...OPTIONAL_LOGIN_FIELDS].sort());
+    expect(Object.keys(window?.total_missing_field_count ?? {}).sort()).toEqual([...OPTIONAL_LOGIN_FIELDS].sort());
     expect(window?.interval_missing_field_count).toEqual(missing());
   });
 

@@ -15,17 +15,19 @@
  *   first that the topics it reads hold (enrich's replays into locations.enriched, re-emitted windows). More
  *   would mean persist tried to insert a record twice past its offset store. The sum is a lower bound (a
  *   SIGKILL loses what happened since the last scrape), so only this direction is asserted;
- * - aggregates: each window of the run in `login_stats` equals a SQL recomputation over the stored `logins`
- *   rows, late events (those copied to logins.late) counted in `late_messages` instead; totals grow by exactly
- *   the run's logins, overall and per partition (running totals survive SIGKILL of aggregate).
+ * - aggregates: each window of the run in `login_stats` equals the statistics recomputed from the stored
+ *   `logins` rows, late events (those copied to logins.late) counted in `late_messages` instead; totals grow by
+ *   exactly the run's logins, overall and per partition (running totals survive SIGKILL of aggregate).
  *
  * Topics, consumer groups and tables are shared with whatever else runs against the same stack. Other traffic
  * cannot change the per-event checks (they count only the run's event_ids), but it can add late events to the
  * run's windows or conflicts to persist's counters; checks that assume the pipeline to themselves are then
  * reported INCONCLUSIVE instead of failing, and the run says how much other traffic it saw.
  */
-import type { Sql } from "../../persist/db.ts";
+import { recompute, type TimedLogin } from "../../aggregate/stats.ts";
+import type { Sql } from "../../persist/postgres/db.ts";
 import type { Position } from "../../shared/kafka.ts";
+import { OPTIONAL_LOGIN_FIELDS } from "../../shared/schemas.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { FATES, type Fate, type Ledger, type Table } from "./ledger.ts";
 import { eventCopies, extraCopies, keyCopies } from "./topics.ts";
@@ -208,22 +210,12 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
     select max(total_messages_consumed) as total from login_stats where timestamp_start < ${from}`;
 
   // The recomputation: the run's stored logins by window, late ones left out of the window counts.
-  const recomputed = await sql<{ start: Date; messages: number; devices: Counts; missing: Counts }[]>`
-    with ours as (
-      select to_timestamp(floor(extract(epoch from event_time) * 1000 / ${windowMs}) * ${windowMs} / 1000.0) as start, *
-      from logins where event_id like ${like} and event_id <> all(${lateIds}::text[])
-    )
-    select start, count(*)::int as messages,
-      coalesce((select jsonb_object_agg(d, n) from (
-        select lower(trim(o.device_type)) as d, count(*)::int as n from ours o
-        where o.start = w.start and nullif(trim(o.device_type), '') is not null group by 1) x), '{}') as devices,
-      jsonb_build_object(
-        'app_version', count(*) filter (where nullif(trim(app_version), '') is null),
-        'device_type', count(*) filter (where nullif(trim(device_type), '') is null),
-        'ip', count(*) filter (where nullif(trim(ip), '') is null),
-        'locale', count(*) filter (where nullif(trim(locale), '') is null),
-        'device_id', count(*) filter (where nullif(trim(device_id), '') is null)) as missing
-    from ours w group by start order by start`;
+  const recomputed = recompute(
+    await sql<TimedLogin[]>`
+      select event_time as timestamp, ${sql(OPTIONAL_LOGIN_FIELDS)} from logins
+      where event_id like ${like} and event_id <> all(${lateIds}::text[])`,
+    windowMs,
+  );
   const [stored] = await sql<{ n: number; late: number }[]>`
     select count(*)::int as n, count(*) filter (where event_id = any(${lateIds}::text[]))::int as late
     from logins where event_id like ${like}`;
@@ -231,8 +223,7 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
 
   const byStart = new Map(view.map((row) => [row.start.toISOString(), row]));
   let mismatched = 0;
-  for (const want of recomputed) {
-    const key = want.start.toISOString();
+  for (const [key, want] of recomputed) {
     const got = byStart.get(key);
     byStart.delete(key);
     const same =
@@ -261,7 +252,7 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
   const totalGrowth = view.length > 0 ? Number(view[view.length - 1]?.total) - Number(before?.total ?? 0) : 0;
 
   checks.push(
-    { name: "aggregates: windows of the run", value: recomputed.length, expected: "", ok: undefined },
+    { name: "aggregates: windows of the run", value: recomputed.size, expected: "", ok: undefined },
     {
       name: "aggregates: windows unlike the recomputation",
       value: mismatched,

@@ -3,10 +3,11 @@
  * windows, and waiting until the pipeline has consumed everything (polling with a deadline, never sleeping a
  * fixed time).
  */
-import type { Sql } from "../../persist/db.ts";
+import type { Sql } from "../../persist/postgres/db.ts";
 import { endOffsets, lastRecords, type Position, partitionFor } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import type { LoginBody } from "../generators.ts";
+import { groupOf } from "../harness.ts";
 import { pollEvery } from "../poll.ts";
 import { post, type RequestResult } from "../traffic.ts";
 import { committedOffsets, slot } from "./groups.ts";
@@ -102,11 +103,12 @@ export async function drain(options: DrainOptions): Promise<void> {
       await Promise.all(watched.map(async (t) => [t, await endOffsets(brokers, t)] as const)),
     );
     const [enrich, aggregate] = await Promise.all([
-      committedOffsets(brokers, "enrich"),
-      committedOffsets(brokers, "aggregate"),
+      committedOffsets(brokers, groupOf("enrich") as string),
+      committedOffsets(brokers, groupOf("aggregate") as string),
     ]);
+    // persist's source of truth is the offsets PostgreSQL keeps with its rows, not the group's Kafka commits.
     const stored = await sql<{ topic: string; partition: number; next_offset: string }[]>`
-      select topic, partition, next_offset from consumer_offsets where group_id = 'persist'`;
+      select topic, partition, next_offset from consumer_offsets where group_id = ${groupOf("persist") as string}`;
     const persist = new Map(stored.map((r) => [slot(r.topic, r.partition), BigInt(r.next_offset)]));
     const readers: [string, string, Map<string, bigint>][] = [
       ["enrich", TOPICS.locationsRaw, enrich],

@@ -5,7 +5,7 @@
  */
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { createDb, databaseAnswers } from "../../persist/db.ts";
+import { createDb, databaseAnswers } from "../../persist/postgres/db.ts";
 import { processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
 import { brokerAnswers } from "../../shared/kafka.ts";
 import { localCluster } from "../../tests/support.ts";

@@ -3,8 +3,9 @@
  * (optionally killing a stage while it is down), add or remove the second enrich. Downtimes are random
  * (seeded): that is load shaping; every wait for something to come back polls with a deadline.
  */
-import type { Sql } from "../../persist/db.ts";
+import type { Sql } from "../../persist/postgres/db.ts";
 import { between, pick, type Rng } from "../generators.ts";
+import { groupOf } from "../harness.ts";
 import { pollEvery } from "../poll.ts";
 import { stackBrokerPid, startBroker, stopBroker } from "./infra.ts";
 import type { Pipeline, Role } from "./pipeline.ts";
@@ -52,7 +53,7 @@ export function createInjector(deps: InjectorDeps) {
   async function persistWriting(): Promise<boolean> {
     const latest = async () => {
       const [row] = await sql<{ t: Date | null }[]>`
-        select max(updated_at) as t from consumer_offsets where group_id = 'persist'`;
+        select max(updated_at) as t from consumer_offsets where group_id = ${groupOf("persist") as string}`;
       return row?.t?.getTime() ?? 0;
     };
     const before = await latest();

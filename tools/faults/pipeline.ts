@@ -3,18 +3,25 @@
  * did not cause (restarted at once, as compose's `restart: unless-stopped` would), and persist's counters
  * scraped across lifetimes (a restart resets them, so each lifetime's last scrape is kept).
  */
-import {
-  lastError,
-  metricSum,
-  readiness,
-  type StageProcess,
-  type StageSpec,
-  scrape,
-  startStage,
-  stopStage,
-} from "./processes.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type StageHandle, type StageName, startStage } from "../harness.ts";
+import { metricSum } from "../metrics.ts";
 
-export type Role = "ingest" | "enrich" | "aggregate" | "persist";
+export type Role = StageName;
+
+/** One lifetime of one instance of a stage. */
+interface StageProcess {
+  /** e.g. "enrich#2". */
+  instance: string;
+  /** 1 for the first start of the instance, +1 for each restart. */
+  lifetime: number;
+  logPath: string;
+  handle: StageHandle;
+  exited: Promise<number>;
+  /** True once this harness has signalled it, so its exit is not a crash. */
+  signalled: boolean;
+}
 
 /** persist's counters in one scrape. */
 export interface PersistCounters {
@@ -33,19 +40,6 @@ export interface Crash {
   /** The last error it logged. */
   reason: string | undefined;
 }
-
-const SCRIPTS: Record<Role, string> = {
-  ingest: "ingest.ts",
-  enrich: "enrich.ts",
-  aggregate: "aggregate.ts",
-  persist: "persist.ts",
-};
-const PORT_VARIABLE: Record<Role, string> = {
-  ingest: "INGEST_PORT",
-  enrich: "ENRICH_PORT",
-  aggregate: "AGGREGATE_PORT",
-  persist: "PERSIST_PORT",
-};
 
 export const roleOf = (instance: string): Role => instance.split("#")[0] as Role;
 
@@ -74,16 +68,12 @@ export class Pipeline {
     this.ports.set(instance, port);
     const lifetime = (this.lifetimes.get(instance) ?? 0) + 1;
     this.lifetimes.set(instance, lifetime);
-    const spec: StageSpec = {
-      script: SCRIPTS[role],
-      instance,
-      port,
-      env: { ...this.env, [PORT_VARIABLE[role]]: String(port) },
-      logDir: this.logDir,
-    };
-    const stage = await startStage(spec, lifetime);
+    const logPath = join(this.logDir, `${instance.replace("#", "-")}.${lifetime}.log`);
+    const handle = await startStage(role, { mode: "process", port, env: this.env, output: logPath });
+    const exited = (handle.child as NonNullable<StageHandle["child"]>).exited;
+    const stage: StageProcess = { instance, lifetime, logPath, handle, exited, signalled: false };
     this.live.set(instance, stage);
-    void stage.child.exited.then(() => this.exited(stage));
+    void exited.then(() => this.exited(stage));
     return stage;
   }
 
@@ -91,7 +81,7 @@ export class Pipeline {
   private async exited(stage: StageProcess): Promise<void> {
     if (stage.signalled || this.closing) return;
     if (this.live.get(stage.instance) === stage) this.live.delete(stage.instance);
-    const exit = String(stage.child.signalCode ?? stage.child.exitCode);
+    const exit = await stage.handle.stop();
     const reason = lastError(stage.logPath);
     this.crashes.push({
       instance: stage.instance,
@@ -117,7 +107,8 @@ export class Pipeline {
     if (!stage) throw new Error(`${instance} is not running`);
     if (roleOf(instance) === "persist") await this.scrapePersist();
     this.live.delete(instance);
-    const exit = await stopStage(stage, signal);
+    stage.signalled = true;
+    const exit = await stage.handle.stop(signal);
     this.lastStopped.set(instance, Date.now());
     return exit;
   }
@@ -126,7 +117,7 @@ export class Pipeline {
   async scrapePersist(): Promise<void> {
     for (const stage of this.live.values()) {
       if (roleOf(stage.instance) !== "persist") continue;
-      const text = await scrape(stage);
+      const text = await stage.handle.metrics();
       if (text === undefined) continue;
       this.persistCounters.set(`${stage.instance}.${stage.lifetime}`, {
         conflicts: metricSum(text, "rows_conflicting_total"),
@@ -156,7 +147,7 @@ export class Pipeline {
   url(instance: string): string {
     const stage = this.live.get(instance);
     if (!stage) throw new Error(`${instance} is not running`);
-    return stage.url;
+    return stage.handle.url;
   }
 
   /** Lifetimes started per instance so far. */
@@ -169,7 +160,7 @@ export class Pipeline {
     return Promise.all(
       [...this.live.values()].map(
         async (stage) =>
-          `${stage.instance} (lifetime ${stage.lifetime}): /readyz ${await readiness(stage)}, log ${stage.logPath}`,
+          `${stage.instance} (lifetime ${stage.lifetime}): /readyz ${await stage.handle.ready()}, log ${stage.logPath}`,
       ),
     );
   }
@@ -178,7 +169,38 @@ export class Pipeline {
   async close(): Promise<void> {
     this.closing = true;
     await this.scrapePersist().catch(() => {});
-    await Promise.all([...this.live.values()].map((stage) => stopStage(stage, "SIGTERM").catch(() => "")));
+    await Promise.all(
+      [...this.live.values()].map((stage) => {
+        stage.signalled = true;
+        return stage.handle.stop("SIGTERM").catch(() => "");
+      }),
+    );
     this.live.clear();
   }
+}
+
+/** The last fatal or error line of a stage's JSON log, shortened to its message and error: why it exited. */
+function lastError(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  const lines = text.trimEnd().split("\n").reverse();
+  for (const line of lines) {
+    try {
+      const entry = JSON.parse(line) as {
+        level?: number;
+        msg?: string;
+        err?: { message?: string; aggregateErrors?: { message?: string }[] };
+      };
+      if ((entry.level ?? 0) < 50) continue;
+      const causes = (entry.err?.aggregateErrors ?? []).map((e) => e.message).filter(Boolean);
+      return [entry.msg, entry.err?.message, ...new Set(causes)].filter(Boolean).join(": ");
+    } catch {
+      // not JSON (a stack trace printed by the runtime): keep looking
+    }
+  }
+  return lines.find((line) => line.trim() !== "")?.slice(0, 300);
 }

@@ -34,7 +34,7 @@ create table logins (
 
 create index logins_event_time on logins (event_time);
 
--- Seed 001's shape: per window, the interval counts of all partitions together, and running totals.
+-- The published interval statistics: per window, the interval counts of all partitions together, and running totals.
 create view login_stats as
 with windows as (
   select window_start, max(window_end) as window_end,

@@ -1,0 +1,125 @@
+/**
+ * The PostgreSQL sink, a transactional store: each batch's rows and the group's positions commit in one
+ * transaction (postgres/transaction.ts), so PostgreSQL is the source of truth for what was persisted and a
+ * replay writes nothing twice. Tables: `locations` and `logins` (one row per event_id, a replayed event is
+ * ignored) and `login_window_stats` (one row per window and input partition, a re-emitted window overwrites it).
+ */
+import type * as v from "valibot";
+import { EnrichedLocation, LoginWindowStats, RawLogin } from "../shared/schemas.ts";
+import { TOPICS } from "../shared/topics.ts";
+import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./postgres/db.ts";
+import { defineTable, type Table } from "./postgres/table.ts";
+import { type PendingRow, writeBatch } from "./postgres/transaction.ts";
+import type { SinkFactory, SinkRow } from "./sink.ts";
+
+/** Columns every event table keeps: where the row came from, so a row can be traced to its record. */
+const source = {
+  source_partition: (row: SinkRow) => row.partition,
+  source_offset: (row: SinkRow) => row.offset,
+};
+
+export const LOCATIONS = defineTable<EnrichedLocation>({
+  name: "locations",
+  key: ["event_id"],
+  onConflict: "ignore",
+  columns: {
+    event_id: ({ value }) => value.event_id,
+    user_id: ({ value }) => value.user_id,
+    event_time: ({ value }) => value.timestamp,
+    lat: ({ value }) => value.lat,
+    long: ({ value }) => value.long,
+    timezone: ({ value }) => value.timezone,
+    utc_offset_minutes: ({ value }) => value.utc_offset_minutes,
+    local_time: ({ value }) => value.local_time,
+    ingested_at: ({ value }) => value.ingested_at,
+    ...source,
+  },
+});
+
+export const LOGINS = defineTable<RawLogin>({
+  name: "logins",
+  key: ["event_id"],
+  onConflict: "ignore",
+  columns: {
+    event_id: ({ value }) => value.event_id,
+    user_id: ({ value }) => value.user_id,
+    event_time: ({ value }) => value.timestamp,
+    // Absent optional fields become NULL (the table maps undefined to null); empty strings stay as sent.
+    app_version: ({ value }) => value.app_version,
+    device_type: ({ value }) => value.device_type,
+    ip: ({ value }) => value.ip,
+    locale: ({ value }) => value.locale,
+    device_id: ({ value }) => value.device_id,
+    ingested_at: ({ value }) => value.ingested_at,
+    ...source,
+  },
+});
+
+export const LOGIN_WINDOW_STATS = defineTable<LoginWindowStats>({
+  name: "login_window_stats",
+  key: ["window_start", "partition"],
+  onConflict: "update",
+  updatedAt: "updated_at",
+  columns: {
+    window_start: ({ value }) => value.timestamp_start,
+    window_end: ({ value }) => value.timestamp_end,
+    partition: ({ value }) => value.partition,
+    messages: ({ value }) => value.interval_messages_consumed,
+    late_messages: ({ value }) => value.late_messages,
+    device_type_count: ({ value }) => value.interval_device_type_count,
+    missing_field_count: ({ value }) => value.interval_missing_field_count,
+    total_messages: ({ value }) => value.total_messages_consumed,
+    total_device_type_count: ({ value }) => value.total_device_type_count,
+    total_missing_field_count: ({ value }) => value.total_missing_field_count,
+    source_offset_end: ({ value }) => value.source_offset_end,
+  },
+});
+
+/** Each stored topic: the schema its records are decoded with and the table its rows go to. */
+const STORED = {
+  [TOPICS.locationsEnriched]: { schema: EnrichedLocation, table: LOCATIONS },
+  [TOPICS.loginsStats]: { schema: LoginWindowStats, table: LOGIN_WINDOW_STATS },
+  [TOPICS.loginsRaw]: { schema: RawLogin, table: LOGINS },
+} as Record<string, { schema: v.GenericSchema; table: Table<never> }>;
+
+/**
+ * The PostgreSQL sink at `DATABASE_URL`. Positions live in its `consumer_offsets` table, under the sink's group.
+ *
+ * @example
+ * const sink = postgresSink({ env, log, group: "persist-postgres" });
+ * await sink.open(); // applies the migrations
+ * await sink.write(rows, positions);
+ */
+export const postgresSink: SinkFactory = ({ env, log, group }) => {
+  const sql = createDb(env.DATABASE_URL);
+  return {
+    topics: Object.fromEntries(Object.entries(STORED).map(([topic, { schema }]) => [topic, schema])),
+    async open() {
+      process.on("uncaughtException", ignoreWriteAfterClose);
+      const applied = await migrate(sql).catch((error: unknown) => {
+        throw new Error(`cannot apply migrations: is PostgreSQL up at DATABASE_URL? (${(error as Error).message})`);
+      });
+      log.info({ applied }, "migrations up to date");
+    },
+    async write(rows, positions) {
+      const pending: PendingRow[] = rows.map((row) => {
+        const table = (STORED[row.topic] as { table: Table<never> }).table;
+        return { table, record: row, values: table.values(row as SinkRow<never>) };
+      });
+      const { replayed, tables } = await writeBatch(sql, group, pending, positions);
+      const written: Record<string, number> = {};
+      const conflicts: Record<string, number> = {};
+      for (const [table, counts] of tables) {
+        written[table] = counts.written;
+        conflicts[table] = counts.conflicts;
+      }
+      return { written, conflicts, replayed };
+    },
+    ready: () => databaseAnswers(sql),
+    async close() {
+      // Every batch has committed by now; a connection left hanging by an outage must not hold the exit up.
+      await sql.end({ timeout: 1 });
+      process.off("uncaughtException", ignoreWriteAfterClose);
+    },
+  };
+};

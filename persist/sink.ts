@@ -1,0 +1,64 @@
+/**
+ * The sink contract: what persist needs from a store. persist owns the loop: it reads a batch, decodes each
+ * record with its topic's schema (poison records go to the DLQ), hands the rows to `write` with the positions
+ * the batch ends at, retries a failed write with backoff while reporting not-ready, and commits to Kafka only
+ * after `write` returned. A sink owns only the store.
+ *
+ * Exactly once in effect, by the kind of store:
+ * - a transactional store (PostgreSQL) writes the rows and the consumer positions in one transaction, and
+ *   skips records below the positions it already holds, so a replay writes nothing twice;
+ * - an idempotent store (object storage, a document store) writes every row under a key that depends only on
+ *   the record (its event_id, or its topic, partition and offsets), then records the positions; a replay writes
+ *   the same keys with the same content.
+ */
+import type * as v from "valibot";
+import type { Config } from "../shared/config.ts";
+import type { Position } from "../shared/kafka.ts";
+import type { Logger } from "../shared/log.ts";
+
+/** A decoded record on its way into a store, with the coordinates of the record it came from. */
+export interface SinkRow<T = unknown> {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  value: T;
+}
+
+/** What one write did, per table (or collection, or key prefix); persist turns it into the same metrics for every store. */
+export interface WriteResult {
+  /** Rows inserted or updated, per table. */
+  written: Record<string, number>;
+  /** Rows the store turned away because their key was already there (a replay of a stored event), per table. */
+  conflicts: Record<string, number>;
+  /** Records below the positions the store holds, dropped before writing. */
+  replayed: number;
+}
+
+/** A store, as persist drives it. */
+export interface Sink {
+  /** The topics the sink stores, each with the schema its records are decoded with. */
+  topics: Record<string, v.GenericSchema>;
+  /** Connects and prepares the store (migrations, indexes); throwing stops persist with that message. */
+  open: () => Promise<void>;
+  /**
+   * Makes `rows` durable and records `positions` (per partition, the offset after the batch's last record),
+   * by the rule of its kind of store. Throwing means nothing of the batch may be taken as written: persist
+   * retries the same batch.
+   */
+  write: (rows: SinkRow[], positions: Position[]) => Promise<WriteResult>;
+  /** Whether the store answers now, for `/readyz`. */
+  ready: () => Promise<boolean>;
+  /** Closes the connections; every batch has been written or abandoned by then. */
+  close: () => Promise<void>;
+}
+
+/** What a sink is built from. */
+export interface SinkContext {
+  env: Config;
+  log: Logger;
+  /** The consumer group persist reads in for this sink: the name a store keeps its positions under. */
+  group: string;
+}
+
+/** Builds a sink; connects to nothing until `open`. */
+export type SinkFactory = (context: SinkContext) => Sink;

@@ -1,0 +1,150 @@
+/**
+ * The loop every consumer stage shares: read a batch, handle it until its output is durable, commit, repeat.
+ * A batch that fails (broker or database down) is retried with capped backoff while the stage reports
+ * not-ready; nothing is committed until it succeeds, so an outage delays records and never drops them.
+ */
+import type { Config } from "./config.ts";
+import { createConsumer, type InRecord, nextPositions, type Position } from "./kafka.ts";
+import type { Lifecycle } from "./lifecycle.ts";
+import type { Logger } from "./log.ts";
+import { counter, gauge, histogram, type Registry } from "./metrics.ts";
+
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+const backoff = (attempt: number) => Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+
+/** What a consumer stage reads and what it does with each batch. */
+export interface ConsumeSpec {
+  topics: string[];
+  /**
+   * Makes the batch's output durable; throwing means "try the same batch again". Returns the positions to
+   * commit, or nothing to commit past the whole batch.
+   */
+  handle: (batch: InRecord[]) => Promise<Position[] | undefined>;
+  /** Work that runs every `everyMs` between batches (closing idle windows), retried and committed the same way. */
+  tick?: { everyMs: number; run: () => Promise<Position[]> };
+  /** Called with this member's partitions after every rebalance. */
+  onAssign?: (partitions: { topic: string; partition: number }[]) => void;
+}
+
+interface LoopDeps {
+  group: string;
+  env: Config;
+  clientId: string;
+  log: Logger;
+  registry: Registry;
+  lifecycle: Lifecycle;
+}
+
+/**
+ * Joins `group` and runs `spec.handle` on each batch until shutdown. Returns whether the loop is healthy
+ * (no batch failing), for the stage's readiness.
+ *
+ * @example
+ * const loop = startConsuming({ topics: ["locations.raw"], handle }, { group: "enrich", ...deps });
+ * loop.healthy(); // false while a batch is being retried
+ */
+export function startConsuming(spec: ConsumeSpec, { group, env, clientId, log, registry, lifecycle }: LoopDeps) {
+  const metrics = {
+    recordsIn: counter(registry, "records_in_total", "Records consumed", ["topic"]),
+    batchSeconds: histogram(registry, "batch_seconds", "Time from reading a batch to committing it"),
+    batchFailures: counter(registry, "batch_failures_total", "Batch attempts that failed and were retried"),
+    lag: gauge(registry, "consumer_lag", "Records not yet committed, per partition", ["topic", "partition"]),
+  };
+  let failing = false;
+  const join = () =>
+    createConsumer({
+      brokers: env.KAFKA_BROKERS,
+      groupId: group,
+      clientId,
+      topics: spec.topics,
+      ...(spec.onAssign && { onAssign: spec.onAssign }),
+      onLag: (lags) => {
+        for (const { topic, partition, lag } of lags) metrics.lag.set({ topic, partition }, lag);
+      },
+    });
+  let consumer = join();
+
+  /** Runs `work` until it succeeds (or shutdown begins), pausing intake while it fails, then commits. */
+  async function durably(work: () => Promise<Position[]>) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const positions = await work();
+        if (failing) {
+          failing = false;
+          consumer.resume();
+          log.info({ attempts: attempt + 1 }, "succeeded after retrying");
+        }
+        await consumer.commit(positions);
+        return;
+      } catch (error) {
+        if (lifecycle.stopping) throw error;
+        if (!failing) {
+          failing = true;
+          consumer.pause();
+        }
+        metrics.batchFailures.inc();
+        log.warn({ err: error, attempt, retryInMs: backoff(attempt) }, "failed, retrying");
+        await Promise.race([Bun.sleep(backoff(attempt)), lifecycle.stopRequested]);
+      }
+    }
+  }
+
+  // Batches and ticks share one queue: the stage's state and its commits never see two at once.
+  let current: Promise<void> = Promise.resolve();
+  const serially = (work: () => Promise<Position[]>) => {
+    current = current.then(() => durably(work));
+    return current;
+  };
+
+  // A broker outage ends the client's stream; the stage leaves the group and joins again, with backoff,
+  // rather than exit. Nothing uncommitted is lost: the new member starts from the committed offsets.
+  const loop = (async () => {
+    for (let attempt = 0; !lifecycle.stopping; attempt++) {
+      try {
+        for await (const batch of consumer.batches(env.BATCH_MAX_RECORDS)) {
+          attempt = 0;
+          const timer = metrics.batchSeconds.startTimer();
+          for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
+          await serially(async () => (await spec.handle(batch)) ?? nextPositions(batch));
+          timer();
+          if (lifecycle.stopping) return;
+        }
+        if (lifecycle.stopping) return;
+        throw new Error("the consumer's stream ended");
+      } catch (error) {
+        if (lifecycle.stopping) return;
+        failing = true;
+        log.warn({ err: error, retryInMs: backoff(attempt) }, "consumer failed, joining the group again");
+        await consumer.close().catch(() => {});
+        await Promise.race([Bun.sleep(backoff(attempt)), lifecycle.stopRequested]);
+        if (lifecycle.stopping) return;
+        consumer = join();
+        failing = false;
+      }
+    }
+  })();
+
+  let ticking = false;
+  const tick = spec.tick;
+  const ticker =
+    tick &&
+    setInterval(() => {
+      if (ticking || lifecycle.stopping) return;
+      ticking = true;
+      serially(tick.run)
+        .catch(() => {}) // only fails once shutdown has begun
+        .finally(() => {
+          ticking = false;
+        });
+    }, tick.everyMs);
+
+  lifecycle.onShutdown("stop intake", "stop the idle tick", () => clearInterval(ticker));
+  lifecycle.onShutdown("finish and commit the current batch", "commit, then leave the group", async () => {
+    await current.catch(() => {});
+    await consumer.close();
+    await loop;
+  });
+
+  return { healthy: () => !failing };
+}

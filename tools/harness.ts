@@ -1,0 +1,152 @@
+/**
+ * The one way tests, benchmarks and the fault run start a stage. In-process (`runStage` on a free port) where
+ * that is faithful and cheap: an HTTP API under test, a stage whose crash is not the point. As its own process
+ * (`bun run <stage>.ts`) where a crash must be real: SIGKILL, a restart, a profile of the very run that is
+ * timed. Both give the same handle, so a caller switches by one option.
+ */
+import { closeSync, openSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { aggregate } from "../aggregate.ts";
+import { enrich } from "../enrich.ts";
+import { ingest } from "../ingest.ts";
+import { persist } from "../persist.ts";
+import { parseConfig } from "../shared/config.ts";
+import { runStage, type Stage } from "../shared/runner.ts";
+import { metricSum, scrape } from "./metrics.ts";
+import { pollEvery } from "./poll.ts";
+import { freePort } from "./ports.ts";
+
+/** Every stage, by name; its script is `<name>.ts` at the repository root. */
+export const STAGES = { ingest, enrich, aggregate, persist } satisfies Record<string, Stage>;
+
+export type StageName = keyof typeof STAGES;
+
+/** The consumer group `name` reads in under the settings `env` (this process's by default), if it consumes. */
+export const groupOf = (name: StageName, env: Record<string, string | undefined> = process.env) =>
+  STAGES[name].group?.(parseConfig(env));
+
+const ROOT = join(import.meta.dir, "..");
+const START_TIMEOUT_MS = 60_000;
+/** Above the stages' SHUTDOWN_TIMEOUT_MS default (10 s): a clean stop always finishes first. */
+const STOP_TIMEOUT_MS = 20_000;
+
+export interface StartOptions {
+  /** "process" for a real process that can be SIGKILLed; "in-process" (the default) runs it in this one. */
+  mode?: "process" | "in-process";
+  /** Settings over this process's environment. */
+  env?: Record<string, string>;
+  /** The port; a free one when not given. */
+  port?: number;
+  /** Process mode: extra `bun run` flags (e.g. `--cpu-prof-md`). */
+  flags?: string[];
+  /** Process mode: where its output goes; a file path is appended to, "inherit" shares this process's. */
+  output?: string | "inherit";
+  /** Wait until `/readyz` answers 200 (broker, and for persist the store, reachable) instead of `/healthz`. */
+  waitReady?: boolean;
+}
+
+/** A started stage, whichever way it runs. */
+export interface StageHandle {
+  name: StageName;
+  url: string;
+  /** The process, in process mode. */
+  child?: Subprocess;
+  /** The status `/readyz` answers, 0 when nothing answers. */
+  ready: () => Promise<number>;
+  /** The `/metrics` text, or undefined when it does not answer in time. */
+  metrics: () => Promise<string | undefined>;
+  /** The sum of every sample of the metric `name` (0 when absent or unreachable). */
+  metric: (name: string, where?: Record<string, string>) => Promise<number>;
+  /** SIGTERM (a clean stop in its phases) or SIGKILL (a crash); resolves with the exit code or signal. */
+  stop: (signal?: "SIGTERM" | "SIGKILL") => Promise<string>;
+}
+
+/** Process-mode stages not stopped yet, so that Ctrl-C of a bench or the fault run stops them too. */
+const live = new Set<Subprocess>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const child of live) child.kill("SIGTERM");
+    process.exit(signal === "SIGINT" ? 130 : 143);
+  });
+}
+
+const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(2_000) });
+
+/**
+ * Starts the stage `name` and resolves once it answers.
+ *
+ * @example
+ * const persist = await startStage("persist", { mode: "process", env: { BATCH_MAX_RECORDS: "500" } });
+ * await persist.metric("rows_written_total");
+ * await persist.stop("SIGKILL");
+ */
+export async function startStage(name: StageName, options: StartOptions = {}): Promise<StageHandle> {
+  const port = options.port ?? freePort();
+  const env = { LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...options.env };
+  let stop: StageHandle["stop"];
+  let child: Subprocess | undefined;
+  if (options.mode === "process") {
+    const output = options.output ?? "inherit";
+    const fd = output === "inherit" ? undefined : openSync(output, "a");
+    const spawned = Bun.spawn(["bun", "run", ...(options.flags ?? []), `${name}.ts`], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, [STAGES[name].port]: String(port) },
+      stdout: fd ?? "inherit",
+      stderr: fd ?? "inherit",
+    });
+    if (fd !== undefined) closeSync(fd); // the child has its own copy
+    child = spawned;
+    live.add(spawned);
+    stop = async (signal = "SIGTERM") => {
+      live.delete(spawned);
+      if (spawned.exitCode === null && spawned.signalCode === null) {
+        spawned.kill(signal);
+        const timer = setTimeout(() => spawned.kill("SIGKILL"), STOP_TIMEOUT_MS);
+        await spawned.exited;
+        clearTimeout(timer);
+      }
+      return String(spawned.signalCode ?? spawned.exitCode);
+    };
+  } else {
+    const running = await runStage(STAGES[name], { port, env });
+    stop = async () => {
+      await running.stop();
+      return "0";
+    };
+  }
+  const url = `http://127.0.0.1:${port}`;
+  const handle: StageHandle = {
+    name,
+    url,
+    ...(child && { child }),
+    ready: () =>
+      get(`${url}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    metrics: () => scrape(url),
+    metric: async (metric, where) => metricSum((await scrape(url)) ?? "", metric, where),
+    stop,
+  };
+  const path = options.waitReady ? "readyz" : "healthz";
+  try {
+    await pollEvery(
+      `${name} to answer ${url}/${path}`,
+      async () => {
+        if (child && child.exitCode !== null)
+          throw new Error(`${name} exited with ${child.exitCode} before it answered`);
+        return get(`${url}/${path}`).then(
+          (r) => r.ok || undefined,
+          () => undefined,
+        );
+      },
+      START_TIMEOUT_MS,
+      50,
+    );
+  } catch (error) {
+    await handle.stop("SIGKILL");
+    throw error;
+  }
+  return handle;
+}
