@@ -5,15 +5,25 @@
  * ignored) and `login_window_stats` (one row per window and input partition, a re-emitted window overwrites it).
  */
 import type * as v from "valibot";
-import { EnrichedLocation, LoginWindowStats, RawLogin } from "../shared/schemas.ts";
+import { EnrichedLocation, LoginWindowStats, OPTIONAL_LOGIN_FIELDS, RawLogin } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./postgres/db.ts";
 import { defineTable, type Table } from "./postgres/table.ts";
 import { type PendingRow, writeBatch } from "./postgres/transaction.ts";
 import type { SinkFactory, SinkRow } from "./sink.ts";
 
-/** Columns every event table keeps: where the row came from, so a row can be traced to its record. */
-const source = {
+type Event = { event_id: string; user_id: string; timestamp: string; ingested_at: string };
+
+/** The columns every event table begins with: the event's identity and its time. */
+const identity = {
+  event_id: ({ value }: SinkRow<Event>) => value.event_id,
+  user_id: ({ value }: SinkRow<Event>) => value.user_id,
+  event_time: ({ value }: SinkRow<Event>) => value.timestamp,
+};
+
+/** The columns every event table ends with: when it was ingested and the record it came from, to trace a row. */
+const provenance = {
+  ingested_at: ({ value }: SinkRow<Event>) => value.ingested_at,
   source_partition: (row: SinkRow) => row.partition,
   source_offset: (row: SinkRow) => row.offset,
 };
@@ -23,16 +33,13 @@ export const LOCATIONS = defineTable<EnrichedLocation>({
   key: ["event_id"],
   onConflict: "ignore",
   columns: {
-    event_id: ({ value }) => value.event_id,
-    user_id: ({ value }) => value.user_id,
-    event_time: ({ value }) => value.timestamp,
+    ...identity,
     lat: ({ value }) => value.lat,
     long: ({ value }) => value.long,
     timezone: ({ value }) => value.timezone,
     utc_offset_minutes: ({ value }) => value.utc_offset_minutes,
     local_time: ({ value }) => value.local_time,
-    ingested_at: ({ value }) => value.ingested_at,
-    ...source,
+    ...provenance,
   },
 });
 
@@ -41,17 +48,12 @@ export const LOGINS = defineTable<RawLogin>({
   key: ["event_id"],
   onConflict: "ignore",
   columns: {
-    event_id: ({ value }) => value.event_id,
-    user_id: ({ value }) => value.user_id,
-    event_time: ({ value }) => value.timestamp,
+    ...identity,
     // Absent optional fields become NULL (the table maps undefined to null); empty strings stay as sent.
-    app_version: ({ value }) => value.app_version,
-    device_type: ({ value }) => value.device_type,
-    ip: ({ value }) => value.ip,
-    locale: ({ value }) => value.locale,
-    device_id: ({ value }) => value.device_id,
-    ingested_at: ({ value }) => value.ingested_at,
-    ...source,
+    ...Object.fromEntries(
+      OPTIONAL_LOGIN_FIELDS.map((field) => [field, ({ value }: SinkRow<RawLogin>) => value[field]]),
+    ),
+    ...provenance,
   },
 });
 
