@@ -7,9 +7,9 @@
 import { createWindowFold } from "./aggregate/windows.ts";
 import { committedOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
-import { deadLetter, decode, mapRecords } from "./shared/records.ts";
+import { DECODERS, deadLetter, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
-import { type LoginWindowStats, RawLogin, LoginWindowStats as StatsSchema } from "./shared/schemas.ts";
+import type { LoginWindowStats } from "./shared/schemas.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 const GROUP = "aggregate";
@@ -48,7 +48,7 @@ export const aggregate: Stage = {
         const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
         // -1: never committed; the client then starts at the earliest record, wherever that is now.
         const resumeAt = position !== undefined && position >= 0n ? position : undefined;
-        fold.restore(partition, record && decode(StatsSchema, record), Date.now(), resumeAt);
+        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), Date.now(), resumeAt);
       }
       log.info({ partitions }, "restored window state from logins.stats");
     }
@@ -58,7 +58,7 @@ export const aggregate: Stage = {
       const { deadLetters } = mapRecords(batch, "aggregate", (record) => {
         if (!fold.inSequence(record.partition, record.offset)) return; // a stale copy: the replay brings it in order
         fold.advance(record.partition, record.offset);
-        const outcome = fold.add(record.partition, record.offset, decode(RawLogin, record), now);
+        const outcome = fold.add(record.partition, record.offset, DECODERS[TOPICS.loginsRaw](record), now);
         if (outcome === "duplicate") duplicates.inc();
         if (outcome !== "late") return;
         lateEvents.inc();

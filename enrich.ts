@@ -4,9 +4,8 @@
  * output (at least once into Kafka; persist removes the duplicates a crash can cause).
  */
 import { enrichLocation } from "./enrich/timezone.ts";
-import { decode, mapRecords } from "./shared/records.ts";
+import { DECODERS, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
-import { RawLocation } from "./shared/schemas.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 /** The enrich stage: one consumer group, one output topic, poison records to `locations.raw.dlq`. */
@@ -19,7 +18,7 @@ export const enrich: Stage = {
       topics: [TOPICS.locationsRaw],
       async handle(batch) {
         const { results, deadLetters } = mapRecords(batch, "enrich", (record) =>
-          enrichLocation(decode(RawLocation, record)),
+          enrichLocation(DECODERS[TOPICS.locationsRaw](record)),
         );
         const enriched = results.map(({ value }) => ({
           topic: TOPICS.locationsEnriched,

@@ -10,7 +10,7 @@ import { SINKS } from "./persist/sinks.ts";
 import { within } from "./shared/deadline.ts";
 import { type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
-import { decode, mapRecords } from "./shared/records.ts";
+import { DECODERS, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
 
 /** Longer than any healthy batch; a write still open by then is stuck. */
@@ -36,15 +36,17 @@ export const persist: Stage = {
     ]);
     const replayed = counter(registry, "records_replayed_total", "Records below the stored positions, skipped");
 
+    const decoders = new Map<string, (record: InRecord) => unknown>(Object.entries(DECODERS));
+    const unknown = sink.topics.filter((topic) => !decoders.has(topic));
+    if (unknown.length > 0) throw new Error(`${name} stores topics with no decoding rule: ${unknown.join(", ")}`);
     const rowOf = (record: InRecord): SinkRow => {
-      const schema = sink.topics[record.topic];
-      if (!schema) throw new Error(`${name} does not store the topic ${record.topic}`);
-      return { topic: record.topic, partition: record.partition, offset: record.offset, value: decode(schema, record) };
+      const value = (decoders.get(record.topic) as (record: InRecord) => unknown)(record);
+      return { topic: record.topic, partition: record.partition, offset: record.offset, value };
     };
 
     return {
       consume: {
-        topics: Object.keys(sink.topics),
+        topics: sink.topics,
         async handle(batch) {
           const { results, deadLetters } = mapRecords(batch, "persist", rowOf);
           await produce(deadLetters);

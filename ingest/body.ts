@@ -109,13 +109,6 @@ function hasPrototypeKey(value: unknown): boolean {
 }
 
 function describe(index: number, issue: v.BaseIssue<unknown>): EventIssue {
-  const dotPath = v.getDotPath(issue);
-  const path = dotPath ?? "";
   // A field issue has a path, possibly "" (a key that is the empty string); the event itself has none.
-  const onField = dotPath !== null && issue.kind === "schema";
-  if (onField && issue.type === "strict_object" && issue.input !== undefined) {
-    return { index, path, message: "is not a known field" };
-  }
-  if (onField && issue.input === undefined) return { index, path, message: "is required" };
-  return { index, path, message: issue.message };
+  return { index, path: v.getDotPath(issue) ?? "", message: issue.message };
 }

@@ -4,8 +4,12 @@
  * replay writes nothing twice. Tables: `locations` and `logins` (one row per event_id, a replayed event is
  * ignored) and `login_window_stats` (one row per window and input partition, a re-emitted window overwrites it).
  */
-import type * as v from "valibot";
-import { EnrichedLocation, LoginWindowStats, OPTIONAL_LOGIN_FIELDS, RawLogin } from "../shared/schemas.ts";
+import {
+  type EnrichedLocation,
+  type LoginWindowStats,
+  OPTIONAL_LOGIN_FIELDS,
+  type RawLogin,
+} from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./postgres/db.ts";
 import { defineTable, type Table } from "./postgres/table.ts";
@@ -77,12 +81,12 @@ export const LOGIN_WINDOW_STATS = defineTable<LoginWindowStats>({
   },
 });
 
-/** Each stored topic: the schema its records are decoded with and the table its rows go to. */
-const STORED = {
-  [TOPICS.locationsEnriched]: { schema: EnrichedLocation, table: LOCATIONS },
-  [TOPICS.loginsStats]: { schema: LoginWindowStats, table: LOGIN_WINDOW_STATS },
-  [TOPICS.loginsRaw]: { schema: RawLogin, table: LOGINS },
-} as Record<string, { schema: v.GenericSchema; table: Table<never> }>;
+/** The table each stored topic's rows go to. */
+const TABLE_OF = {
+  [TOPICS.locationsEnriched]: LOCATIONS,
+  [TOPICS.loginsStats]: LOGIN_WINDOW_STATS,
+  [TOPICS.loginsRaw]: LOGINS,
+} as Record<string, Table<never>>;
 
 /**
  * The PostgreSQL sink at `DATABASE_URL`. Positions live in its `consumer_offsets` table, under the sink's group.
@@ -95,7 +99,7 @@ const STORED = {
 export const postgresSink: SinkFactory = ({ env, log, group }) => {
   const sql = createDb(env.DATABASE_URL);
   return {
-    topics: Object.fromEntries(Object.entries(STORED).map(([topic, { schema }]) => [topic, schema])),
+    topics: Object.keys(TABLE_OF),
     async open() {
       process.on("uncaughtException", ignoreWriteAfterClose);
       const applied = await migrate(sql).catch((error: unknown) => {
@@ -105,7 +109,7 @@ export const postgresSink: SinkFactory = ({ env, log, group }) => {
     },
     async write(rows, positions) {
       const pending: PendingRow[] = rows.map((row) => {
-        const table = (STORED[row.topic] as { table: Table<never> }).table;
+        const table = TABLE_OF[row.topic] as Table<never>;
         return { table, record: row, values: table.values(row as SinkRow<never>) };
       });
       const { replayed, tables } = await writeBatch(sql, group, pending, positions);

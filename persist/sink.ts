@@ -11,7 +11,6 @@
  *   the record (its event_id, or its topic, partition and offsets), then records the positions; a replay writes
  *   the same keys with the same content.
  */
-import type * as v from "valibot";
 import type { Config } from "../shared/config.ts";
 import type { Position } from "../shared/kafka.ts";
 import type { Logger } from "../shared/log.ts";
@@ -36,8 +35,8 @@ export interface WriteResult {
 
 /** A store, as persist drives it. */
 export interface Sink {
-  /** The topics the sink stores, each with the schema its records are decoded with. */
-  topics: Record<string, v.GenericSchema>;
+  /** The topics the sink stores; persist decodes each record by its topic's rule (shared/records.ts). */
+  topics: string[];
   /** Connects and prepares the store (migrations, indexes); throwing stops persist with that message. */
   open: () => Promise<void>;
   /**

@@ -4,7 +4,8 @@
  */
 import * as v from "valibot";
 import type { InRecord, OutRecord } from "./kafka.ts";
-import { dlqOf, type TopicName } from "./topics.ts";
+import { EnrichedLocation, type Ingested, LoginWindowStats, RawLocation, RawLogin } from "./schemas.ts";
+import { dlqOf, TOPICS, type TopicName } from "./topics.ts";
 
 /** A record whose bytes are not the event its topic carries. */
 export class DecodeError extends Error {
@@ -24,6 +25,44 @@ export function decode<S extends v.GenericSchema>(schema: S, record: InRecord): 
   const problems = result.issues.map((issue) => `${v.getDotPath(issue) ?? "value"}: ${issue.message}`);
   throw new DecodeError(problems.join("; "));
 }
+
+/**
+ * The event_id of a raw record that came without one: its coordinates. A replay of the record gets the same id
+ * and is deduplicated end to end; the same event written twice, at two offsets, is two events.
+ *
+ * @example
+ * derivedEventId({ topic: "logins.raw", partition: 3, offset: 1234n }); // "logins.raw:3:1234"
+ */
+export const derivedEventId = (record: Pick<InRecord, "topic" | "partition" | "offset">): string =>
+  `${record.topic}:${record.partition}:${record.offset}`;
+
+/**
+ * A raw event from any producer: decoded by `schema`, then given the `event_id` of its coordinates and the
+ * broker's timestamp as `ingested_at` where the producer left them out.
+ *
+ * @example
+ * const login = decodeEvent(RawLogin, record); // login.event_id is set, whoever produced the record
+ */
+export function decodeEvent<S extends v.GenericSchema<unknown, Partial<Ingested>>>(
+  schema: S,
+  record: InRecord,
+): v.InferOutput<S> & Ingested {
+  const event = decode(schema, record);
+  const brokerTime = record.timestamp >= 0n ? Number(record.timestamp) : Date.now();
+  return {
+    ...event,
+    event_id: event.event_id ?? derivedEventId(record),
+    ingested_at: event.ingested_at ?? new Date(brokerTime).toISOString(),
+  };
+}
+
+/** How the records of each consumed topic decode: one rule per topic, whichever stage or sink reads it. */
+export const DECODERS = {
+  [TOPICS.locationsRaw]: (record: InRecord) => decodeEvent(RawLocation, record),
+  [TOPICS.loginsRaw]: (record: InRecord) => decodeEvent(RawLogin, record),
+  [TOPICS.locationsEnriched]: (record: InRecord) => decode(EnrichedLocation, record),
+  [TOPICS.loginsStats]: (record: InRecord) => decode(LoginWindowStats, record),
+} satisfies Partial<Record<TopicName, (record: InRecord) => unknown>>;
 
 /**
  * The dead letter of `record` for `topic` (its DLQ unless another side topic is given): original key, bytes and

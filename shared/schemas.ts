@@ -6,7 +6,13 @@ import * as v from "valibot";
 
 /** Seconds below this are epoch seconds, above it milliseconds (1e11 s is the year 5138; 1e11 ms is 1973). */
 const SECONDS_BELOW = 1e11;
-const ISO_WITH_ZONE = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+/**
+ * ISO-8601 date and time, `T` or a space between them, with a zone or without one (taken as UTC: what Python's
+ * `datetime.isoformat()` and `str(datetime)` give for a naive datetime, up to microseconds).
+ */
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?$/i;
+/** Without a zone the fraction is at most microseconds, as naive datetimes are written; with one, nanoseconds. */
+const NAIVE_FRACTION_DIGITS = 6;
 const MIN_TIME = Date.UTC(1970, 0, 1);
 const MAX_TIME = Date.UTC(2100, 0, 1);
 
@@ -14,21 +20,42 @@ function epochToMillis(epoch: number): number {
   return Math.abs(epoch) < SECONDS_BELOW ? epoch * 1000 : epoch;
 }
 
-/** Milliseconds since the epoch of an ISO-8601 string with a zone, or epoch seconds or ms (number or digits). */
+/**
+ * Milliseconds since the epoch of an ISO-8601 date-time (a missing zone means UTC), or of epoch seconds or
+ * milliseconds (a number or digits). NaN for anything else, including dates and times that do not exist.
+ */
 export function parseTimestamp(input: string | number): number {
   if (typeof input === "number") return epochToMillis(input);
   const text = input.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return epochToMillis(Number(text));
-  const iso = ISO_WITH_ZONE.exec(text);
+  const iso = ISO_DATE_TIME.exec(text);
   if (!iso) return Number.NaN;
-  // Date.parse rolls 2023-02-29 over to March 1st; a date that does not exist is an error, not a guess.
-  const [year, month, day] = [Number(iso[1]), Number(iso[2]), Number(iso[3])];
+  const parts = iso.slice(1, 7).map((part) => Number(part ?? 0));
+  const [year, month, day, hour, minute, second] = parts as [number, number, number, number, number, number];
+  const [fraction, zone] = [iso[7] ?? "", iso[8]];
+  if (!zone && fraction.length > NAIVE_FRACTION_DIGITS) return Number.NaN;
+  const offset = zone ? zoneOffsetMs(zone) : 0;
+  // Date.UTC rolls 2023-02-29 over to March 1st and 24:00 to the next day; a date, time or zone that does not
+  // exist is an error, not a guess.
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth ? Date.parse(text) : Number.NaN;
+  const exists = month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59;
+  if (!exists || second > 59 || Number.isNaN(offset)) return Number.NaN;
+  const ms = Number(fraction.slice(0, 3).padEnd(3, "0"));
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offset;
+}
+
+/** The offset of an ISO-8601 zone designator from UTC (`Z`, `+05:30`, `-0800`); NaN for one that cannot be. */
+function zoneOffsetMs(zone: string): number {
+  if (zone.toUpperCase() === "Z") return 0;
+  const digits = zone.slice(1).replace(":", "");
+  const [hours, minutes] = [Number(digits.slice(0, 2)), Number(digits.slice(2))];
+  if (hours > 23 || minutes > 59) return Number.NaN;
+  return (zone.startsWith("-") ? -1 : 1) * (hours * 60 + minutes) * 60_000;
 }
 
 const TIMESTAMP_FORMS =
-  "must be an ISO-8601 string with a zone (e.g. 2024-01-31T12:00:00Z), or epoch seconds or milliseconds";
+  "must be an ISO-8601 date-time (e.g. 2024-01-31T12:00:00Z; without a zone, such as 2024-01-31 12:00:00.123456, " +
+  "it is taken as UTC), or epoch seconds or milliseconds";
 
 /** A point in time, given as ISO-8601 or epoch seconds or milliseconds; normalised to an ISO UTC string. */
 export const Timestamp = v.pipe(
@@ -87,9 +114,18 @@ const jsonObject = v.custom<object>(
   "must be a JSON object",
 );
 
-/** A strict object: unknown fields are errors, not silently dropped. */
+/**
+ * A strict object: unknown fields are errors, not silently dropped. Each issue says what is wrong with the field
+ * it names: valibot's default would blame a missing or unknown key on the object.
+ */
 function eventObject<E extends v.ObjectEntries>(entries: E) {
-  return v.pipe(jsonObject, v.strictObject(entries, "must be a JSON object"));
+  return v.pipe(
+    jsonObject,
+    v.strictObject(entries, (issue) => {
+      if (issue.expected === "never") return "is not a known field";
+      return issue.path ? "is missing" : "must be a JSON object";
+    }),
+  );
 }
 
 const locationFields = {
@@ -119,8 +155,14 @@ const loginFields = {
   >),
 };
 
-/** Fields ingest adds to every event before producing it. */
+/** Fields every event on a topic the pipeline wrote itself carries: ingest and enrich always set both. */
 const ingestedFields = { event_id: EventId, ingested_at: Timestamp };
+
+/**
+ * The same fields on a raw topic, where any producer may write: one that bypasses the HTTP API may leave them out,
+ * and the consumer fills them in from the record (shared/records.ts).
+ */
+const rawFields = { event_id: v.optional(EventId), ingested_at: v.optional(Timestamp) };
 
 const enrichedFields = {
   timezone: v.pipe(v.string(), noNul, v.minLength(1)),
@@ -135,10 +177,10 @@ export const LocationEvent = eventObject(locationFields);
 export const LoginEvent = eventObject(loginFields);
 
 /** A location event as it travels on `locations.raw`. */
-export const RawLocation = eventObject({ ...locationFields, ...ingestedFields });
+export const RawLocation = eventObject({ ...locationFields, ...rawFields });
 
 /** A login event as it travels on `logins.raw`. */
-export const RawLogin = eventObject({ ...loginFields, ...ingestedFields });
+export const RawLogin = eventObject({ ...loginFields, ...rawFields });
 
 /** A location with its timezone, on `locations.enriched`. */
 export const EnrichedLocation = eventObject({ ...locationFields, ...ingestedFields, ...enrichedFields });
@@ -146,7 +188,10 @@ export const EnrichedLocation = eventObject({ ...locationFields, ...ingestedFiel
 const Counts = v.pipe(jsonObject, v.record(v.pipe(v.string(), noNul), v.pipe(v.number(), v.integer(), v.minValue(0))));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
-/** One closed window of one input partition, on `logins.stats` (the published interval statistics fields, plus the partition and the offset it accounts up to). */
+/**
+ * One closed window of one input partition, on `logins.stats`: the interval statistics, plus the partition and
+ * the input offset it accounts up to.
+ */
 export const LoginWindowStats = eventObject({
   timestamp_start: Timestamp,
   timestamp_end: Timestamp,
@@ -164,7 +209,9 @@ export const LoginWindowStats = eventObject({
 
 export type LocationEvent = v.InferOutput<typeof LocationEvent>;
 export type LoginEvent = v.InferOutput<typeof LoginEvent>;
-export type RawLocation = v.InferOutput<typeof RawLocation>;
-export type RawLogin = v.InferOutput<typeof RawLogin>;
+/** What a consumer holds of a raw event: its event_id and ingested_at are always known by then. */
+export type Ingested = { event_id: string; ingested_at: string };
+export type RawLocation = v.InferOutput<typeof RawLocation> & Ingested;
+export type RawLogin = v.InferOutput<typeof RawLogin> & Ingested;
 export type EnrichedLocation = v.InferOutput<typeof EnrichedLocation>;
 export type LoginWindowStats = v.InferOutput<typeof LoginWindowStats>;

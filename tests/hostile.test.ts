@@ -446,7 +446,8 @@ const malformedString: HostileArb = (route) => {
       "yesterday",
       "2023-02-29T00:00:00Z",
       "2023-13-01T00:00:00Z",
-      "2023-09-12T00:45:51",
+      "2023-09-12T00:45:51.1234567",
+      "2023-09-12T24:00:00",
       "2023-09-12",
       "-1694479551",
       "0x6500C6BF",
@@ -456,7 +457,7 @@ const malformedString: HostileArb = (route) => {
     ),
     // A character neither epoch digits nor ISO-8601 can hold.
     fc
-      .tuple(fc.string({ maxLength: 12 }), fc.constantFrom("x", "/", "#", ",", "a", "é", "年", " "), fc.string())
+      .tuple(fc.string({ maxLength: 12 }), fc.constantFrom("x", "/", "#", ",", "a", "é", "年", "\t"), fc.string())
       .map(([a, bad, b]) => `1${a}${bad}${b}1`),
   );
   return fc.oneof(

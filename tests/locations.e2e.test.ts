@@ -102,6 +102,27 @@ describe("locations end to end", () => {
     expect(cordoba).toEqual({ utc_offset_minutes: -180, local: "2023-11-14T19:13:20" });
   }, 120_000);
 
+  test("a location a plain producer writes to locations.raw (no event_id, no ingested_at) is stored; twice is two", async () => {
+    const user = `${run}-plain`;
+    // A Python producer's naive datetime, taken as UTC; the same event written twice, at two offsets.
+    const body = JSON.stringify({ user_id: user, timestamp: "2023-09-17T00:32:50.156000", lat: -31.4, long: -64.18 });
+    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-plain-producer" });
+    const deliveries = await producer.send([0, 1].map(() => ({ topic: TOPICS.locationsRaw, key: user, value: body })));
+    await producer.close();
+    const ids = deliveries.map((d) => `${TOPICS.locationsRaw}:${d.partition}:${d.offset}`);
+    const rows = await pollUntil("both copies as rows", async () => {
+      const found = await sql<{ event_id: string; event_time: Date; timezone: string; ingested_at: Date }[]>`
+        select event_id, event_time, timezone, ingested_at from locations where user_id = ${user} order by event_id`;
+      return found.length === 2 ? found : undefined;
+    });
+    expect(rows.map((row) => row.event_id)).toEqual([...ids].sort());
+    for (const row of rows) {
+      expect(row.event_time.toISOString()).toBe("2023-09-17T00:32:50.156Z");
+      expect(row.timezone).toBe("America/Argentina/Cordoba");
+      expect(row.ingested_at.getTime()).toBeGreaterThan(Date.parse("2023-09-17T00:32:50Z"));
+    }
+  }, 60_000);
+
   test("replays write nothing twice: group reset, then stored offsets deleted as well", async () => {
     const group = groupOf("persist") as string;
     const topics = [TOPICS.locationsEnriched, TOPICS.loginsStats, TOPICS.loginsRaw];
@@ -139,6 +160,9 @@ describe("locations end to end", () => {
     expect(forgotten.conflicts).toBeGreaterThanOrEqual(10_000);
     expect({ written: forgotten.written, replayed: forgotten.replayed }).toEqual({ written: 0, replayed: 0 });
     await expectRows("main", 10_000);
+    // Events without their own event_id replay under the one their record's coordinates give them.
+    const [plain] = await sql`select count(*)::int as n from locations where user_id = ${`${run}-plain`}`;
+    expect(plain?.n).toBe(2);
   }, 240_000);
 
   for (const victim of ["persist", "enrich"] as const) {

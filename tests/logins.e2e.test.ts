@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { recompute, type TimedLogin } from "../aggregate/stats.ts";
 import { createDb } from "../persist/postgres/db.ts";
-import { partitionFor } from "../shared/kafka.ts";
+import { createProducer, partitionFor, readRange } from "../shared/kafka.ts";
 import { OPTIONAL_LOGIN_FIELDS } from "../shared/schemas.ts";
-import { TOPICS } from "../shared/topics.ts";
+import { dlqOf, TOPICS } from "../shared/topics.ts";
 import { pollUntil, readTopic, type Stage, snapshot, spawnStage, startIngest, testConfig } from "./support.ts";
 
 const WINDOW_MS = 2_000;
@@ -191,6 +191,46 @@ describe("login statistics end to end", () => {
     const letter = letters.find((r) => r.value.toString().includes(late.event_id));
     expect(letter?.headers).toMatchObject({ "dlq.error.class": "LateEvent", "dlq.source.topic": TOPICS.loginsRaw });
   }, 90_000);
+
+  test("a login a plain producer writes to logins.raw (no event_id, no ingested_at, naive time) counts and is stored", async () => {
+    const start = nextStart(1);
+    const user = users[0] as string;
+    const partition = partitionFor(user, env.TOPIC_PARTITIONS);
+    const letters = await snapshot(dlqOf(TOPICS.loginsRaw));
+    // Written as a Python producer would: a naive datetime, taken as UTC, and nothing ingest would add.
+    const naive = (ms: number) => `${new Date(ms).toISOString().slice(0, 23).replace("T", " ")}000`;
+    const bodies = [0, 1, 2].map((i) => ({ user_id: user, timestamp: naive(start + i * 100), device_type: "web" }));
+    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-plain-producer" });
+    const deliveries = await producer.send(
+      bodies.map((body) => ({ topic: TOPICS.loginsRaw, key: user, value: JSON.stringify(body) })),
+    );
+    await producer.close();
+    const ids = deliveries.map((d) => `${TOPICS.loginsRaw}:${d.partition}:${d.offset}`);
+
+    const stored = await pollUntil("the three logins in the audit table", async () => {
+      const rows = await sql<{ event_id: string; event_time: Date; ingested_at: Date | null }[]>`
+        select event_id, event_time, ingested_at from logins where event_id = any(${ids}) order by event_id`;
+      return rows.length === 3 ? rows : undefined;
+    });
+    expect(stored.map((row) => row.event_time.getTime()).sort()).toEqual([start, start + 100, start + 200]);
+    for (const row of stored) expect(row.ingested_at?.getTime()).toBeGreaterThan(0);
+
+    const [window] = await pollUntil("the window of the three logins", async () => {
+      const rows = await sql<{ messages: number; device_type_count: Record<string, number> }[]>`
+        select messages, device_type_count from login_window_stats
+        where window_start = ${new Date(start)} and partition = ${partition}`;
+      return rows.length > 0 ? rows : undefined;
+    });
+    expect(window).toEqual({ messages: 3, device_type_count: { web: 3 } });
+    const dead = await readRange({
+      brokers: env.KAFKA_BROKERS,
+      topic: dlqOf(TOPICS.loginsRaw),
+      from: letters,
+      until: "end",
+      timeoutMs: 10_000,
+    });
+    expect(dead.filter((record) => record.key?.toString() === user)).toEqual([]);
+  }, 60_000);
 
   test("SIGKILL of aggregate while a window is open changes no final statistic", async () => {
     const start = nextStart(6);
