@@ -8,25 +8,24 @@
  * Everything synchronises by polling with a deadline; only the pacing of the offered rate uses timers.
  * Exits 0 when goals are missed (it reports, it does not assert); 1 when it cannot run.
  */
-import { closeSync, mkdirSync, openSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createDb } from "../persist/postgres/db.ts";
 import { config } from "../shared/config.ts";
 import { brokerAnswers } from "../shared/kafka.ts";
-import { TOPICS } from "../shared/topics.ts";
+import type { ProcessHandle } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 import { renderChart } from "./e2e/chart.ts";
 import { foreignProcesses, GROUPS, lookForForeign } from "./e2e/foreign.ts";
 import { createGroupWatcher } from "./e2e/groups.ts";
 import { deleteRows } from "./e2e/latency.ts";
 import { type Options, parseOptions, USAGE } from "./e2e/options.ts";
-import { type Stage, startPipeline, stopPipeline } from "./e2e/pipeline.ts";
+import { startPipeline, stopPipeline } from "./e2e/pipeline.ts";
 import { resultsJson, type Startup, writeReport } from "./e2e/report.ts";
 import { infraSources, type PidSource, residentMemory } from "./e2e/resources.ts";
 import { searchMaxRate, verdict } from "./e2e/search.ts";
-import { runStep, type StepResult, waitDrained } from "./e2e/step.ts";
-import { memoryOf, stageTweaks } from "./stages.ts";
+import { pipelineLag, runStep, type StepResult, waitDrained } from "./e2e/step.ts";
+import { memoryOf, stageLog, stageTweaks } from "./stages.ts";
 
 const WARMUP = { rate: 1_000, durationMs: 5_000 };
 /** The search never offers more than this (single-event POSTs on a laptop-class machine top out far below). */
@@ -70,10 +69,9 @@ if (!(await stackUp()) && foreignProcesses([]).length === 0) {
 const startedAt = new Date();
 const runId = `e2e${startedAt.getTime().toString(36)}`;
 const watcher = createGroupWatcher(env.KAFKA_BROKERS);
-const logPath = join(tmpdir(), `bench-e2e-${runId}.log`);
-const logFile = openSync(logPath, "a");
+const logs = stageLog("e2e", runId);
 const interference: string[] = [];
-let stages: Stage[] = [];
+let stages: ProcessHandle[] = [];
 const steps: { label: string; step: StepResult }[] = [];
 const probes: StepResult[] = [];
 /** Memory before any work and after draining, and the backlog that had to be drained. */
@@ -169,8 +167,8 @@ async function stepOnce(
 try {
   await waitForQuiet();
   await pollEvery("Kafka and PostgreSQL to answer", async () => ((await stackUp()) ? true : undefined), 120_000, 1_000);
-  log(`starting ingest, enrich, aggregate, persist (stage logs: ${logPath})`);
-  stages = await startPipeline(logFile, stageTweaks());
+  log(`starting ingest, enrich, aggregate, persist (stage logs: ${logs.path})`);
+  stages = await startPipeline(logs.path, stageTweaks());
   const sources = new Map<string, PidSource>([
     ...stages.map((s) => [s.name, () => [s.child.pid]] as [string, PidSource]),
     ["bench client", () => [process.pid]],
@@ -186,10 +184,7 @@ try {
     250,
   );
   startup.ready = residentMemory(stages);
-  startup.backlog = {
-    enrich: await watcher.lag("enrich", [TOPICS.locationsRaw]),
-    persist: await watcher.lag("persist", [TOPICS.locationsEnriched, TOPICS.loginsRaw]),
-  };
+  startup.backlog = await pipelineLag(watcher);
   log(`draining what was there before (enrich ${startup.backlog.enrich}, persist ${startup.backlog.persist} behind)`);
   await waitDrained(watcher, options.drainTimeoutMs);
   startup.drained = residentMemory(stages);
@@ -264,5 +259,5 @@ try {
   }
   await watcher.close();
   await sql.end({ timeout: 5 });
-  closeSync(logFile);
+  logs.report();
 }

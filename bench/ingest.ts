@@ -12,32 +12,31 @@
  *   --connections / BENCH_CONNECTIONS (64)        --ndjson-connections / BENCH_NDJSON_CONNECTIONS (8)
  *   --batch / BENCH_NDJSON_EVENTS (1000)          --threads / BENCH_WRK_THREADS (1)
  *   --stack-wait / BENCH_STACK_WAIT_S (60): how long to wait for the broker and topics
+ * ingest.ts alone also gets BENCH_STAGE_FLAGS and BENCH_STAGE_ENV, as in bench:enrich.
  * Exits 0 when targets are missed (it reports, it does not assert); 1 when it cannot run or a durable request
  * failed, since the numbers of such a run mean nothing.
  *
  * The durable scenarios write a few million records into locations.raw: a running enrich or persist consumes them
  * and competes for the same two cores (the "machine cpu" column shows it), so run this with the consumers stopped.
  */
-import { closeSync, openSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, endOffsets } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
+import { type ProcessHandle, startStage } from "../tools/harness.ts";
+import { pollEvery } from "../tools/poll.ts";
 import { freePort } from "../tools/ports.ts";
+import { BenchError, int, numberOptions, printTable, runBench } from "./cli.ts";
+import { cpuSecondsOf, machineCpu, stageLog, stageTweaks, topicSize } from "./stages.ts";
 
-const ROOT = join(import.meta.dir, "..");
+const NOOP_SCRIPT = join(import.meta.dir, "noop.ts");
 const WRK_SCRIPTS = join(import.meta.dir, "wrk");
 const WRK_INSTALL = "apt-get update && apt-get install -y wrk";
-const READY_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 15_000;
+const NOOP_TIMEOUT_MS = 30_000;
 const SINGLE_TARGET_RATIO = 0.5;
 const NDJSON_TARGET_EVENTS = 250_000;
-
-/** A failure with a message meant for the person running the bench; no stack trace needed. */
-class BenchError extends Error {}
 
 /** What wrk's done() in bench/wrk/report.lua prints. */
 interface WrkResult {
@@ -50,14 +49,15 @@ interface WrkResult {
 
 interface Scenario {
   name: string;
-  server: Subprocess;
+  /** The process that serves `url`, whose CPU is measured. */
+  pid: number;
   url: string;
   script: string;
   connections: number;
   eventsPerRequest: number;
   /** Goes through the broker: a failed request makes the run invalid, and the topic's growth is checked. */
   durable: boolean;
-  /** The issue's target for this scenario, from its events/s and its ratio to the ceiling. */
+  /** The target of this scenario, from its events/s and its ratio to the ceiling. */
   target?: { label: string; met: (eventsPerSecond: number, ratio: number) => boolean };
 }
 
@@ -72,34 +72,15 @@ interface Measured {
 }
 
 function options() {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: "string" },
-      warmup: { type: "string" },
-      connections: { type: "string" },
-      "ndjson-connections": { type: "string" },
-      batch: { type: "string" },
-      threads: { type: "string" },
-      "stack-wait": { type: "string" },
-    },
+  return numberOptions({
+    duration: { env: "BENCH_DURATION_S", fallback: 10, min: 1 },
+    warmup: { env: "BENCH_WARMUP_S", fallback: 3 },
+    connections: { env: "BENCH_CONNECTIONS", fallback: 64, min: 1 },
+    "ndjson-connections": { env: "BENCH_NDJSON_CONNECTIONS", fallback: 8, min: 1 },
+    batch: { env: "BENCH_NDJSON_EVENTS", fallback: 1000, min: 1 },
+    threads: { env: "BENCH_WRK_THREADS", fallback: 1, min: 1 },
+    "stack-wait": { env: "BENCH_STACK_WAIT_S", fallback: 60 },
   });
-  const pick = (flag: keyof typeof values, env: string, fallback: number, min = 1): number => {
-    const raw = values[flag] ?? process.env[env];
-    const value = raw === undefined ? fallback : Number(raw);
-    if (!Number.isInteger(value) || value < min) {
-      throw new BenchError(`--${flag} / ${env} must be a whole number of at least ${min}, got "${raw}"`);
-    }
-    return value;
-  };
-  return {
-    duration: pick("duration", "BENCH_DURATION_S", 10),
-    warmup: pick("warmup", "BENCH_WARMUP_S", 3, 0),
-    connections: pick("connections", "BENCH_CONNECTIONS", 64),
-    ndjsonConnections: pick("ndjson-connections", "BENCH_NDJSON_CONNECTIONS", 8),
-    batch: pick("batch", "BENCH_NDJSON_EVENTS", 1000),
-    threads: pick("threads", "BENCH_WRK_THREADS", 1),
-    stackWait: pick("stack-wait", "BENCH_STACK_WAIT_S", 60, 0),
-  };
 }
 
 /** Resolves once the broker answers and the raw topic exists, polling until `seconds` have passed. */
@@ -117,34 +98,48 @@ async function waitForStack(brokers: string[], seconds: number): Promise<boolean
   }
 }
 
-/** Records in all partitions of `topic`, to check that what wrk saw answered really reached the broker. */
-async function topicSize(brokers: string[], topic: string): Promise<number> {
-  const partitions = await endOffsets(brokers, topic);
-  return Number(partitions.reduce((sum, { offset }) => sum + offset, 0n));
+/** The no-op server: not a stage, so a plain process; `url` is its POST route. */
+interface Noop {
+  child: Subprocess;
+  url: string;
 }
 
-/** Polls `url` until it answers 2xx; fails early if the server process has already exited. */
-async function waitReady(name: string, url: string, server: Subprocess): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (server.exitCode !== null)
-      throw new BenchError(`${name} exited with code ${server.exitCode} before it was ready`);
-    const ok = await fetch(url, { signal: AbortSignal.timeout(1_000) }).then(
-      (response) => response.ok,
-      () => false,
+/** Spawns the no-op server and resolves once it answers `/readyz`. */
+async function startNoop(log: string): Promise<Noop> {
+  const port = freePort();
+  const fd = openSync(log, "a");
+  const child = Bun.spawn(["bun", "run", NOOP_SCRIPT], {
+    env: { ...process.env, NOOP_PORT: String(port) },
+    stdout: fd,
+    stderr: fd,
+  });
+  closeSync(fd); // the child has its own copy
+  // Prepended: the harness's own handlers exit at once, after stopping only the stages.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.prependOnceListener(signal, () => child.kill("SIGTERM"));
+  const noop = { child, url: `http://127.0.0.1:${port}/v1/locations` };
+  try {
+    await pollEvery(
+      `bench/noop.ts to answer on port ${port}`,
+      async () => {
+        if (child.exitCode !== null) throw new BenchError(`bench/noop.ts exited with code ${child.exitCode}`);
+        return fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1_000) }).then(
+          (response) => response.ok || undefined,
+          () => undefined,
+        );
+      },
+      NOOP_TIMEOUT_MS,
+      100,
     );
-    if (ok) return;
-    await Bun.sleep(100);
+  } catch (error) {
+    await stopNoop(noop);
+    throw error;
   }
-  throw new BenchError(`${name} was not ready at ${url} within ${READY_TIMEOUT_MS} ms`);
+  return noop;
 }
 
-async function stop(server: Subprocess): Promise<void> {
-  if (server.exitCode !== null) return;
-  server.kill("SIGTERM");
-  const timer = setTimeout(() => server.kill("SIGKILL"), STOP_TIMEOUT_MS);
-  await server.exited;
-  clearTimeout(timer);
+async function stopNoop({ child }: Noop): Promise<void> {
+  child.kill("SIGTERM");
+  await child.exited;
 }
 
 async function wrk(scenario: Scenario, seconds: number, threads: number, runId: string): Promise<WrkResult> {
@@ -166,95 +161,23 @@ async function wrk(scenario: Scenario, seconds: number, threads: number, runId: 
   return JSON.parse(line.slice("WRK_JSON ".length)) as WrkResult;
 }
 
-/** CPU seconds that `pid` has used, from Linux's /proc (in USER_HZ ticks, 100 per second); NaN elsewhere. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** Busy CPU seconds of the whole machine, all cores summed: shows when wrk, the broker or others compete. */
-function machineCpuSeconds(): number {
-  try {
-    const ticks = readFileSync("/proc/stat", "utf8").split("\n")[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
-    const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
-    return (ticks.reduce((sum, tick) => sum + tick, 0) - idle) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
-
 const failures = (r: WrkResult): number =>
   r.errors.status + r.errors.timeout + r.errors.connect + r.errors.read + r.errors.write;
 
-const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 const ms = (us: number): string => `${(us / 1000).toFixed(2)} ms`;
 
-function printTable(rows: string[][]): void {
-  const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => row[col]?.length ?? 0))) ?? [];
-  for (const [i, row] of rows.entries()) {
-    console.log(
-      row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col] ?? 0) : cell.padStart(widths[col] ?? 0))).join("  "),
-    );
-    if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  }
-}
+type Options = ReturnType<typeof options>;
 
-async function main(): Promise<number> {
-  const opts = options();
-  if (!Bun.which("wrk")) {
-    console.error(`wrk is not installed; install it with:\n  ${WRK_INSTALL}`);
-    return 1;
-  }
-  const { KAFKA_BROKERS } = parseConfig(process.env);
-  if (!(await waitForStack(KAFKA_BROKERS, opts.stackWait))) {
-    console.error(
-      `no broker with topic ${TOPICS.locationsRaw} at ${KAFKA_BROKERS.join(",")}; start it with: bun run stack`,
-    );
-    return 1;
-  }
-
-  const ingestPort = freePort();
-  const noopPort = freePort();
-  // Keys and rate limits are off: the bench measures the pipeline, not 401s and 429s.
-  const env = { ...process.env, LOG_LEVEL: "warn", INGEST_API_KEYS: "", INGEST_RATE_LIMIT_PER_SECOND: "0" };
-  // Service logs go to a file: a broker hiccup makes ingest log a stack trace per request, burying the table.
-  const runId = Date.now().toString(36);
-  const logPath = join(tmpdir(), `bench-ingest-${runId}.log`);
-  const log = openSync(logPath, "a"); // append mode, so both servers' lines interleave instead of overwriting
-  const spawn = (script: string, extra: Record<string, string>) =>
-    Bun.spawn(["bun", "run", script], { cwd: ROOT, env: { ...env, ...extra }, stdout: log, stderr: log });
-  const servers = [
-    spawn("bench/noop.ts", { NOOP_PORT: String(noopPort) }),
-    spawn("ingest.ts", { INGEST_PORT: String(ingestPort) }),
-  ] as const;
-  closeSync(log);
-  const [noop, ingest] = servers;
-  process.once("SIGINT", () => {
-    for (const server of servers) server.kill("SIGTERM");
-    process.exit(130);
-  });
-
-  const scenarios: Scenario[] = [
-    {
-      name: "ceiling: no-op POST",
-      server: noop,
-      url: `http://127.0.0.1:${noopPort}/v1/locations`,
-      script: "location.lua",
-      connections: opts.connections,
-      eventsPerRequest: 1,
-      durable: false,
-    },
+/** The three scenarios: the no-op ceiling, then ingest with single events and with NDJSON batches. */
+function scenarios(opts: Options, noop: Noop, ingest: ProcessHandle): Scenario[] {
+  const single = { script: "location.lua", connections: opts.connections, eventsPerRequest: 1 };
+  return [
+    { name: "ceiling: no-op POST", pid: noop.child.pid, url: noop.url, ...single, durable: false },
     {
       name: "single-event POST",
-      server: ingest,
-      url: `http://127.0.0.1:${ingestPort}/v1/locations`,
-      script: "location.lua",
-      connections: opts.connections,
-      eventsPerRequest: 1,
+      pid: ingest.child.pid,
+      url: `${ingest.url}/v1/locations`,
+      ...single,
       durable: true,
       target: {
         label: `>= ${SINGLE_TARGET_RATIO.toFixed(2)}x ceiling`,
@@ -263,42 +186,71 @@ async function main(): Promise<number> {
     },
     {
       name: `NDJSON x${opts.batch}`,
-      server: ingest,
-      url: `http://127.0.0.1:${ingestPort}/v1/locations`,
+      pid: ingest.child.pid,
+      url: `${ingest.url}/v1/locations`,
       script: "ndjson.lua",
-      connections: opts.ndjsonConnections,
+      connections: opts["ndjson-connections"],
       eventsPerRequest: opts.batch,
       durable: true,
       target: { label: `>= ${int(NDJSON_TARGET_EVENTS)} ev/s`, met: (events) => events >= NDJSON_TARGET_EVENTS },
     },
   ];
+}
 
+/** Runs each scenario, a warm-up and then the measured wrk run, with the CPU its server and the machine used. */
+async function measure(opts: Options, brokers: string[], runId: string, list: Scenario[]): Promise<Measured[]> {
+  console.log(
+    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${brokers.join(",")}; ` +
+      `${opts.warmup} s warm-up + ${opts.duration} s per scenario, wrk -t${opts.threads}`,
+  );
   const results: Measured[] = [];
-  try {
-    await waitReady("bench/noop.ts", `http://127.0.0.1:${noopPort}/readyz`, noop);
-    await waitReady("ingest.ts", `http://127.0.0.1:${ingestPort}/readyz`, ingest);
-    console.log(
-      `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${KAFKA_BROKERS.join(",")}; ` +
-        `${opts.warmup} s warm-up + ${opts.duration} s per scenario, wrk -t${opts.threads}`,
-    );
-    for (const scenario of scenarios) {
-      console.log(`${scenario.name}: ${scenario.connections} connections ...`);
-      if (opts.warmup > 0) await wrk(scenario, opts.warmup, opts.threads, `${runId}w`);
-      const before = scenario.durable ? await topicSize(KAFKA_BROKERS, TOPICS.locationsRaw) : 0;
-      const [server0, machine0] = [cpuSeconds(scenario.server.pid), machineCpuSeconds()];
-      const result = await wrk(scenario, opts.duration, opts.threads, runId);
-      const seconds = result.duration_us / 1e6;
-      const serverCpu = (cpuSeconds(scenario.server.pid) - server0) / seconds;
-      const machineCpu = (machineCpuSeconds() - machine0) / seconds;
-      const stored = scenario.durable ? (await topicSize(KAFKA_BROKERS, TOPICS.locationsRaw)) - before : undefined;
-      results.push({ scenario, result, serverCpu, machineCpu, ...(stored !== undefined && { stored }) });
-    }
-  } catch (error) {
-    console.error(`server logs: ${logPath}`);
-    throw error;
-  } finally {
-    await Promise.all(servers.map(stop));
+  for (const scenario of list) {
+    console.log(`${scenario.name}: ${scenario.connections} connections ...`);
+    if (opts.warmup > 0) await wrk(scenario, opts.warmup, opts.threads, `${runId}w`);
+    const before = scenario.durable ? await topicSize(brokers, TOPICS.locationsRaw) : 0;
+    const [server0, machine0] = [cpuSecondsOf(scenario.pid), machineCpu().busy];
+    const result = await wrk(scenario, opts.duration, opts.threads, runId);
+    const seconds = result.duration_us / 1e6;
+    const serverCpu = (cpuSecondsOf(scenario.pid) - server0) / seconds;
+    const machineCores = (machineCpu().busy - machine0) / seconds;
+    const stored = scenario.durable ? (await topicSize(brokers, TOPICS.locationsRaw)) - before : undefined;
+    results.push({ scenario, result, serverCpu, machineCpu: machineCores, ...(stored !== undefined && { stored }) });
   }
+  return results;
+}
+
+async function main(): Promise<number> {
+  const opts = options();
+  if (!Bun.which("wrk")) throw new BenchError(`wrk is not installed; install it with:\n  ${WRK_INSTALL}`);
+  const { KAFKA_BROKERS: brokers } = parseConfig(process.env);
+  if (!(await waitForStack(brokers, opts["stack-wait"]))) {
+    throw new BenchError(
+      `no broker with topic ${TOPICS.locationsRaw} at ${brokers.join(",")}; start it with: bun run stack`,
+    );
+  }
+
+  const runId = Date.now().toString(36);
+  const tweaks = stageTweaks();
+  // Service logs go to a file: a broker hiccup makes ingest log a stack trace per request, burying the table.
+  const log = stageLog("ingest", runId);
+  const results = await log.around(async () => {
+    let noop: Noop | undefined;
+    let ingest: ProcessHandle | undefined;
+    try {
+      noop = await startNoop(log.path);
+      ingest = await startStage("ingest", {
+        mode: "process",
+        waitReady: true,
+        output: log.path,
+        flags: tweaks.flags,
+        // Keys and rate limits are off: the bench measures the pipeline, not 401s and 429s.
+        env: { INGEST_API_KEYS: "", INGEST_RATE_LIMIT_PER_SECOND: "0", ...tweaks.env },
+      });
+      return await measure(opts, brokers, runId, scenarios(opts, noop, ingest));
+    } finally {
+      await Promise.all([ingest?.stop(), noop && stopNoop(noop)]);
+    }
+  });
 
   const rate = (r: WrkResult) => r.requests / (r.duration_us / 1e6);
   const ceiling = rate(results[0]?.result as WrkResult);
@@ -330,8 +282,7 @@ async function main(): Promise<number> {
       `${scenario.name}: ${TOPICS.locationsRaw} grew by ${int(stored)} records; wrk saw ${int(answered)} accepted`,
     );
   }
-  const logged = readFileSync(logPath, "utf8").split("\n").filter(Boolean).length;
-  if (logged > 0) console.log(`the servers logged ${logged} line(s) at warn or above: ${logPath}`);
+  log.report();
   const failed = results.filter(({ scenario }) => scenario.durable).reduce((n, { result }) => n + failures(result), 0);
   if (failed > 0) {
     for (const { scenario, result } of results)
@@ -342,9 +293,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-process.exit(
-  await main().catch((error: unknown) => {
-    console.error(error instanceof BenchError ? error.message : error);
-    return 1;
-  }),
-);
+await runBench(main);

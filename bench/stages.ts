@@ -1,15 +1,13 @@
 /**
- * Helpers that bench/enrich.ts and bench/persist.ts share: realistic events, running a consumer stage as its own
- * process, draining its group, and timing it by its group's committed offsets while it works through a known
- * backlog.
+ * Running a pipeline stage the way the benches time it: as its own process through tools/harness.ts (so
+ * BENCH_STAGE_FLAGS can profile the very run that is timed), its group drained first, then timed by the group's
+ * committed offsets while it works through a backlog the bench produced; and the figures that run gives.
  *
  * Every wait polls with a deadline; nothing synchronises on a fixed sleep.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import type { Subprocess } from "bun";
-import type { Sql } from "../persist/postgres/db.ts";
 import {
   committedOffsets,
   createProducer,
@@ -18,32 +16,25 @@ import {
   groupLag,
   type OutRecord,
 } from "../shared/kafka.ts";
-import type { RawLocation } from "../shared/schemas.ts";
-import { mulberry32 } from "../tools/generators.ts";
+import { TOPICS } from "../shared/topics.ts";
+import { groupOf, type ProcessHandle, type StageName, type StartOptions, startStage } from "../tools/harness.ts";
+import { metricSum } from "../tools/metrics.ts";
 import { pollEvery } from "../tools/poll.ts";
-import { freePort } from "../tools/ports.ts";
+import { int, mib } from "./cli.ts";
 
-/** The repository root, where the stage scripts live. */
-export const ROOT = join(import.meta.dir, "..");
-
-/** Every user id of a bench event starts with this, so the rows the benches leave behind can be found. */
-export const BENCH_USER_PREFIX = "bench-";
-
-const READY_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 15_000;
 /** Short enough to time a 2 s window to a few percent; each poll is one offset fetch from the broker. */
 const POLL_MS = 50;
+/** A consumer stage stays under ~120 MB resident. */
+const RSS_TARGET_BYTES = 120 * 1_048_576;
 
-/** Extra `bun run` flags and environment for the measured stage only (drains run the stage as it is). */
-export interface StageTweaks {
-  flags: string[];
-  env: Record<string, string>;
-}
+/** Extra `bun run` flags and environment for a measured stage, as the harness takes them. */
+export type StageTweaks = Required<Pick<StartOptions, "flags" | "env">>;
 
 /**
- * The measured stage's tweaks: BENCH_STAGE_FLAGS, space-separated `bun run` flags (e.g. "--cpu-prof-md
+ * The measured stages' tweaks: BENCH_STAGE_FLAGS, space-separated `bun run` flags (e.g. "--cpu-prof-md
  * --cpu-prof-dir=/tmp/prof" profiles the very run that is timed), and BENCH_STAGE_ENV, space-separated
- * NAME=value pairs (e.g. "BUN_JSC_forceRAMSize=150000000" to see how RSS responds to a tighter GC).
+ * NAME=value pairs (e.g. "BUN_JSC_forceRAMSize=150000000" to see how RSS responds to a tighter GC). Drains run
+ * the stage as it is.
  */
 export function stageTweaks(): StageTweaks {
   const words = (name: string) => (process.env[name] ?? "").split(" ").filter(Boolean);
@@ -56,118 +47,11 @@ export function stageTweaks(): StageTweaks {
   return { flags: words("BENCH_STAGE_FLAGS"), env };
 }
 
-/** Command-line flags, each also readable from the environment, with a fallback. */
-export function numberOptions<K extends string>(spec: Record<K, { env: string; fallback: number }>) {
-  const { values } = parseArgs({
-    options: Object.fromEntries(Object.keys(spec).map((flag) => [flag, { type: "string" as const }])),
-  });
-  const result = {} as Record<K, number>;
-  for (const flag of Object.keys(spec) as K[]) {
-    const { env, fallback } = spec[flag];
-    const raw = (values as Record<string, string | undefined>)[flag] ?? process.env[env];
-    const value = raw === undefined ? fallback : Number(raw);
-    if (!Number.isFinite(value) || value < 0) throw new Error(`--${flag} / ${env} must be a number, got "${raw}"`);
-    result[flag] = value;
-  }
-  return result;
-}
-
-/** A seeded PRNG, so every run of a bench sees the same points. */
-export const seededRandom = mulberry32;
-
-/** Where users are: [lat, long] of large cities on every continent, many of them near timezone borders. */
-const CITIES: [number, number][] = [
-  [40.71, -74.01], // New York
-  [41.88, -87.63], // Chicago
-  [34.05, -118.24], // Los Angeles
-  [19.43, -99.13], // Mexico City
-  [-23.55, -46.63], // São Paulo
-  [-34.6, -58.38], // Buenos Aires
-  [4.71, -74.07], // Bogotá
-  [51.51, -0.13], // London
-  [48.86, 2.35], // Paris
-  [52.52, 13.4], // Berlin
-  [41.9, 12.5], // Rome
-  [50.45, 30.52], // Kyiv
-  [55.76, 37.62], // Moscow
-  [41.01, 28.98], // Istanbul
-  [30.04, 31.24], // Cairo
-  [6.52, 3.38], // Lagos
-  [-1.29, 36.82], // Nairobi
-  [-26.2, 28.05], // Johannesburg
-  [25.2, 55.27], // Dubai
-  [28.61, 77.21], // Delhi
-  [19.08, 72.88], // Mumbai
-  [23.81, 90.41], // Dhaka
-  [13.76, 100.5], // Bangkok
-  [1.35, 103.82], // Singapore
-  [-6.21, 106.85], // Jakarta
-  [31.23, 121.47], // Shanghai
-  [39.9, 116.4], // Beijing
-  [37.57, 126.98], // Seoul
-  [35.68, 139.69], // Tokyo
-  [14.6, 120.98], // Manila
-  [-33.87, 151.21], // Sydney
-  [-36.85, 174.76], // Auckland
-];
-
-/** Share of points anywhere on Earth (mostly sea, the rest sparse land); the others are near a city. */
-const UNIFORM_SHARE = 0.3;
-/** Spread around a city, in degrees: a few hundred km, so points cross into neighbouring zones and the sea. */
-const CITY_SPREAD_DEG = 1.5;
-
-/** `count` realistic [lat, long] points: 70% scattered around big cities, 30% uniform over the sphere. */
-export function randomPoints(count: number, seed = 1970): [number, number][] {
-  const random = seededRandom(seed);
-  const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-  const clamp = (value: number, limit: number) => Math.max(-limit, Math.min(limit, value));
-  const points: [number, number][] = [];
-  for (let i = 0; i < count; i++) {
-    if (random() < UNIFORM_SHARE) {
-      // Uniform over the sphere's area, not over the lat/long rectangle, which would crowd the poles.
-      points.push([(Math.asin(2 * random() - 1) * 180) / Math.PI, random() * 360 - 180]);
-    } else {
-      const [lat, long] = CITIES[Math.floor(random() * CITIES.length)] as [number, number];
-      points.push([clamp(lat + gaussian() * CITY_SPREAD_DEG, 90), clamp(long + gaussian() * CITY_SPREAD_DEG, 180)]);
-    }
-  }
-  return points;
-}
-
-/** Users a bench run's events belong to; each sends many events, as phones reporting their position do. */
-const USERS = 20_000;
-/** Event times spread over two years, so both sides of every DST change occur. */
-const TIME_FROM = Date.UTC(2024, 0, 1);
-const TIME_SPAN_MS = 2 * 365 * 86_400_000;
-
-/**
- * `points` as the RawLocation events ingest would put on `locations.raw`: a time-ordered UUID event_id, as
- * ingest assigns, ISO UTC timestamps, and ingested_at a few seconds after the event. User ids carry `runId`, so
- * a run never inserts next to the (deleted, maybe not yet vacuumed) index entries of an earlier one.
- */
-export function rawLocations(points: [number, number][], runId: string, seed = 1970): RawLocation[] {
-  const random = seededRandom(seed + 1);
-  return points.map(([lat, long]) => {
-    const time = TIME_FROM + Math.floor(random() * TIME_SPAN_MS);
-    return {
-      event_id: Bun.randomUUIDv7(),
-      user_id: `${BENCH_USER_PREFIX}${runId}-user-${Math.floor(random() * USERS)}`,
-      timestamp: new Date(time).toISOString(),
-      lat,
-      long,
-      ingested_at: new Date(time + Math.floor(random() * 5_000)).toISOString(),
-    };
-  });
-}
-
-/**
- * Deletes every bench row from `locations` (rows of other runs too, e.g. an enrich bench's events that a persist
- * drain wrote) and vacuums, so runs neither grow the table nor leave dead index entries behind for the next one.
- */
-export async function deleteBenchRows(sql: Sql): Promise<number> {
-  const { count } = await sql`delete from locations where user_id like ${`${BENCH_USER_PREFIX}%`}`;
-  if (count > 0) await sql`vacuum (analyze) locations`;
-  return count;
+/** The consumer group of `name` when it runs with `env` over this process's environment. */
+export function consumerGroup(name: StageName, env: Record<string, string> = {}): string {
+  const group = groupOf(name, { ...process.env, ...env });
+  if (group === undefined) throw new Error(`${name} consumes in no group`);
+  return group;
 }
 
 /** Runs `work` over `items` in a tight loop; returns items per second. */
@@ -195,10 +79,7 @@ export async function bestOfAsync(measure: () => Promise<number>, passes = 3): P
 }
 
 /** Produces `records` with the pipeline's own producer; returns where each went and the records per second. */
-export async function produceAll(
-  brokers: string[],
-  records: OutRecord[],
-): Promise<{ rate: number; deliveries: Delivery[] }> {
+async function produceAll(brokers: string[], records: OutRecord[]): Promise<{ rate: number; deliveries: Delivery[] }> {
   const producer = createProducer({ brokers, clientId: "bench", timeoutMs: 30_000 });
   const start = performance.now();
   try {
@@ -209,10 +90,13 @@ export async function produceAll(
   }
 }
 
-/** Records `groupId` has not committed, over `topic` and every other topic it has committed offsets for. */
+/** The pipeline's topics: a group's offsets on any other are left over from an earlier version and never move. */
+const PIPELINE_TOPICS = new Set<string>(Object.values(TOPICS));
+
+/** Records `groupId` has not committed, over `topic` and every other pipeline topic it has committed offsets for. */
 async function backlogOf(brokers: string[], groupId: string, topic: string): Promise<number> {
-  const topics = new Set([topic, ...(await committedOffsets(brokers, groupId)).map((p) => p.topic)]);
-  return groupLag(brokers, groupId, [...topics]);
+  const committed = (await committedOffsets(brokers, groupId)).map((p) => p.topic);
+  return groupLag(brokers, groupId, [...new Set([topic, ...committed.filter((t) => PIPELINE_TOPICS.has(t))])]);
 }
 
 /** Records in all partitions of `topic`. */
@@ -261,124 +145,85 @@ export function machineCpu(): { busy: number; total: number } {
   }
 }
 
-/** The sum of every sample of the metric `name` in a Prometheus text exposition (0 when absent). */
-export function metricSum(exposition: string, name: string): number {
-  let sum = 0;
-  for (const line of exposition.split("\n")) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(" ")));
-  }
-  return sum;
-}
-
-/** Stages this process started and has not stopped yet, so Ctrl-C stops them too. */
-const running = new Set<RunningStage>();
-process.once("SIGINT", () => {
-  for (const stage of running) stage.child.kill("SIGTERM");
-  process.exit(130);
-});
-
-/** A stage script running as its own process (`bun run <script>`), as in production. */
-export interface RunningStage {
-  script: string;
-  child: Subprocess;
-  /** The stage's /metrics text. */
-  metrics: () => Promise<string>;
-  /** SIGTERM, SIGKILL if it has not exited after a while; resolves with the exit code. */
-  stop: () => Promise<number>;
-}
-
 /**
- * Spawns `bun run <tweaks.flags> <script>` with its health port in `portVariable` and waits until /healthz answers.
- * The stage's output is appended to `logFile`: at LOG_LEVEL=warn a clean run writes nothing.
+ * The log file of one bench run's processes, in the temp dir; each appends its output. At LOG_LEVEL=warn a
+ * clean run writes nothing, so anything in it is worth a look.
  */
-export async function startStage(
-  script: string,
-  portVariable: string,
-  logFile: number,
-  tweaks: StageTweaks = { flags: [], env: {} },
-): Promise<RunningStage> {
-  const port = freePort();
-  const child = Bun.spawn(["bun", "run", ...tweaks.flags, script], {
-    cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: "warn", ...tweaks.env, [portVariable]: String(port) },
-    stdout: logFile,
-    stderr: logFile,
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const stage: RunningStage = {
-    script,
-    child,
-    metrics: () => fetch(`${url}/metrics`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.text()),
-    async stop() {
-      running.delete(stage);
-      if (child.exitCode !== null) return child.exitCode;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
-      const code = await child.exited;
-      clearTimeout(timer);
-      return code;
+export function stageLog(bench: string, runId: string) {
+  const path = join(tmpdir(), `bench-${bench}-${runId}.log`);
+  return {
+    path,
+    /** Runs `work`; when it fails, says where the logs are before passing the error on. */
+    async around<T>(work: () => Promise<T>): Promise<T> {
+      try {
+        return await work();
+      } catch (error) {
+        console.error(`stage logs: ${path}`);
+        throw error;
+      }
+    },
+    /** Points to the file when anything was logged, and removes it otherwise. */
+    report(): void {
+      const logged = existsSync(path) ? readFileSync(path, "utf8").split("\n").filter(Boolean).length : 0;
+      if (logged > 0) console.log(`the stages logged ${logged} line(s) at warn or above: ${path}`);
+      else rmSync(path, { force: true });
     },
   };
-  running.add(stage);
-  try {
-    await pollEvery(
-      `${script} to answer on ${url}/healthz`,
-      async () => {
-        if (child.exitCode !== null)
-          throw new Error(`${script} exited with code ${child.exitCode} before it was ready`);
-        return fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) }).then(
-          (r) => r.ok || undefined,
-          () => undefined,
-        );
-      },
-      READY_TIMEOUT_MS,
-      POLL_MS,
-    );
-  } catch (error) {
-    await stage.stop();
-    throw error;
-  }
-  return stage;
+}
+
+export type StageLog = ReturnType<typeof stageLog>;
+
+/** What every drain and timed run of one bench shares: the broker, the log file, and how long each wait may take. */
+export interface BenchContext {
+  brokers: string[];
+  log: StageLog;
+  timeoutMs: number;
 }
 
 /**
- * Runs `script` until `groupId` has committed everything in `topic` and in every other topic it has offsets
- * for, so that a measured run afterwards reads only the records the bench produces. A stage that reads a topic
- * the group never committed before shows up with offsets after the first drain, hence the loop.
- * Returns how many records the drains had to work through.
+ * How a stage's progress through a backlog is counted: by its group's committed offsets (the stages commit a
+ * batch only once it is done), or by what it has read (its records_in_total), for a stage whose commits trail
+ * what it has read by design: the aggregate commits only up to its oldest open window or pending late count,
+ * so an idle aggregate group is never quite drained.
  */
-export async function drainGroup(options: {
-  brokers: string[];
-  script: string;
-  portVariable: string;
-  groupId: string;
-  topic: string;
-  logFile: number;
-  timeoutMs: number;
-}): Promise<number> {
-  const { brokers, groupId, topic } = options;
+export type Progress = "committed" | "read";
+
+/**
+ * Runs `stage` until its group has committed everything in `topic` and in every other pipeline topic it has
+ * offsets for (or, by `progress` "read", until it has read all that), so that a measured run afterwards reads
+ * only the records the bench produces. A stage that reads a topic the group never committed before shows up
+ * with offsets after the first drain, hence the loop. Says how many records the drains worked through, if any.
+ */
+export async function drainGroup(
+  { brokers, log, timeoutMs }: BenchContext,
+  stage: StageName,
+  topic: string,
+  progress: Progress = "committed",
+): Promise<void> {
+  const group = consumerGroup(stage);
   let drained = 0;
   for (let round = 0; round < 3; round++) {
-    const backlog = await backlogOf(brokers, groupId, topic);
-    if (backlog === 0) return drained;
+    const backlog = await backlogOf(brokers, group, topic);
+    if (backlog === 0) break;
     drained += backlog;
-    const stage = await startStage(options.script, options.portVariable, options.logFile);
+    const running = await startStage(stage, { mode: "process", output: log.path });
+    const done =
+      progress === "committed"
+        ? async () => (await backlogOf(brokers, group, topic)) === 0
+        : async () => (await running.metric("records_in_total")) >= backlog;
     try {
-      await pollEvery(
-        `${groupId} to catch up`,
-        async () => ((await backlogOf(brokers, groupId, topic)) === 0 ? true : undefined),
-        options.timeoutMs,
-        POLL_MS,
-      );
+      await pollEvery(`${group} to catch up`, async () => (await done()) || undefined, timeoutMs, POLL_MS);
     } finally {
-      await stage.stop();
+      await running.stop();
     }
+    // What such a stage still holds stays uncommitted: another round would only read it again.
+    if (progress === "read") break;
   }
-  return drained;
+  if (drained > 0) console.log(`drained a backlog of ${int(drained)} records of the ${group} group`);
 }
 
 /** Counts what `groupId` commits on `topic` from now on; `read()` is one offset fetch on an open connection. */
-export async function commitCounter(brokers: string[], groupId: string, topic: string) {
+async function commitCounter(brokers: string[], groupId: string, topic: string) {
   const committed = async () => {
     const positions = (await committedOffsets(brokers, groupId)).filter((p) => p.topic === topic);
     // -1: never committed, which after a drain means the partition had no records yet.
@@ -390,21 +235,18 @@ export async function commitCounter(brokers: string[], groupId: string, topic: s
     base,
     /** Records committed since the counter was made. */
     read: async () => (await committed()) - base,
-    close: async () => {},
   };
 }
 
-export type CommitCounter = Awaited<ReturnType<typeof commitCounter>>;
-
 /** How a stage worked through a backlog. */
 export interface StageRun {
-  /** Records per second between the group's first commit and the commit that reached the target. */
+  /** Records per second between the first progress seen (a commit, or records read) and reaching the target. */
   steadyRate: number;
   /** Records per second from /healthz answering (group join and the first batch included). */
   fromReadyRate: number;
-  /** Milliseconds from /healthz answering to the first commit: joining the group and the whole first batch. */
+  /** Milliseconds from /healthz answering to the first progress: joining the group and the whole first batch. */
   startupMs: number;
-  /** Records committed at the end (at least the target unless the deadline passed). */
+  /** Records done at the end, committed or read (at least the target unless the deadline passed). */
   done: number;
   /** Peak and final resident memory of the stage process, in bytes. */
   memory: { peak: number; current: number };
@@ -424,14 +266,14 @@ export interface StageRun {
 }
 
 /**
- * Times `stage` from now (just after it answered /healthz) until its group has committed `target` records.
- * Progress comes from the broker's committed offsets, never from the stage's /metrics: under Bun, prom-client's
- * default heap metrics walk the whole heap (~0.1-0.4 s of CPU per scrape once geo-tz's cache is full), so
- * scraping while timing would slow down what is being timed.
+ * Times `stage` from now (just after it answered /healthz) until `progress()` reaches `target` records.
+ * Progress should come from the broker, not from the stage's /metrics: under Bun, prom-client's default heap
+ * metrics walk the whole heap (~0.1-0.4 s of CPU per scrape once geo-tz's cache is full), so scraping while
+ * timing would slow down what is being timed.
  */
-export async function timeStage(
-  stage: RunningStage,
-  counter: CommitCounter,
+async function timeStage(
+  stage: ProcessHandle,
+  progress: () => Promise<number>,
   target: number,
   timeoutMs: number,
 ): Promise<StageRun> {
@@ -448,18 +290,19 @@ export async function timeStage(
   const atReady = last;
   let memory = { peak: 0, current: 0 };
   for (;;) {
-    last = sample(await counter.read());
+    last = sample(await progress());
     memory = memoryOf(stage.child.pid);
     if (!first && last.done > 0) first = last;
     if (last.done >= target || last.at > deadline) break;
-    if (stage.child.exitCode !== null) throw new Error(`${stage.script} exited with code ${stage.child.exitCode}`);
+    if (stage.child.exitCode !== null) throw new Error(`${stage.name}.ts exited with code ${stage.child.exitCode}`);
     await Bun.sleep(POLL_MS);
   }
-  // The first commit seen can also be the last one on a tiny run: fall back to the time from ready.
+  // The first progress seen can also be the last on a tiny run: fall back to the time from ready.
   const start = first && first.at < last.at ? first : atReady;
   const seconds = (last.at - start.at) / 1000;
   const machine = (last.machine.busy - start.machine.busy) / (last.machine.total - start.machine.total);
   const exposition = await stage.metrics();
+  if (exposition === undefined) throw new Error(`${stage.name}.ts did not answer ${stage.url}/metrics`);
   return {
     steadyRate: (last.done - start.done) / seconds,
     stageCores: (last.cpu - start.cpu) / seconds,
@@ -474,6 +317,51 @@ export async function timeStage(
   };
 }
 
+/** A stage timed through a backlog, and what the bench produced for it. */
+export interface TimedBacklog {
+  stage: StageName;
+  run: StageRun;
+  /** How `run.done` was counted. */
+  progress: Progress;
+  /** Records the stage had to work through: the bench's, plus whatever others produced meanwhile. */
+  backlog: number;
+  /** Records the bench produced. */
+  produced: number;
+  /** Records per second of producing them with the pipeline's own producer. */
+  produceRate: number;
+  /** Where each produced record went, in order. */
+  deliveries: Delivery[];
+}
+
+/**
+ * Produces `records` (all on one topic, the stage's input) and times a fresh `stage` (with the bench's
+ * {@link stageTweaks}) until it has worked through the backlog, counted by `progress`.
+ */
+export async function timeBacklog(
+  { brokers, log, timeoutMs }: BenchContext,
+  stage: StageName,
+  records: OutRecord[],
+  progress: Progress = "committed",
+): Promise<TimedBacklog> {
+  const { topic } = records[0] as OutRecord;
+  const tweaks = stageTweaks();
+  const before = await topicSize(brokers, topic);
+  const { rate: produceRate, deliveries } = await produceAll(brokers, records);
+  const counter =
+    progress === "committed" ? await commitCounter(brokers, consumerGroup(stage, tweaks.env), topic) : undefined;
+  const backlog = (await topicSize(brokers, topic)) - (counter?.base ?? before);
+  // This process's garbage (the generated events, the ceilings' caches) is collected now, not while it is timed.
+  Bun.gc(true);
+  const running = await startStage(stage, { mode: "process", output: log.path, ...tweaks });
+  try {
+    const read = counter?.read ?? (() => running.metric("records_in_total"));
+    const run = await timeStage(running, read, backlog, timeoutMs);
+    return { stage, run, progress, backlog, produced: records.length, produceRate, deliveries };
+  } finally {
+    await running.stop();
+  }
+}
+
 /** The result column of a stage's row: why the figure does not count, or whether it meets `ratio`. */
 export function verdict(run: StageRun, ratio: number, target: number): string {
   if (run.timedOut) return "TIMEOUT";
@@ -481,19 +369,39 @@ export function verdict(run: StageRun, ratio: number, target: number): string {
   return ratio >= target ? "pass" : "MISS";
 }
 
-/** Thousands separators, no decimals. */
-export const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-");
-
-/** Bytes as MiB with one decimal. */
-export const mib = (bytes: number): string => `${(bytes / 1_048_576).toFixed(1)} MiB`;
-
-/** Prints `rows` as an aligned table; the first row is the header, the first column is left-aligned. */
-export function printTable(rows: string[][]): void {
-  const widths = rows[0]?.map((_, col) => Math.max(...rows.map((row) => row[col]?.length ?? 0))) ?? [];
-  for (const [i, row] of rows.entries()) {
+/** Prints how the stage of `timed` got through its backlog: start-up, CPU, memory, and anything that spoils it. */
+export function printTimedRun({ stage, run, progress, backlog, produced, produceRate }: TimedBacklog): void {
+  const name = `${stage}.ts`;
+  const cores = navigator.hardwareConcurrency;
+  console.log(
+    `${name}: ${int(run.done)} records ${progress}; from /healthz answering ${int(run.fromReadyRate)} records/s ` +
+      `(group join + first batch took ${int(run.startupMs)} ms)`,
+  );
+  console.log(
+    `${name} CPU in the steady window: ${run.stageCores.toFixed(2)} cores; whole machine ` +
+      `${run.machineCores.toFixed(2)} of ${cores} cores busy (the stage, the broker, the database, anything else)`,
+  );
+  console.log(
+    `${name} RSS: peak ${mib(run.memory.peak)}, at the end ${mib(run.memory.current)} ` +
+      `(target <= ${mib(RSS_TARGET_BYTES)}: ${run.memory.peak <= RSS_TARGET_BYTES ? "pass" : "MISS"})`,
+  );
+  console.log(`produce of the input: ${int(produceRate)} records/s`);
+  if (backlog > produced) {
     console.log(
-      row.map((cell, col) => (col === 0 ? cell.padEnd(widths[col] ?? 0) : cell.padStart(widths[col] ?? 0))).join("  "),
+      `note: ${int(backlog - produced)} records beyond ours were in the backlog: another producer was writing`,
     );
-    if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  }
+  if (run.ownRecords < run.done * 0.95) {
+    console.log(
+      `note: the timed ${name} read only ${int(run.ownRecords)} of the ${int(run.done)} records its group ` +
+        `committed: another member (an integration test's ${stage}?) shared the group, so the figure is not one ` +
+        "instance's",
+    );
+  }
+  if (run.timedOut) {
+    console.log(
+      `note: only ${int(run.done)} of ${int(backlog)} records were done before the deadline; another member ` +
+        `(an integration test's ${stage}) may have owned some partitions of the group`,
+    );
   }
 }

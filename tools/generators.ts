@@ -99,6 +99,12 @@ export interface GeneratorOptions {
   missingShare?: number;
   /** locations, fleet: simulated seconds of movement between two reports of the same user or vehicle. */
   intervalSeconds?: number;
+  /**
+   * locations, fleet: where users (or vehicles) start. "city" (the default): within ~20 km of a city centre.
+   * "scattered": as many distinct places as a timezone lookup meets in production, most of them a few hundred
+   * km around a city (across into neighbouring zones and out to sea), the rest anywhere on Earth.
+   */
+  placement?: "city" | "scattered";
 }
 
 /** Makes one event for event time `now` (ms since the epoch) each call. */
@@ -274,33 +280,51 @@ export function distanceMetres(a: [number, number], b: [number, number]): number
   return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(h)));
 }
 
-/** Where paths start: large cities on every continent, some near timezone borders, and a few extremes. */
+/** Where paths start: large cities on every continent, many of them near timezone borders, and a few extremes. */
 const ORIGINS: readonly [number, number][] = [
   [40.71, -74.01], // New York
   [41.88, -87.63], // Chicago
   [34.05, -118.24], // Los Angeles
   [19.43, -99.13], // Mexico City
+  [4.71, -74.07], // Bogotá
   [-23.55, -46.63], // São Paulo
+  [-34.6, -58.38], // Buenos Aires
   [-31.42, -64.18], // Córdoba
   [51.51, -0.13], // London
   [48.86, 2.35], // Paris
   [52.52, 13.4], // Berlin
+  [41.9, 12.5], // Rome
   [50.45, 30.52], // Kyiv
+  [55.76, 37.62], // Moscow
   [41.01, 28.98], // Istanbul
   [30.04, 31.24], // Cairo
   [6.52, 3.38], // Lagos
   [-1.29, 36.82], // Nairobi
+  [-26.2, 28.05], // Johannesburg
+  [25.2, 55.27], // Dubai
   [19.08, 72.88], // Mumbai
   [28.61, 77.21], // Delhi
-  [31.23, 121.47], // Shanghai
-  [35.68, 139.65], // Tokyo
+  [23.81, 90.41], // Dhaka
+  [13.76, 100.5], // Bangkok
   [1.35, 103.82], // Singapore
+  [-6.21, 106.85], // Jakarta
+  [31.23, 121.47], // Shanghai
+  [39.9, 116.4], // Beijing
+  [37.57, 126.98], // Seoul
+  [35.68, 139.65], // Tokyo
+  [14.6, 120.98], // Manila
   [-33.87, 151.21], // Sydney
+  [-36.85, 174.76], // Auckland
   [64.15, -21.94], // Reykjavík
   [-54.8, -68.3], // Ushuaia
   [71.29, -156.79], // Utqiaġvik, near the pole
   [-17.71, 178.07], // Fiji, across the antimeridian
 ];
+
+/** Share of "scattered" starts anywhere on Earth (mostly sea, the rest sparse land); the others are around a city. */
+const UNIFORM_SHARE = 0.3;
+/** Spread of "scattered" starts around a city per axis (1.5° of latitude): they cross into neighbouring zones. */
+const CITY_SPREAD_M = 167_000;
 
 interface Mover {
   id: string;
@@ -311,10 +335,16 @@ interface Mover {
   speed: number;
 }
 
-function startAt(rng: Rng, id: string, speed: number): Mover {
+function startAt(rng: Rng, id: string, speed: number, placement: GeneratorOptions["placement"]): Mover {
+  if (placement === "scattered" && rng() < UNIFORM_SHARE) {
+    // Uniform over the sphere's area, not over the lat/long rectangle, which would crowd the poles.
+    return { id, lat: deg(Math.asin(2 * rng() - 1)), long: rng() * 360 - 180, bearing: rng() * 360, speed };
+  }
   const [lat, long] = pick(rng, ORIGINS);
-  // Within ~20 km of the city centre.
-  const [jLat, jLong] = destination(lat, long, rng() * 360, rng() * 20_000);
+  const heading = rng() * 360;
+  // Within ~20 km of the centre; "scattered": a Rayleigh distance, i.e. a 2-D normal spread around it.
+  const distance = placement === "scattered" ? CITY_SPREAD_M * Math.sqrt(-2 * Math.log(1 - rng())) : rng() * 20_000;
+  const [jLat, jLong] = destination(lat, long, heading, distance);
   return { id, lat: jLat, long: jLong, bearing: rng() * 360, speed };
 }
 
@@ -344,7 +374,7 @@ export function locationGenerator(options: GeneratorOptions): EventGenerator {
   const prefix = options.userPrefix ?? "";
   const interval = options.intervalSeconds ?? 5;
   const users = Array.from({ length: Math.max(1, options.population ?? 1000) }, (_, i) =>
-    startAt(rng, `${prefix}user-${i}`, weighted(rng, MODES)),
+    startAt(rng, `${prefix}user-${i}`, weighted(rng, MODES), options.placement),
   );
   let n = 0;
   return {
@@ -375,7 +405,7 @@ export function fleetGenerator(options: GeneratorOptions): EventGenerator {
   const prefix = options.userPrefix ?? "";
   const interval = options.intervalSeconds ?? 1;
   const vehicles = Array.from({ length: Math.max(1, options.population ?? 50) }, (_, i) => {
-    const vehicle = startAt(rng, `${prefix}vehicle-${String(i).padStart(4, "0")}`, rng() * 15);
+    const vehicle = startAt(rng, `${prefix}vehicle-${String(i).padStart(4, "0")}`, rng() * 15, options.placement);
     vehicle.bearing = pick(rng, [0, 90, 180, 270]);
     return vehicle;
   });

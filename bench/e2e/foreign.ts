@@ -3,18 +3,23 @@
  * the consumer groups, and a fault-injection run even stops and restarts the servers. Before measuring, the
  * bench waits until none of that is running; during each step it looks again and records what it saw.
  */
+import { groupOf, STAGES, type StageName } from "../../tools/harness.ts";
+import { stageTweaks } from "../stages.ts";
 import type { GroupWatcher } from "./groups.ts";
 
 /** Command lines that mean pipeline work: stages, tests, the fault run, other benches, wrk. */
 const PATTERNS = [
   /\b(ingest|enrich|aggregate|persist)\.ts\b/,
-  /\bbun (run )?(tests\/faults\.ts|test:faults)/,
+  /\bbun (run )?(tools\/faults\.ts|test:faults)/,
   /\bbun test\b/,
   /\bbench\/(?!e2e)[\w/.-]+\.ts\b|bench:(?!e2e)\w+/,
   /(^|\/)wrk\s/,
 ];
 
-export const GROUPS = ["enrich", "aggregate", "persist"];
+/** The groups of every stage that consumes, as the bench runs them (BENCH_STAGE_ENV included). */
+export const GROUPS = (Object.keys(STAGES) as StageName[]).flatMap(
+  (name) => groupOf(name, { ...process.env, ...stageTweaks().env }) ?? [],
+);
 
 /** Processes other than `ours` (and this process and its parent) whose command line matches a pattern. */
 export function foreignProcesses(ours: number[]): string[] {

@@ -24,7 +24,7 @@ export interface LatencyResult {
   found: number;
   /** Accepted events without one (after the drain: lost, which the pipeline promises never happens). */
   missing: number;
-  /** 202 read -> persisted_at: what the goal is about. */
+  /** 202 read -> persisted_at: what the end-to-end latency goal is about. */
   endToEnd: Distribution;
   /** ingested_at (ingest, before producing) -> 202 read: the ack path, inside the 202. */
   ack: Distribution;

@@ -1,7 +1,6 @@
 /** The command line of `bun run bench:e2e`, each option also readable from the environment. */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT } from "../stages.ts";
 
 export const USAGE = `Usage: bun run bench:e2e [options]
 End-to-end load report: every stage as its own process on the local stack (bun run stack), fixed offered rates,
@@ -79,7 +78,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): O
     foreignWaitMs: number("foreign-wait", values["foreign-wait"] ?? env.E2E_FOREIGN_WAIT_S, 900, 0) * 1000,
     ignoreForeign: values["ignore-foreign"] === true,
     keepRows: values["keep-rows"] === true,
-    out: values.out ?? env.E2E_OUT ?? join(ROOT, "bench", "results"),
+    out: values.out ?? env.E2E_OUT ?? join(import.meta.dir, "..", "results"),
     seed: values.seed ?? env.E2E_SEED ?? "e2e",
   };
 }

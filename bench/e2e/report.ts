@@ -4,17 +4,18 @@
  */
 import { cpus, freemem, totalmem } from "node:os";
 import type { Sql } from "../../persist/postgres/db.ts";
+import { STAGES, type StageName } from "../../tools/harness.ts";
+import type { HistogramDelta } from "../../tools/metrics.ts";
 import { type ChartStep, RSVG_INSTALL } from "./chart.ts";
 import type { Distribution } from "./latency.ts";
 import type { Options } from "./options.ts";
-import type { HistogramDelta } from "./prom.ts";
 import { CRITERIA, verdict } from "./search.ts";
 import type { StepResult } from "./step.ts";
 
-/** Issue 6's goals. */
+/** The end-to-end goals: the rate to sustain, its latency and each stage's memory. */
 export const GOALS = { rate: 5_000, p50Ms: 50, p99Ms: 250, rssBytes: 120e6 };
 
-const STAGE_NAMES = ["ingest", "enrich", "aggregate", "persist"] as const;
+const STAGE_NAMES = Object.keys(STAGES) as StageName[];
 
 const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
 const int = (n: number) => Math.round(n).toLocaleString("en-US");

@@ -5,26 +5,27 @@
  */
 import type { Sql } from "../../persist/postgres/db.ts";
 import { TOPICS } from "../../shared/topics.ts";
+import type { ProcessHandle, StageName } from "../../tools/harness.ts";
+import {
+  type HistogramDelta,
+  histogramDelta,
+  parseExposition,
+  type Sample,
+  scrape,
+  sumOf,
+} from "../../tools/metrics.ts";
 import { pollEvery } from "../../tools/poll.ts";
+import { consumerGroup, stageTweaks } from "../stages.ts";
 import { foreignProcesses, lookForForeign } from "./foreign.ts";
 import type { GroupWatcher } from "./groups.ts";
 import { type Hops, locationEnds, measureHops } from "./hops.ts";
 import { type LatencyResult, measureLatency, readRows } from "./latency.ts";
-import { type LoadResult, offerLoad, type Table } from "./load.ts";
-import { assertRunning, type Stage, type StageName } from "./pipeline.ts";
-import { type HistogramDelta, histogramDelta, type Sample, sumOf } from "./prom.ts";
+import { type LoadOptions, type LoadResult, offerLoad, type Table } from "./load.ts";
+import { assertRunning } from "./pipeline.ts";
 import { type PidSource, startUsage, type Usage } from "./resources.ts";
 
-export interface StepOptions {
-  /** Offered events per second. */
-  rate: number;
-  durationMs: number;
-  batch: number;
-  loginShare: number;
-  /** Unique per run and step (event_id and user prefix). */
-  tag: string;
-  seed: string;
-  /** How long the pipeline may take to drain after sending stops before the step fails. */
+/** The load a step offers, and how long the pipeline may take to drain after sending stops before it fails. */
+export interface StepOptions extends Omit<LoadOptions, "url" | "timeoutMs"> {
   drainTimeoutMs: number;
 }
 
@@ -54,38 +55,58 @@ export interface StepResult {
 }
 
 const FOREIGN_EVERY_MS = 2_000;
+/** Generous: a stage's /metrics walks its heap, which takes a while under load. */
+const SCRAPE_TIMEOUT_MS = 10_000;
 
-/** The topics each check waits on: all an accepted event passes through before its row exists. */
-const DRAIN: { group: string; topics: string[] }[] = [
-  { group: "enrich", topics: [TOPICS.locationsRaw] },
+/** The topics each group's lag is read on: all an accepted event passes through before its row exists. */
+const DRAIN = {
+  enrich: [TOPICS.locationsRaw],
   // Not logins.stats: the aggregate emits windows on its own clock, so that lag is never reliably zero.
-  { group: "persist", topics: [TOPICS.locationsEnriched, TOPICS.loginsRaw] },
-];
+  persist: [TOPICS.locationsEnriched, TOPICS.loginsRaw],
+};
+
+/** What enrich's and persist's groups have not committed of the topics an accepted event passes through. */
+export async function pipelineLag(watcher: GroupWatcher): Promise<Record<keyof typeof DRAIN, number>> {
+  const { env } = stageTweaks();
+  return {
+    enrich: await watcher.lag(consumerGroup("enrich", env), DRAIN.enrich),
+    persist: await watcher.lag(consumerGroup("persist", env), DRAIN.persist),
+  };
+}
 
 /** Resolves once enrich and persist have committed everything on the topics an accepted event passes through. */
 export async function waitDrained(watcher: GroupWatcher, timeoutMs: number): Promise<void> {
   await pollEvery(
     "the pipeline to drain (enrich and persist lag 0)",
-    async () => {
-      for (const { group, topics } of DRAIN) if ((await watcher.lag(group, topics)) > 0) return undefined;
-      return true;
-    },
+    async () => (Object.values(await pipelineLag(watcher)).every((lag) => lag === 0) ? true : undefined),
     timeoutMs,
     250,
   );
 }
 
-async function scrapeAll(stages: Stage[]): Promise<Map<StageName, Sample[]>> {
-  return new Map(await Promise.all(stages.map(async (s) => [s.name, await s.scrape()] as const)));
+/** Each stage's /metrics, parsed. Scraped only at the ends of a window: a scrape costs a stage real CPU. */
+async function scrapeAll(stages: ProcessHandle[]): Promise<Map<StageName, Sample[]>> {
+  const scrapes = stages.map(async (stage) => {
+    const text = await scrape(stage.url, SCRAPE_TIMEOUT_MS);
+    if (text === undefined) throw new Error(`${stage.name} did not answer ${stage.url}/metrics`);
+    return [stage.name, parseExposition(text)] as const;
+  });
+  return new Map(await Promise.all(scrapes));
 }
 
 /** Runs one step against the running `stages`. */
 export async function runStep(
   options: StepOptions,
-  context: { stages: Stage[]; watcher: GroupWatcher; sql: Sql; sources: Map<string, PidSource>; brokers: string[] },
+  context: {
+    stages: ProcessHandle[];
+    watcher: GroupWatcher;
+    sql: Sql;
+    sources: Map<string, PidSource>;
+    brokers: string[];
+  },
 ): Promise<StepResult> {
   const { stages, watcher, sql, sources, brokers } = context;
-  const ingest = stages.find((s) => s.name === "ingest") as Stage;
+  const ingest = stages.find((s) => s.name === "ingest") as ProcessHandle;
   const pids = stages.map((s) => s.child.pid);
   // Only the step's own traffic may be in flight: other work (or the previous step) can have left a backlog.
   await waitDrained(watcher, options.drainTimeoutMs);
@@ -99,16 +120,7 @@ export async function runStep(
     sources,
     stages.map((s) => s.name),
   );
-  const load = await offerLoad({
-    url: ingest.url,
-    rate: options.rate,
-    durationMs: options.durationMs,
-    batch: options.batch,
-    loginShare: options.loginShare,
-    tag: options.tag,
-    seed: options.seed,
-    timeoutMs: 10_000,
-  });
+  const load = await offerLoad({ ...options, url: ingest.url, timeoutMs: 10_000 });
   const used = usage.stop();
   clearInterval(watch);
   const after = await scrapeAll(stages);

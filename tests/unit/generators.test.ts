@@ -141,6 +141,22 @@ describe("paths", () => {
     expect(last.size).toBeGreaterThan(10);
   });
 
+  test("scattered users start in many more places than city users, some far from every city, all valid", () => {
+    const cells = (events: LocationBody[]) =>
+      new Set(events.map((e) => `${Math.floor(e.lat)}:${Math.floor(e.long)}`)).size;
+    const options = { population: 3_000, intervalSeconds: 1 };
+    const city = take("locations", 3_000, options) as LocationBody[];
+    const scattered = take("locations", 3_000, { ...options, placement: "scattered" }) as LocationBody[];
+    // Each city start is within ~20 km of a centre: a couple of 1° cells per city at most.
+    expect(cells(city)).toBeLessThan(100);
+    expect(cells(scattered)).toBeGreaterThan(500);
+    // No city lies beyond 72° of latitude, but the sphere does: only users placed anywhere on Earth get there.
+    const polar = (events: LocationBody[]) => events.filter((e) => Math.abs(e.lat) > 75).length;
+    expect(polar(city)).toBe(0);
+    expect(polar(scattered)).toBeGreaterThan(5);
+    for (const event of scattered) expect(v.safeParse(LocationEvent, event).success).toBe(true);
+  });
+
   test("a fleet reports each vehicle in turn, never faster than the speed limit", () => {
     const vehicles = 7;
     const events = take("fleet", vehicles * 300, { population: vehicles, intervalSeconds: 2 }) as LocationBody[];
