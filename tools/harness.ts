@@ -40,8 +40,11 @@ export interface StartOptions {
   port?: number;
   /** Process mode: extra `bun run` flags (e.g. `--cpu-prof-md`). */
   flags?: string[];
-  /** Process mode: where its output goes; a file path is appended to, "inherit" shares this process's. */
-  output?: string | "inherit";
+  /**
+   * Process mode: where its output goes; a file path is appended to, "inherit" shares this process's, "pipe"
+   * leaves it to the caller on `child.stdout` and `child.stderr`.
+   */
+  output?: string | "inherit" | "pipe";
   /** Wait until `/readyz` answers 200 (broker, and for persist the store, reachable) instead of `/healthz`. */
   waitReady?: boolean;
 }
@@ -62,13 +65,22 @@ export interface StageHandle {
   stop: (signal?: "SIGTERM" | "SIGKILL") => Promise<string>;
 }
 
+/** A stage started in process mode, whose process is always at hand (its pid for /proc, its exit). */
+export interface ProcessHandle extends StageHandle {
+  child: Subprocess;
+}
+
 /** Process-mode stages not stopped yet, so that Ctrl-C of a bench or the fault run stops them too. */
 const live = new Set<Subprocess>();
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    for (const child of live) child.kill("SIGTERM");
-    process.exit(signal === "SIGINT" ? 130 : 143);
-  });
+const onSignal = (signal: NodeJS.Signals) => {
+  for (const child of live) child.kill("SIGTERM");
+  process.exit(signal === "SIGINT" ? 130 : 143);
+};
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, onSignal);
+
+/** For a caller that stops its stages itself on SIGINT and SIGTERM, in an order of its own (the supervisor). */
+export function handleSignalsYourself(): void {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, onSignal);
 }
 
 const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(2_000) });
@@ -81,6 +93,8 @@ const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(2_000) });
  * await persist.metric("rows_written_total");
  * await persist.stop("SIGKILL");
  */
+export function startStage(name: StageName, options: StartOptions & { mode: "process" }): Promise<ProcessHandle>;
+export function startStage(name: StageName, options?: StartOptions): Promise<StageHandle>;
 export async function startStage(name: StageName, options: StartOptions = {}): Promise<StageHandle> {
   const port = options.port ?? freePort();
   const env = { LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...options.env };
@@ -88,12 +102,13 @@ export async function startStage(name: StageName, options: StartOptions = {}): P
   let child: Subprocess | undefined;
   if (options.mode === "process") {
     const output = options.output ?? "inherit";
-    const fd = output === "inherit" ? undefined : openSync(output, "a");
+    const fd = output === "inherit" || output === "pipe" ? undefined : openSync(output, "a");
+    const stream = fd ?? (output as "inherit" | "pipe");
     const spawned = Bun.spawn(["bun", "run", ...(options.flags ?? []), `${name}.ts`], {
       cwd: ROOT,
       env: { ...process.env, ...env, [STAGES[name].port]: String(port) },
-      stdout: fd ?? "inherit",
-      stderr: fd ?? "inherit",
+      stdout: stream,
+      stderr: stream,
     });
     if (fd !== undefined) closeSync(fd); // the child has its own copy
     child = spawned;
