@@ -10,28 +10,32 @@ import { freePort } from "../../tools/ports.ts";
 const ROOT = join(import.meta.dir, "..", "..");
 const STAGES = ["ingest", "enrich", "aggregate", "persist"];
 
-test.each(STAGES)("importing %s.ts connects to nothing and binds no port", async (name) => {
-  const port = freePort();
-  const script = `const m = await import("./${name}.ts"); const s = m["${name}"]; console.log(JSON.stringify({ name: s.name, port: s.port, start: typeof s.start }));`;
-  const child = Bun.spawn(["bun", "-e", script], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      KAFKA_BROKERS: "127.0.0.1:1",
-      DATABASE_URL: "postgres://x@127.0.0.1:1/x",
-      INGEST_PORT: String(port),
-      ENRICH_PORT: String(port),
-      AGGREGATE_PORT: String(port),
-      PERSIST_PORT: String(port),
-    },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const code = await child.exited;
-  clearTimeout(killer);
-  const stderr = await new Response(child.stderr).text();
-  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-  const definition = JSON.parse(await new Response(child.stdout).text());
-  expect(definition).toEqual({ name, port: `${name.toUpperCase()}_PORT`, start: "function" });
-}, 30_000);
+test.each(STAGES)(
+  "importing %s.ts connects to nothing and binds no port",
+  async (name) => {
+    const port = freePort();
+    const script = `const m = await import("./${name}.ts"); const s = m["${name}"]; console.log(JSON.stringify({ name: s.name, port: s.port, start: typeof s.start }));`;
+    const child = Bun.spawn(["bun", "-e", script], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        KAFKA_BROKERS: "127.0.0.1:1",
+        DATABASE_URL: "postgres://x@127.0.0.1:1/x",
+        INGEST_PORT: String(port),
+        ENRICH_PORT: String(port),
+        AGGREGATE_PORT: String(port),
+        PERSIST_PORT: String(port),
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const code = await child.exited;
+    clearTimeout(killer);
+    const stderr = await new Response(child.stderr).text();
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+    const definition = JSON.parse(await new Response(child.stdout).text());
+    expect(definition).toEqual({ name, port: `${name.toUpperCase()}_PORT`, start: "function" });
+  },
+  30_000,
+);
