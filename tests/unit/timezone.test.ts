@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { enrichLocation, localTime, utcOffsetMinutes } from "../../enrich/timezone.ts";
-import { EnrichedLocation, type RawLocation } from "../../shared/schemas.ts";
+import { EnrichedLocation, EnrichedVehicle, type RawLocation, type RawVehicle } from "../../shared/schemas.ts";
 import { mulberry32 as random } from "../../tools/generators.ts";
 
 /** A location event as it travels on `locations.raw`. */
@@ -274,6 +274,19 @@ describe("enrichLocation output", () => {
       local_time: "2024-01-15T12:00:00.000+09:00",
     });
     expect(v.parse(EnrichedLocation, out)).toEqual(out);
+  });
+
+  test("a vehicle position keeps its own fields, gets the same three, and passes EnrichedVehicle", () => {
+    const { user_id, ...place } = location(35.6762, 139.6503, "2024-01-15T03:00:00.000Z");
+    const input: RawVehicle = { ...place, vehicle_id: user_id, speed: 38.5, heading: 90, metadata: { driver: "d-1" } };
+    const out = enrichLocation(input);
+    expect(out).toEqual({
+      ...input,
+      timezone: "Asia/Tokyo",
+      utc_offset_minutes: 540,
+      local_time: "2024-01-15T12:00:00.000+09:00",
+    });
+    expect(v.parse(EnrichedVehicle, out)).toEqual(out);
   });
 
   test("a client's own event_id is kept verbatim", () => {
