@@ -5,24 +5,28 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createDb } from "../persist/postgres/db.ts";
-import { createProducer, partitionFor } from "../shared/kafka.ts";
-import { dlqOf, TOPICS } from "../shared/topics.ts";
-import { pollUntil, readTopic, type Stage, snapshot, spawnStage, startIngest, testConfig } from "./support.ts";
+import { TOPICS } from "../shared/topics.ts";
+import {
+  KNOWN_PLACES as DEPOTS,
+  expectDeadLettered,
+  type Ingest,
+  pollUntil,
+  postInBatches,
+  type Stage,
+  spawnStage,
+  startIngest,
+  storedSeries,
+  testConfig,
+} from "./support.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
 const sql = createDb(env.DATABASE_URL, 2);
 
-/** Depots whose timezone is known; vehicle i drives out of depot i % 5. */
-const DEPOTS = [
-  { name: "cordoba", lat: -31.41, long: -64.18, timezone: "America/Argentina/Cordoba" },
-  { name: "new-york", lat: 40.7128, long: -74.006, timezone: "America/New_York" },
-  { name: "london", lat: 51.5074, long: -0.1278, timezone: "Europe/London" },
-  { name: "tokyo", lat: 35.6762, long: 139.6503, timezone: "Asia/Tokyo" },
-  { name: "sydney", lat: -33.8688, long: 151.2093, timezone: "Australia/Sydney" },
-];
-
-/** `count` reports of the series `series` from 25 vehicles; every third has no heading, every other no metadata. */
+/**
+ * `count` reports of the series `series` from 25 vehicles, vehicle i driving out of depot i % 5 (a place whose
+ * timezone is known); every third report has no heading, every other no metadata.
+ */
 function reports(series: string, count: number) {
   return Array.from({ length: count }, (_, i) => {
     const vehicle = i % 25;
@@ -41,39 +45,13 @@ function reports(series: string, count: number) {
   });
 }
 
-const countSeries = async (series: string) =>
-  Number(
-    (await sql`select count(*)::int as n from vehicle_positions where event_id like ${`${run}-${series}-%`}`)[0]?.n,
-  );
+const { count: countSeries, expectRows } = storedSeries(sql, "vehicle_positions", run);
 
-/** Waits until `expected` rows of `series` are stored, and checks that they are exactly the posted reports. */
-async function expectRows(series: string, expected: number, timeoutMs = 90_000) {
-  await pollUntil(
-    `${expected} rows of ${series}`,
-    async () => ((await countSeries(series)) >= expected ? true : undefined),
-    timeoutMs,
-  );
-  const stored = await sql<{ event_id: string }[]>`select event_id from vehicle_positions
-    where event_id like ${`${run}-${series}-%`} order by event_id`;
-  const posted = Array.from({ length: expected }, (_, i) => `${run}-${series}-${i}`).sort();
-  expect(stored.map((row) => row.event_id)).toEqual(posted);
-}
-
-let ingest: Awaited<ReturnType<typeof startIngest>>;
+let ingest: Ingest;
 let enrich: Stage;
 let persist: Stage;
 
-/** Posts reports in NDJSON bodies of 1,000, in order. */
-async function post(list: ReturnType<typeof reports>) {
-  for (let i = 0; i < list.length; i += 1000) {
-    const body = list
-      .slice(i, i + 1000)
-      .map((report) => JSON.stringify(report))
-      .join("\n");
-    const response = await ingest.post("/v1/vehicles", body, { "content-type": "application/x-ndjson" });
-    expect(response.status).toBe(202);
-  }
-}
+const post = (list: ReturnType<typeof reports>) => postInBatches(ingest, "/v1/vehicles", list);
 
 beforeAll(async () => {
   ingest = await startIngest();
@@ -134,7 +112,8 @@ describe("vehicle positions end to end", () => {
 
   test("a vehicle's track comes back by time, through the (vehicle_id, event_time) index", async () => {
     const [index] = await sql<{ indexdef: string }[]>`
-      select indexdef from pg_indexes where tablename = 'vehicle_positions' and indexname = 'vehicle_positions_vehicle_time'`;
+      select indexdef from pg_indexes
+      where tablename = 'vehicle_positions' and indexname = 'vehicle_positions_vehicle_time'`;
     expect(index?.indexdef).toContain("(vehicle_id, event_time)");
     const track = await sql<{ event_id: string }[]>`
       select event_id from vehicle_positions where vehicle_id = ${`${run}-tokyo-3`} order by event_time`;
@@ -176,35 +155,20 @@ describe("vehicle positions end to end", () => {
   }, 180_000);
 
   test("poison records go to vehicles.raw.dlq with their context, and the reports after them still arrive", async () => {
-    const before = await snapshot(dlqOf(TOPICS.vehiclesRaw));
-    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-vehicle-poison" });
     const key = `${run}-poison`;
     const report = reports("poison", 1)[0] as ReturnType<typeof reports>[number];
     const schemaViolation = JSON.stringify({ ...report, vehicle_id: key, event_id: `${run}-bad`, speed: 9_000 });
-    await producer.send([
-      { topic: TOPICS.vehiclesRaw, key, value: Buffer.from([0xde, 0xad, 0xbe, 0xef]) },
-      { topic: TOPICS.vehiclesRaw, key, value: schemaViolation },
-    ]);
-    await producer.close();
-    await post([{ ...report, vehicle_id: key }]);
-    await expectRows("poison", 1);
-
-    const letters = await readTopic(
-      dlqOf(TOPICS.vehiclesRaw),
-      before,
-      (all) => all.filter((r) => r.key?.toString() === key).length >= 2,
+    const [notJson, invalid] = await expectDeadLettered(
+      TOPICS.vehiclesRaw,
+      key,
+      schemaViolation,
+      "enrich",
+      async () => {
+        await post([{ ...report, vehicle_id: key }]);
+        await expectRows("poison", 1);
+      },
     );
-    const ours = letters.filter((r) => r.key?.toString() === key);
-    expect(ours.map((r) => r.value)).toEqual([Buffer.from([0xde, 0xad, 0xbe, 0xef]), Buffer.from(schemaViolation)]);
-    for (const letter of ours) {
-      expect(letter.headers).toMatchObject({
-        "dlq.error.class": "DecodeError",
-        "dlq.source.topic": TOPICS.vehiclesRaw,
-        "dlq.stage": "enrich",
-        "dlq.source.partition": String(partitionFor(key, env.TOPIC_PARTITIONS)),
-      });
-    }
-    expect(ours[0]?.headers["dlq.error.message"]).toContain("not JSON");
-    expect(ours[1]?.headers["dlq.error.message"]).toContain("speed");
+    expect(notJson).toContain("not JSON");
+    expect(invalid).toContain("speed");
   }, 120_000);
 });
