@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
-import { partitionFor } from "../shared/kafka.ts";
+import { type InRecord, type Position, partitionFor } from "../shared/kafka.ts";
 import { RawLocation, RawLogin, RawVehicle } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { startStage } from "../tools/harness.ts";
@@ -17,6 +17,20 @@ const location = (i: number, extra: object = {}) => ({
   long: -65.030317,
   ...extra,
 });
+
+/** The records of `ids` on `topic` since `before`, each with its event as `schema` decodes it, once all are there. */
+async function landed<E extends { event_id: string }>(
+  topic: string,
+  schema: v.GenericSchema<unknown, E>,
+  before: Position[],
+  ids: Set<string>,
+): Promise<{ record: InRecord; event: E }[]> {
+  const ours = (records: InRecord[]) =>
+    records
+      .map((record) => ({ record, event: v.parse(schema, JSON.parse(record.value.toString())) }))
+      .filter(({ event }) => ids.has(event.event_id));
+  return ours(await readTopic(topic, before, (all) => ours(all).length >= ids.size));
+}
 
 let ingest: Awaited<ReturnType<typeof startIngest>>;
 beforeAll(async () => {
@@ -52,18 +66,14 @@ describe("POST /v1/locations and /v1/logins", () => {
     const { event_ids } = (await response.json()) as { event_ids: string[] };
     expect(new Set(event_ids).size).toBe(1000);
 
-    const ids = new Set(event_ids);
-    const ours = (records: Awaited<ReturnType<typeof readTopic>>) =>
-      records.filter((r) => ids.has(v.parse(RawLocation, JSON.parse(r.value.toString())).event_id));
-    const records = ours(await readTopic(TOPICS.locationsRaw, before, (all) => ours(all).length >= 1000));
+    const records = await landed(TOPICS.locationsRaw, RawLocation, before, new Set(event_ids));
     expect(records).toHaveLength(1000);
     const partitions = testConfig().TOPIC_PARTITIONS;
-    for (const record of records) {
-      const event = v.parse(RawLocation, JSON.parse(record.value.toString()));
+    for (const { record, event } of records) {
       expect(record.key?.toString()).toBe(event.user_id);
       expect(record.partition).toBe(partitionFor(event.user_id, partitions));
     }
-    expect(new Set(records.map((r) => r.partition)).size).toBeGreaterThan(1);
+    expect(new Set(records.map(({ record }) => record.partition)).size).toBeGreaterThan(1);
   });
 
   test("a client-given event_id is kept", async () => {
@@ -147,20 +157,17 @@ describe("POST /v1/vehicles", () => {
     expect(accepted).toBe(300);
 
     const order = new Map(event_ids.map((id, i) => [id, i]));
-    const ours = (records: Awaited<ReturnType<typeof readTopic>>) =>
-      records.filter((r) => order.has(v.parse(RawVehicle, JSON.parse(r.value.toString())).event_id));
-    const records = ours(await readTopic(TOPICS.vehiclesRaw, before, (all) => ours(all).length >= 300));
+    const records = await landed(TOPICS.vehiclesRaw, RawVehicle, before, new Set(event_ids));
     expect(records).toHaveLength(300);
     const partitions = testConfig().TOPIC_PARTITIONS;
-    for (const record of records) {
-      const event = v.parse(RawVehicle, JSON.parse(record.value.toString()));
+    for (const { record, event } of records) {
       const sent = reports[order.get(event.event_id) as number] as ReturnType<typeof report>;
       expect(record.key?.toString()).toBe(sent.vehicle_id);
       expect(record.partition).toBe(partitionFor(sent.vehicle_id, partitions));
       const { event_id: _, ingested_at: __, ...fields } = event;
       expect(fields).toEqual({ ...sent, timestamp: new Date(sent.timestamp * 1000).toISOString() });
     }
-    expect(new Set(records.map((r) => r.partition)).size).toBeGreaterThan(1);
+    expect(new Set(records.map(({ record }) => record.partition)).size).toBeGreaterThan(1);
   });
 
   test("400 lists every bad report by index and path, with what is wrong, and nothing is produced", async () => {
