@@ -1,7 +1,7 @@
 /**
- * ingest: events in over HTTP, out to the raw topics keyed by user_id. A 202 means the broker has acknowledged
- * every event of the request; anything else means none of them was accepted (a 503 may still have reached the
- * broker, which is why clients that retry send their own event_id).
+ * ingest: events in over HTTP, out to the raw topics keyed by whose event it is (user_id, vehicle_id). A 202
+ * means the broker has acknowledged every event of the request; anything else means none of them was accepted
+ * (a 503 may still have reached the broker, which is why clients that retry send their own event_id).
  */
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -12,7 +12,7 @@ import { parseEvents } from "./ingest/body.ts";
 import { guard } from "./ingest/guard.ts";
 import { counter, histogram } from "./shared/metrics.ts";
 import { main, type Stage, type StageContext } from "./shared/runner.ts";
-import { LocationEvent, LoginEvent } from "./shared/schemas.ts";
+import { LocationEvent, LoginEvent, VehicleEvent } from "./shared/schemas.ts";
 import { createPublisher } from "./shared/source.ts";
 import { TOPICS } from "./shared/topics.ts";
 
@@ -25,8 +25,15 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
   const events = counter(registry, "ingest_events_total", "Events by topic and outcome", ["topic", "outcome"]);
   const produceSeconds = histogram(registry, "ingest_produce_seconds", "Time until the broker acked a request");
 
-  /** A handler that validates a body against `schema` and produces it to `topic`, all or nothing. */
-  function accept(topic: string, schema: v.GenericSchema<unknown, LocationEvent | LoginEvent>) {
+  /**
+   * A handler that validates a body against `schema` and produces it to `topic` keyed by each event's `key`
+   * field, all or nothing.
+   */
+  function accept<K extends string, E extends { event_id?: string | undefined } & Record<K, string>>(
+    topic: string,
+    schema: v.GenericSchema<unknown, E>,
+    key: K,
+  ) {
     return async (c: Context) => {
       const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
       if (encoding && encoding !== "identity") {
@@ -44,7 +51,7 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
         event_id: event.event_id ?? Bun.randomUUIDv7(),
         ingested_at: ingestedAt,
       }));
-      const records = accepted.map((event) => ({ topic, key: event.user_id, value: JSON.stringify(event) }));
+      const records = accepted.map((event) => ({ topic, key: event[key], value: JSON.stringify(event) }));
 
       const timer = produceSeconds.startTimer();
       const published = await publish(records);
@@ -81,8 +88,9 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
       onError: (c) => c.json({ error: `body is larger than ${config.INGEST_BODY_LIMIT_BYTES} bytes` }, 413),
     }),
   );
-  app.post("/v1/locations", accept(TOPICS.locationsRaw, LocationEvent));
-  app.post("/v1/logins", accept(TOPICS.loginsRaw, LoginEvent));
+  app.post("/v1/locations", accept(TOPICS.locationsRaw, LocationEvent, "user_id"));
+  app.post("/v1/logins", accept(TOPICS.loginsRaw, LoginEvent, "user_id"));
+  app.post("/v1/vehicles", accept(TOPICS.vehiclesRaw, VehicleEvent, "vehicle_id"));
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
   app.onError((error, c) => {
     if ("getResponse" in error && typeof error.getResponse === "function") return error.getResponse() as Response;

@@ -1,7 +1,7 @@
 /** Where and when an event happened, in local terms: IANA timezone, UTC offset at that instant, local time. */
 import { find, setCache } from "geo-tz/dist/find-1970";
 import { LRUCache } from "lru-cache";
-import type { EnrichedLocation, RawLocation } from "../shared/schemas.ts";
+import type { EnrichedLocation } from "../shared/schemas.ts";
 
 // geo-tz caches every boundary tile it reads, forever: hundreds of MB once events cover the globe. 500 tiles keep
 // the heap near 40 MB and still answer repeat lookups from memory.
@@ -45,8 +45,26 @@ export function localTime(epochMs: number, offsetMinutes: number): string {
   return `${local}${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
 }
 
-/** Adds the timezone (the first one where geo-tz gives several), UTC offset and local time to a location. */
-export function enrichLocation(event: RawLocation): EnrichedLocation {
+/** What enrichment adds to an event: the same three fields on every enriched topic. */
+export type Enrichment = Pick<EnrichedLocation, "timezone" | "utc_offset_minutes" | "local_time">;
+
+/** What enrichment reads: where and when the event happened (a location, a vehicle position). */
+export interface Located {
+  lat: number;
+  long: number;
+  timestamp: string;
+}
+
+/**
+ * Adds the timezone (the first one where geo-tz gives several), UTC offset and local time to an event that has a
+ * place and a time, keeping every field it has.
+ *
+ * @example
+ * enrichLocation({ lat: -31.68, long: -65.03, timestamp: "2023-09-12T00:45:51.000Z", vehicle_id: "v1" });
+ * // { ..., vehicle_id: "v1", timezone: "America/Argentina/Cordoba", utc_offset_minutes: -180,
+ * //   local_time: "2023-09-11T21:45:51.000-03:00" }
+ */
+export function enrichLocation<E extends Located>(event: E): E & Enrichment {
   const timezone = find(event.lat, event.long)[0] ?? "Etc/UTC";
   const epochMs = Date.parse(event.timestamp);
   const utc_offset_minutes = utcOffsetMinutes(timezone, epochMs);

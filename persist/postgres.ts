@@ -1,11 +1,13 @@
 /**
  * The PostgreSQL sink, a transactional store: each batch's rows and the group's positions commit in one
  * transaction (postgres/transaction.ts), so PostgreSQL is the source of truth for what was persisted and a
- * replay writes nothing twice. Tables: `locations` and `logins` (one row per event_id, a replayed event is
- * ignored) and `login_window_stats` (one row per window and input partition, a re-emitted window overwrites it).
+ * replay writes nothing twice. Tables: `locations`, `vehicle_positions` and `logins` (one row per event_id, a
+ * replayed event is ignored) and `login_window_stats` (one row per window and input partition, a re-emitted window
+ * overwrites it).
  */
 import {
   type EnrichedLocation,
+  type EnrichedVehicle,
   type LoginWindowStats,
   OPTIONAL_LOGIN_FIELDS,
   type RawLogin,
@@ -16,13 +18,24 @@ import { defineTable, type Table } from "./postgres/table.ts";
 import { type PendingRow, writeBatch } from "./postgres/transaction.ts";
 import type { SinkFactory, SinkRow } from "./sink.ts";
 
-type Event = { event_id: string; user_id: string; timestamp: string; ingested_at: string };
+type Event = { event_id: string; timestamp: string; ingested_at: string };
 
-/** The columns every event table begins with: the event's identity and its time. */
-const identity = {
+/** The columns every event table begins with: the event's identity, whose event it is (`owner`), and its time. */
+const identity = <K extends string>(owner: K) => ({
   event_id: ({ value }: SinkRow<Event>) => value.event_id,
-  user_id: ({ value }: SinkRow<Event>) => value.user_id,
+  [owner]: ({ value }: SinkRow<Record<K, string>>) => value[owner],
   event_time: ({ value }: SinkRow<Event>) => value.timestamp,
+});
+
+type Enriched = EnrichedLocation | EnrichedVehicle;
+
+/** The columns of an enriched event: where it happened, and the zone and wall-clock time there. */
+const place = {
+  lat: ({ value }: SinkRow<Enriched>) => value.lat,
+  long: ({ value }: SinkRow<Enriched>) => value.long,
+  timezone: ({ value }: SinkRow<Enriched>) => value.timezone,
+  utc_offset_minutes: ({ value }: SinkRow<Enriched>) => value.utc_offset_minutes,
+  local_time: ({ value }: SinkRow<Enriched>) => value.local_time,
 };
 
 /** The columns every event table ends with: when it was ingested and the record it came from, to trace a row. */
@@ -36,13 +49,27 @@ export const LOCATIONS = defineTable<EnrichedLocation>({
   name: "locations",
   key: ["event_id"],
   onConflict: "ignore",
+  columns: { ...identity("user_id"), ...place, ...provenance },
+});
+
+/**
+ * Vehicle positions from `vehicles.enriched`, one row per event_id; a vehicle's track is its rows by event_time.
+ *
+ * @example
+ * VEHICLE_POSITIONS.values({ topic: "vehicles.enriched", partition: 2, offset: 41n, value: position });
+ * // [event_id, vehicle_id, event_time, lat, long, timezone, ..., speed, heading ?? null, metadata ?? null, ...]
+ */
+export const VEHICLE_POSITIONS = defineTable<EnrichedVehicle>({
+  name: "vehicle_positions",
+  key: ["event_id"],
+  onConflict: "ignore",
   columns: {
-    ...identity,
-    lat: ({ value }) => value.lat,
-    long: ({ value }) => value.long,
-    timezone: ({ value }) => value.timezone,
-    utc_offset_minutes: ({ value }) => value.utc_offset_minutes,
-    local_time: ({ value }) => value.local_time,
+    ...identity("vehicle_id"),
+    ...place,
+    speed: ({ value }) => value.speed,
+    // Optional fields: absent ones become NULL (the table maps undefined to null); metadata goes to jsonb as JSON.
+    heading: ({ value }) => value.heading,
+    metadata: ({ value }) => value.metadata,
     ...provenance,
   },
 });
@@ -52,7 +79,7 @@ export const LOGINS = defineTable<RawLogin>({
   key: ["event_id"],
   onConflict: "ignore",
   columns: {
-    ...identity,
+    ...identity("user_id"),
     // Absent optional fields become NULL (the table maps undefined to null); empty strings stay as sent.
     ...Object.fromEntries(
       OPTIONAL_LOGIN_FIELDS.map((field) => [field, ({ value }: SinkRow<RawLogin>) => value[field]]),
@@ -84,6 +111,7 @@ export const LOGIN_WINDOW_STATS = defineTable<LoginWindowStats>({
 /** The table each stored topic's rows go to. */
 const TABLE_OF = {
   [TOPICS.locationsEnriched]: LOCATIONS,
+  [TOPICS.vehiclesEnriched]: VEHICLE_POSITIONS,
   [TOPICS.loginsStats]: LOGIN_WINDOW_STATS,
   [TOPICS.loginsRaw]: LOGINS,
 } as Record<string, Table<never>>;

@@ -4,7 +4,15 @@
  */
 import * as v from "valibot";
 import type { InRecord, OutRecord } from "./kafka.ts";
-import { EnrichedLocation, type Ingested, LoginWindowStats, RawLocation, RawLogin } from "./schemas.ts";
+import {
+  EnrichedLocation,
+  EnrichedVehicle,
+  type Ingested,
+  LoginWindowStats,
+  RawLocation,
+  RawLogin,
+  RawVehicle,
+} from "./schemas.ts";
 import { dlqOf, TOPICS, type TopicName } from "./topics.ts";
 
 /** A record whose bytes are not the event its topic carries. */
@@ -60,6 +68,8 @@ export function decodeEvent<S extends v.GenericSchema<unknown, Partial<Ingested>
 export const DECODERS = {
   [TOPICS.locationsRaw]: (record: InRecord) => decodeEvent(RawLocation, record),
   [TOPICS.loginsRaw]: (record: InRecord) => decodeEvent(RawLogin, record),
+  [TOPICS.vehiclesRaw]: (record: InRecord) => decodeEvent(RawVehicle, record),
+  [TOPICS.vehiclesEnriched]: (record: InRecord) => decode(EnrichedVehicle, record),
   [TOPICS.locationsEnriched]: (record: InRecord) => decode(EnrichedLocation, record),
   [TOPICS.loginsStats]: (record: InRecord) => decode(LoginWindowStats, record),
 } satisfies Partial<Record<TopicName, (record: InRecord) => unknown>>;

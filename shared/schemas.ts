@@ -87,7 +87,8 @@ const noNul = v.check(
   "must be valid Unicode text without the NUL character",
 );
 
-const UserId = v.pipe(
+/** Whose event it is (a user's or a vehicle's id): also the Kafka key, so its partition. */
+const Identifier = v.pipe(
   v.string("must be a string"),
   noNul,
   v.trim(),
@@ -95,13 +96,18 @@ const UserId = v.pipe(
   v.maxLength(256, "must be at most 256 characters"),
 );
 
-const coordinate = (limit: number) =>
+/** Any finite number: JSON has no NaN, but 1e400 parses to Infinity. */
+const FiniteNumber = v.pipe(v.number("must be a number"), v.finite("must be finite"));
+
+/** A finite number from `min` to `max`, both included; `unit` ends the message that says so. */
+const numberIn = (min: number, max: number, unit = "") =>
   v.pipe(
-    v.number("must be a number"),
-    v.finite("must be finite"),
-    v.minValue(-limit, `must be between -${limit} and ${limit}`),
-    v.maxValue(limit, `must be between -${limit} and ${limit}`),
+    FiniteNumber,
+    v.minValue(min, `must be between ${min} and ${max}${unit}`),
+    v.maxValue(max, `must be between ${min} and ${max}${unit}`),
   );
+
+const coordinate = (limit: number) => numberIn(-limit, limit);
 
 /** An optional login field: absent, null or empty is data (the aggregate counts it as missing). */
 const optionalText = v.nullish(
@@ -130,7 +136,7 @@ function eventObject<E extends v.ObjectEntries>(entries: E) {
 
 const locationFields = {
   event_id: v.optional(EventId),
-  user_id: UserId,
+  user_id: Identifier,
   timestamp: Timestamp,
   lat: coordinate(90),
   long: coordinate(180),
@@ -147,12 +153,72 @@ export type OptionalLoginField = (typeof OPTIONAL_LOGIN_FIELDS)[number];
 
 const loginFields = {
   event_id: v.optional(EventId),
-  user_id: UserId,
+  user_id: Identifier,
   timestamp: Timestamp,
   ...(Object.fromEntries(OPTIONAL_LOGIN_FIELDS.map((field) => [field, optionalText])) as Record<
     OptionalLoginField,
     typeof optionalText
   >),
+};
+
+/** A vehicle's speed over ground in km/h. */
+const Speed = numberIn(0, 500, " km/h");
+
+const HEADING_RANGE = "must be at least 0 and less than 360 (degrees clockwise from north)";
+
+/** The direction of travel, in degrees clockwise from north: 360 is north again, so it is written 0. */
+const Heading = v.pipe(FiniteNumber, v.minValue(0, HEADING_RANGE), v.ltValue(360, HEADING_RANGE));
+
+/** Limits of a vehicle's metadata: few, short keys, so that a row stays small and its keys stay names. */
+const METADATA_LIMITS = { keys: 16, keyLength: 64, textLength: 256 } as const;
+
+/**
+ * Keys valibot's records drop without a word (they could reach a prototype), so they are refused out loud
+ * instead of being lost.
+ */
+const RESERVED_KEYS = ["__proto__", "constructor", "prototype"];
+
+/** A vehicle's free-form metadata: a flat JSON object of at most 16 string or number values. */
+const Metadata = v.pipe(
+  jsonObject,
+  v.check(
+    (metadata: object) => Object.keys(metadata).length <= METADATA_LIMITS.keys,
+    `must have at most ${METADATA_LIMITS.keys} keys`,
+  ),
+  v.check(
+    (metadata: object) => !RESERVED_KEYS.some((key) => Object.hasOwn(metadata, key)),
+    `may not use the keys ${RESERVED_KEYS.join(", ")} (reserved)`,
+  ),
+  v.record(
+    v.pipe(
+      v.string(),
+      noNul,
+      v.minLength(1, "key must not be empty"),
+      v.maxLength(METADATA_LIMITS.keyLength, `key must be at most ${METADATA_LIMITS.keyLength} characters`),
+    ),
+    v.union(
+      [
+        v.pipe(
+          v.string(),
+          noNul,
+          v.maxLength(METADATA_LIMITS.textLength, `must be at most ${METADATA_LIMITS.textLength} characters`),
+        ),
+        FiniteNumber,
+      ],
+      "must be a string or a number: metadata is flat",
+    ),
+  ),
+);
+
+const vehicleFields = {
+  event_id: v.optional(EventId),
+  vehicle_id: Identifier,
+  timestamp: Timestamp,
+  lat: coordinate(90),
+  long: coordinate(180),
+  speed: Speed,
+  heading: v.optional(Heading),
+  metadata: v.optional(Metadata),
 };
 
 /** Fields every event on a topic the pipeline wrote itself carries: ingest and enrich always set both. */
@@ -176,6 +242,15 @@ export const LocationEvent = eventObject(locationFields);
 /** A user login, as a client sends it; only `user_id` and `timestamp` are required. */
 export const LoginEvent = eventObject(loginFields);
 
+/**
+ * A vehicle's position report, as a fleet's device sends it; `heading` and `metadata` are optional.
+ *
+ * @example
+ * v.parse(VehicleEvent, { vehicle_id: "van-7", timestamp: 1694479551, lat: -31.4, long: -64.2, speed: 42.5,
+ *   heading: 270, metadata: { driver: "d-12", odometer_km: 80211.4 } });
+ */
+export const VehicleEvent = eventObject(vehicleFields);
+
 /** A location event as it travels on `locations.raw`. */
 export const RawLocation = eventObject({ ...locationFields, ...rawFields });
 
@@ -184,6 +259,12 @@ export const RawLogin = eventObject({ ...loginFields, ...rawFields });
 
 /** A location with its timezone, on `locations.enriched`. */
 export const EnrichedLocation = eventObject({ ...locationFields, ...ingestedFields, ...enrichedFields });
+
+/** A vehicle event as it travels on `vehicles.raw`. */
+export const RawVehicle = eventObject({ ...vehicleFields, ...rawFields });
+
+/** A vehicle position with its timezone, on `vehicles.enriched`. */
+export const EnrichedVehicle = eventObject({ ...vehicleFields, ...ingestedFields, ...enrichedFields });
 
 const Counts = v.pipe(jsonObject, v.record(v.pipe(v.string(), noNul), v.pipe(v.number(), v.integer(), v.minValue(0))));
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -214,4 +295,7 @@ export type Ingested = { event_id: string; ingested_at: string };
 export type RawLocation = v.InferOutput<typeof RawLocation> & Ingested;
 export type RawLogin = v.InferOutput<typeof RawLogin> & Ingested;
 export type EnrichedLocation = v.InferOutput<typeof EnrichedLocation>;
+export type VehicleEvent = v.InferOutput<typeof VehicleEvent>;
+export type RawVehicle = v.InferOutput<typeof RawVehicle> & Ingested;
+export type EnrichedVehicle = v.InferOutput<typeof EnrichedVehicle>;
 export type LoginWindowStats = v.InferOutput<typeof LoginWindowStats>;

@@ -6,7 +6,9 @@
 export const TOPICS = {
   locationsRaw: "locations.raw",
   loginsRaw: "logins.raw",
+  vehiclesRaw: "vehicles.raw",
   locationsEnriched: "locations.enriched",
+  vehiclesEnriched: "vehicles.enriched",
   loginsStats: "logins.stats",
   /** Login events that arrived after their window closed, with the same context headers as a dead letter. */
   loginsLate: "logins.late",
@@ -18,7 +20,14 @@ export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
 export const dlqOf = (topic: TopicName): string => `${topic}.dlq`;
 
 /** Topics that a stage consumes, and so the ones that get a dead-letter topic. */
-const CONSUMED: TopicName[] = [TOPICS.locationsRaw, TOPICS.locationsEnriched, TOPICS.loginsStats, TOPICS.loginsRaw];
+const CONSUMED: TopicName[] = [
+  TOPICS.locationsRaw,
+  TOPICS.vehiclesRaw,
+  TOPICS.locationsEnriched,
+  TOPICS.vehiclesEnriched,
+  TOPICS.loginsStats,
+  TOPICS.loginsRaw,
+];
 
 export interface TopicSpec {
   name: string;

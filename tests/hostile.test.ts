@@ -22,8 +22,9 @@ const NDJSON_TYPE = "application/x-ndjson";
 const ACCEPTED_TYPES = [JSON_TYPE, NDJSON_TYPE, "application/ndjson"];
 const LOCATIONS = "/v1/locations";
 const LOGINS = "/v1/logins";
-type Route = typeof LOCATIONS | typeof LOGINS;
-const routeArb = fc.constantFrom<Route>(LOCATIONS, LOGINS);
+const VEHICLES = "/v1/vehicles";
+type Route = typeof LOCATIONS | typeof LOGINS | typeof VEHICLES;
+const routeArb = fc.constantFrom<Route>(LOCATIONS, LOGINS, VEHICLES);
 
 /** The app with a small body limit and event cap, for the limit properties. */
 const SMALL_LIMIT = 4096;
@@ -193,11 +194,18 @@ const withField = (entries: Entries, key: string, value: string, rawKey = JSON.s
 const FIELDS: Record<Route, string[]> = {
   [LOCATIONS]: ["event_id", "user_id", "timestamp", "lat", "long"],
   [LOGINS]: ["event_id", "user_id", "timestamp", "app_version", "device_type", "ip", "locale", "device_id"],
+  [VEHICLES]: ["event_id", "vehicle_id", "timestamp", "lat", "long", "speed", "heading", "metadata"],
 };
 const REQUIRED: Record<Route, string[]> = {
   [LOCATIONS]: ["user_id", "timestamp", "lat", "long"],
   [LOGINS]: ["user_id", "timestamp"],
+  [VEHICLES]: ["vehicle_id", "timestamp", "lat", "long", "speed"],
 };
+/** Whose event it is: the field each route keys its records by. */
+const ID_FIELD: Record<Route, string> = { [LOCATIONS]: "user_id", [LOGINS]: "user_id", [VEHICLES]: "vehicle_id" };
+/** Numbers each route takes, and the keys valibot's records would drop unless the contract refuses them. */
+const NUMBERS = ["lat", "long", "speed", "heading"];
+const RESERVED_KEYS = ["__proto__", "constructor", "prototype"];
 const OPTIONAL_TEXT = ["app_version", "device_type", "ip", "locale", "device_id"];
 const ID_CHARS = [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"];
 const MAX_TIME_S = 4_102_444_800; // 2100-01-01 in epoch seconds: the first instant the contract refuses
@@ -220,17 +228,34 @@ const eventIdArb = fc.option(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,40
 const optionalTextArb = fc.option(fc.oneof(fc.constant(null), fc.constant(""), fc.string({ maxLength: 40 })), {
   nil: undefined,
 });
+/** Metadata keys that read as names, so a path like metadata.<key> stays legible in a counterexample. */
+const metadataKeyArb = fc.stringMatching(/^[a-z][a-z0-9_]{0,19}$/);
+/** Metadata the contract accepts: up to 16 keys of up to 64 characters, string or finite number values. */
+const metadataArb = fc.dictionary(
+  fc.string({ minLength: 1, maxLength: 64 }).filter((key) => !RESERVED_KEYS.includes(key)),
+  fc.oneof(fc.string({ maxLength: 40 }), fc.double({ noNaN: true, noDefaultInfinity: true })),
+  { maxKeys: 16 },
+);
+
+/** Where and when, as a location and a vehicle report both give it. */
+const placeArbs = {
+  event_id: eventIdArb,
+  timestamp: timestampArb,
+  lat: fc.double({ min: -90, max: 90, noNaN: true }),
+  long: fc.double({ min: -180, max: 180, noNaN: true }),
+};
 
 /** An event the contract accepts, for `route`. */
 function validEvent(route: Route): fc.Arbitrary<Entries> {
-  if (route === LOCATIONS) {
+  if (route === LOCATIONS) return fc.record({ ...placeArbs, user_id: userIdArb }).map(toEntries);
+  if (route === VEHICLES) {
     return fc
       .record({
-        event_id: eventIdArb,
-        user_id: userIdArb,
-        timestamp: timestampArb,
-        lat: fc.double({ min: -90, max: 90, noNaN: true }),
-        long: fc.double({ min: -180, max: 180, noNaN: true }),
+        ...placeArbs,
+        vehicle_id: userIdArb,
+        speed: fc.double({ min: 0, max: 500, noNaN: true }),
+        heading: fc.option(fc.double({ min: 0, max: 360, maxExcluded: true, noNaN: true }), { nil: undefined }),
+        metadata: fc.option(metadataArb, { nil: undefined }),
       })
       .map(toEntries);
   }
@@ -278,7 +303,8 @@ const breakField = (
 /** A JSON value of a type `key` does not take. */
 function wrongTypeOf(key: string): fc.Arbitrary<unknown> {
   const isWrong = (v: unknown) => {
-    if (key === "lat" || key === "long") return typeof v !== "number";
+    if (NUMBERS.includes(key)) return typeof v !== "number";
+    if (key === "metadata") return typeof v !== "object" || v === null || Array.isArray(v);
     if (key === "timestamp") return typeof v !== "string" && typeof v !== "number";
     if (OPTIONAL_TEXT.includes(key)) return typeof v !== "string" && v !== null;
     return typeof v !== "string";
@@ -313,13 +339,30 @@ const outOfRangeTimestamp: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom("1969-12-31T23:59:59.999Z", "2100-01-01T00:00:00Z", "1970-01-01T00:00:00+00:01", -1, -0.001),
 );
 
+/** Speeds below 0 or above 500 km/h; headings below 0, or 360 and beyond (360 is written 0). */
+const badSpeed = fc.oneof(
+  fc.double({ min: -Number.MAX_VALUE, max: -Number.MIN_VALUE, noNaN: true }),
+  fc.double({ min: 500, minExcluded: true, max: Number.MAX_VALUE, noNaN: true }),
+);
+const badHeading = fc.oneof(
+  fc.constant(360),
+  fc.double({ min: -Number.MAX_VALUE, max: -Number.MIN_VALUE, noNaN: true }),
+  fc.double({ min: 360, max: Number.MAX_VALUE, noNaN: true }),
+);
+
 const outOfRange: HostileArb = (route) => {
   const timestamp = breakField(route, "out of range", "timestamp", outOfRangeTimestamp.map(json), /must/);
   if (route === LOGINS) return timestamp;
-  return fc.oneof(
+  const coordinates = [
     breakField(route, "out of range", "lat", beyond(90).map(json), /between -90 and 90/),
     breakField(route, "out of range", "long", beyond(180).map(json), /between -180 and 180/),
     timestamp,
+  ];
+  if (route === LOCATIONS) return fc.oneof(...coordinates);
+  return fc.oneof(
+    ...coordinates,
+    breakField(route, "out of range", "speed", badSpeed.map(json), /between 0 and 500 km\/h/),
+    breakField(route, "out of range", "heading", badHeading.map(json), /at least 0 and less than 360/),
   );
 };
 
@@ -358,7 +401,7 @@ const nanString: HostileArb = (route) => {
   const words = fc
     .constantFrom("NaN", "Infinity", "-Infinity", "+Infinity", "nan", "inf", "-inf", "1e309", "9".repeat(400))
     .map(json);
-  const keys = route === LOCATIONS ? ["lat", "long", "timestamp"] : ["timestamp"];
+  const keys = ["timestamp", ...FIELDS[route].filter((key) => NUMBERS.includes(key))];
   return fc.constantFrom(...keys).chain((key) => breakField(route, "NaN as a string", key, words, /must/));
 };
 
@@ -398,7 +441,7 @@ const longString: HostileArb = (route) => {
     .string({ unit: fc.constantFrom(...ID_CHARS), minLength: 128, maxLength: 2000 })
     .map((s) => `a${s}`);
   const arbs = [
-    breakField(route, "long string", "user_id", userIds.map(json), /at most 256/),
+    breakField(route, "long string", ID_FIELD[route], userIds.map(json), /at most 256/),
     breakField(route, "long string", "event_id", eventIds.map(json), /at most 128/),
   ];
   if (route === LOGINS) {
@@ -461,7 +504,7 @@ const malformedString: HostileArb = (route) => {
       .map(([a, bad, b]) => `1${a}${bad}${b}1`),
   );
   return fc.oneof(
-    breakField(route, "malformed string", "user_id", blank.map(json), /must not be empty/),
+    breakField(route, "malformed string", ID_FIELD[route], blank.map(json), /must not be empty/),
     breakField(route, "malformed string", "event_id", badIds.map(json), /must not be empty|may only contain/),
     breakField(route, "malformed string", "timestamp", badTimes.map(json), /ISO-8601/),
   );
@@ -486,6 +529,8 @@ const unknownField: HostileArb = (route) => {
       fc.string({ minLength: 1, maxLength: 20 }),
       fc.constantFrom("constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "isAdmin", "lat", "a.b"),
       fc.constantFrom("USER_ID", "user_id ", "userId", "Timestamp", "ingested_at", "timezone"),
+      // Each route's id and fields are unknown to the others: a vehicle report is not a location.
+      fc.constantFrom("user_id", "vehicle_id", "speed", "heading", "metadata", "device_type", "vehicleId"),
     )
     .filter((key) => !FIELDS[route].includes(key) && key !== "__proto__");
   return fc
@@ -516,6 +561,71 @@ const protoKey: HostileArb = (route) =>
       breakField(route, "__proto__ key", "__proto__", fc.constant(value), /not a known field/, rawKey),
     );
 
+/** A vehicle's metadata with one thing wrong, the path of the issue, and what it should say. */
+const brokenMetadata: fc.Arbitrary<{ value: string; path: string; message: RegExp }> = fc.oneof(
+  fc
+    .tuple(
+      metadataKeyArb,
+      fc.oneof(fc.dictionary(metadataKeyArb, fc.jsonValue({ maxDepth: 1 })), fc.array(fc.jsonValue())),
+    )
+    .map(([key, nested]) => ({ value: json({ [key]: nested }), path: `metadata.${key}`, message: /metadata is flat/ })),
+  fc
+    .tuple(metadataKeyArb, fc.constantFrom(true, false, null))
+    .map(([key, value]) => ({ value: json({ [key]: value }), path: `metadata.${key}`, message: /string or a number/ })),
+  fc.integer({ min: 17, max: 200 }).map((n) => ({
+    value: json(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]))),
+    path: "metadata",
+    message: /at most 16 keys/,
+  })),
+  fc
+    .string({ unit: fc.constantFrom(...ID_CHARS), minLength: 65, maxLength: 1000 })
+    .map((key) => ({ value: json({ [key]: 1 }), path: `metadata.${key}`, message: /key must be at most 64/ })),
+  fc.constant({ value: '{"":1}', path: "metadata.", message: /key must not be empty/ }),
+  fc.tuple(metadataKeyArb, fc.string({ minLength: 257, maxLength: 3000 })).map(([key, text]) => ({
+    value: json({ [key]: text }),
+    path: `metadata.${key}`,
+    message: /at most 256/,
+  })),
+  fc
+    .tuple(
+      metadataKeyArb,
+      hugeToken.filter((token) => !Number.isFinite(Number(token))),
+    )
+    .map(([key, token]) => ({
+      value: `{${json(key)}:${token}}`,
+      path: `metadata.${key}`,
+      message: /must be finite/,
+    })),
+  fc.tuple(metadataKeyArb, fc.string({ maxLength: 10 }), fc.boolean()).map(([key, text, inKey]) => {
+    const nul = `${key}\u0000${text}`;
+    return inKey
+      ? { value: json({ [nul]: 1 }), path: `metadata.${nul}`, message: /NUL/ }
+      : { value: json({ [key]: nul }), path: `metadata.${key}`, message: /NUL/ };
+  }),
+  // JSON.parse keeps these as own keys; valibot's records would drop them without a word.
+  fc
+    .tuple(fc.constantFrom(...PROTO_KEYS, '"constructor"', '"prototype"'), fc.constantFrom(...POLLUTERS))
+    .map(([rawKey, value]) => ({
+      value: `{${rawKey}:${value},"driver":"d-1"}`,
+      path: "metadata",
+      message: /reserved/,
+    })),
+);
+
+/** Bad metadata for vehicles; on the other routes, metadata itself is a field they do not know. */
+const badMetadata: HostileArb = (route) => {
+  if (route !== VEHICLES) {
+    return breakField(route, "metadata", "metadata", metadataArb.map(json), /not a known field/);
+  }
+  return fc.tuple(validEvent(route), brokenMetadata).map(([entries, { value, path, message }]) => ({
+    route,
+    kind: "bad metadata",
+    text: objectText(withField(entries, "metadata", value)),
+    path,
+    message,
+  }));
+};
+
 /** Every way one event can be wrong. */
 const HOSTILE_EVENTS: HostileArb[] = [
   wrongType,
@@ -527,6 +637,7 @@ const HOSTILE_EVENTS: HostileArb[] = [
   missingField,
   unknownField,
   protoKey,
+  badMetadata,
 ];
 const anyHostile: HostileArb = (route) => fc.oneof(...HOSTILE_EVENTS.map((arb) => arb(route)));
 
@@ -586,7 +697,7 @@ function sized(target: number, unit: string, container: "array" | "ndjson", host
 // ---------------------------------------------------------------------------------------------------------------
 // The apps, the broker baseline, and what must hold afterwards
 
-const RAW_TOPICS = [TOPICS.locationsRaw, TOPICS.loginsRaw];
+const RAW_TOPICS = [TOPICS.locationsRaw, TOPICS.loginsRaw, TOPICS.vehiclesRaw];
 const PROTOTYPES: object[] = [Object.prototype, Array.prototype, Function.prototype, String.prototype];
 const shapeOf = (proto: object) => Reflect.ownKeys(proto).map(String).sort().join(",");
 const prototypeShapes = PROTOTYPES.map(shapeOf);
@@ -762,6 +873,7 @@ describe("events with one thing wrong", () => {
   eventProperty("malformed strings", malformedString, 300);
   eventProperty("missing required fields", missingField, 100);
   eventProperty("unknown fields", unknownField, 200);
+  eventProperty("bad vehicle metadata (nested, too many or long keys, long values, reserved keys)", badMetadata, 400);
 
   test("an unknown empty-string key is named as an unknown field", async () => {
     // Known bug: today this answers {path: "", message: "must be a JSON object"}, the message of a non-object.
@@ -799,8 +911,12 @@ describe("structure attacks", () => {
       shape: fc.constantFrom("array", "object", "mixed"),
       placement: fc.constantFrom("body", "field", "unknown field", "element", "ndjson line", "unterminated"),
     });
-    const valid = (route: Route) =>
-      route === LOCATIONS ? '{"user_id":"u","timestamp":1694479551,"lat":1,"long":2}' : '{"user_id":"u","timestamp":1}';
+    const VALID: Record<Route, string> = {
+      [LOCATIONS]: '{"user_id":"u","timestamp":1694479551,"lat":1,"long":2}',
+      [LOGINS]: '{"user_id":"u","timestamp":1}',
+      [VEHICLES]: '{"vehicle_id":"v","timestamp":1694479551,"lat":1,"long":2,"speed":50}',
+    };
+    const valid = (route: Route) => VALID[route];
     await fc.assert(
       fc.asyncProperty(params, async ({ route, depth, shape, placement }) => {
         const half = Math.ceil(depth / 2);
@@ -817,9 +933,9 @@ describe("structure attacks", () => {
             case "body":
               return post(nested);
             case "field":
-              return post(`{"user_id":${nested},"timestamp":1694479551}`);
+              return post(`{${json(ID_FIELD[route])}:${nested},"timestamp":1694479551}`);
             case "unknown field":
-              return post(`{"user_id":"u","timestamp":1694479551,"deep":${nested}}`);
+              return post(`{${json(ID_FIELD[route])}:"u","timestamp":1694479551,"deep":${nested}}`);
             case "element":
               return post(`[${valid(route)},${nested}]`);
             case "ndjson line":
@@ -830,7 +946,7 @@ describe("structure attacks", () => {
         })();
         const expected = placement === "unterminated" ? /not valid JSON/ : /invalid field|no events/;
         const { issues = [] } = rejected(reply, 400, expected);
-        if (placement === "field") expect(issues.some((i) => i.path === "user_id")).toBe(true);
+        if (placement === "field") expect(issues.some((i) => i.path === ID_FIELD[route])).toBe(true);
         if (placement === "unknown field") expect(issues.some((i) => i.path === "deep")).toBe(true);
         if (placement === "element" || placement === "ndjson line") invalidAt(reply, 1);
       }),
@@ -861,8 +977,8 @@ describe("structure attacks", () => {
         } else if (where === "prototype") {
           invalidAt(await post(objectText(withField(entries, "prototype", value))), 0, "prototype");
         } else if (where === "inside a field") {
-          const text = objectText(withField(entries, "user_id", `{${key}:${value}}`));
-          invalidAt(await post(text), 0, "user_id", /must be a string/);
+          const text = objectText(withField(entries, ID_FIELD[route], `{${key}:${value}}`));
+          invalidAt(await post(text), 0, ID_FIELD[route], /must be a string/);
         } else if (where === "alone") invalidAt(await post(`{${key}:${value}}`), 0, "__proto__");
         else {
           const index = at % (others.length + 1);
@@ -948,10 +1064,10 @@ describe("bytes and characters", () => {
       fc.asyncProperty(params, async ({ route, entries, inside, c0: control, outside: char, at, container }) => {
         let text: string;
         if (inside) {
-          // A raw control character in the user_id string (JSON requires it escaped).
-          const raw = (entries.find(([k]) => k === '"user_id"') as [string, string])[1];
+          // A raw control character in the id string (JSON requires it escaped).
+          const raw = (entries.find(([k]) => k === json(ID_FIELD[route])) as [string, string])[1];
           const i = 1 + Math.floor(at * (raw.length - 1));
-          text = objectText(withField(entries, "user_id", raw.slice(0, i) + control + raw.slice(i)));
+          text = objectText(withField(entries, ID_FIELD[route], raw.slice(0, i) + control + raw.slice(i)));
         } else {
           const base = objectText(entries);
           const spots = positionsOutsideStrings(base).filter((i) => i > 0 || char !== "\ufeff"); // a leading BOM is dropped
@@ -969,7 +1085,11 @@ describe("bytes and characters", () => {
   test("an escaped NUL (\\u0000) in any string field: 400 naming it", async () => {
     // PostgreSQL text cannot hold U+0000: an event carrying one would be acked, then jam persist's COPY. A second,
     // surely invalid event makes sure nothing is produced even if ingest wrongly takes the first.
-    const keys: Record<Route, string[]> = { [LOCATIONS]: ["user_id"], [LOGINS]: ["user_id", ...OPTIONAL_TEXT] };
+    const keys: Record<Route, string[]> = {
+      [LOCATIONS]: ["user_id"],
+      [LOGINS]: ["user_id", ...OPTIONAL_TEXT],
+      [VEHICLES]: ["vehicle_id"],
+    };
     const sentinel = '{"user_id":"sentinel","timestamp":"not a time"}';
     const params = routeArb.chain((route) =>
       fc.record({
@@ -1227,6 +1347,10 @@ describe("afterwards", () => {
     expect(
       (await main.post(LOGINS, JSON.stringify({ user_id: event.user_id, timestamp: "2024-01-31T12:00:00Z" }))).status,
     ).toBe(202);
+    const { user_id: vehicle_id, ...place } = event;
+    expect((await main.post(VEHICLES, JSON.stringify({ ...place, vehicle_id, speed: 42.5, heading: 90 }))).status).toBe(
+      202,
+    );
     let accepted = 0;
     for (const [target, unit, container] of [
       [SMALL_LIMIT, "€", "array"],
@@ -1242,7 +1366,7 @@ describe("afterwards", () => {
       accepted += count;
     }
     // The metric that stayed at 0 above does count accepted events, so its 0 meant something.
-    expect(await metricSum(main, "ingest_events_total", /outcome="accepted"/)).toBe(2);
+    expect(await metricSum(main, "ingest_events_total", /outcome="accepted"/)).toBe(3);
     expect(await metricSum(small, "ingest_events_total", /outcome="accepted"/)).toBe(accepted);
   });
 });

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
-import { partitionFor } from "../shared/kafka.ts";
-import { RawLocation, RawLogin } from "../shared/schemas.ts";
+import { type InRecord, type Position, partitionFor } from "../shared/kafka.ts";
+import { RawLocation, RawLogin, RawVehicle } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { startStage } from "../tools/harness.ts";
 import { readTopic, snapshot, startIngest, testConfig } from "./support.ts";
@@ -17,6 +17,21 @@ const location = (i: number, extra: object = {}) => ({
   long: -65.030317,
   ...extra,
 });
+
+/** The records of `ids` on `topic` since `before`, each with its event as `schema` decodes it, once all are there. */
+async function landed<E extends { event_id?: string }>(
+  topic: string,
+  schema: v.GenericSchema<unknown, E>,
+  before: Position[],
+  ids: Set<string>,
+): Promise<{ record: InRecord; event: E }[]> {
+  const ours = (records: InRecord[]) =>
+    records
+      .map((record) => ({ record, event: v.parse(schema, JSON.parse(record.value.toString())) }))
+      // Ingest sets every event_id: an event without one is not one of ours.
+      .filter(({ event }) => ids.has(event.event_id ?? ""));
+  return ours(await readTopic(topic, before, (all) => ours(all).length >= ids.size));
+}
 
 let ingest: Awaited<ReturnType<typeof startIngest>>;
 beforeAll(async () => {
@@ -52,18 +67,14 @@ describe("POST /v1/locations and /v1/logins", () => {
     const { event_ids } = (await response.json()) as { event_ids: string[] };
     expect(new Set(event_ids).size).toBe(1000);
 
-    const ids = new Set(event_ids);
-    const ours = (records: Awaited<ReturnType<typeof readTopic>>) =>
-      records.filter((r) => ids.has(v.parse(RawLocation, JSON.parse(r.value.toString())).event_id ?? ""));
-    const records = ours(await readTopic(TOPICS.locationsRaw, before, (all) => ours(all).length >= 1000));
+    const records = await landed(TOPICS.locationsRaw, RawLocation, before, new Set(event_ids));
     expect(records).toHaveLength(1000);
     const partitions = testConfig().TOPIC_PARTITIONS;
-    for (const record of records) {
-      const event = v.parse(RawLocation, JSON.parse(record.value.toString()));
+    for (const { record, event } of records) {
       expect(record.key?.toString()).toBe(event.user_id);
       expect(record.partition).toBe(partitionFor(event.user_id, partitions));
     }
-    expect(new Set(records.map((r) => r.partition)).size).toBeGreaterThan(1);
+    expect(new Set(records.map(({ record }) => record.partition)).size).toBeGreaterThan(1);
   });
 
   test("a client-given event_id is kept", async () => {
@@ -122,6 +133,81 @@ describe("POST /v1/locations and /v1/logins", () => {
 
   test("404 for unknown routes", async () => {
     expect((await ingest.post("/v1/nope", "{}")).status).toBe(404);
+  });
+});
+
+describe("POST /v1/vehicles", () => {
+  const report = (i: number, extra: object = {}) => ({
+    vehicle_id: `van-${run}-${i % 23}`,
+    timestamp: 1694479551 + i,
+    lat: -31.41 + i / 10_000,
+    long: -64.18,
+    speed: (i % 120) + 0.5,
+    ...(i % 3 !== 0 && { heading: (i * 7) % 360 }),
+    ...(i % 2 === 0 && { metadata: { driver: `d-${i % 5}`, odometer_km: 80_000 + i } }),
+    ...extra,
+  });
+
+  test("202, and each report lands on vehicles.raw keyed by vehicle_id, on its key's partition, as sent", async () => {
+    const before = await snapshot(TOPICS.vehiclesRaw);
+    const reports = Array.from({ length: 300 }, (_, i) => report(i));
+    const body = reports.map((event) => JSON.stringify(event)).join("\n");
+    const response = await ingest.post("/v1/vehicles", body, { "content-type": "application/x-ndjson" });
+    expect(response.status).toBe(202);
+    const { accepted, event_ids } = (await response.json()) as { accepted: number; event_ids: string[] };
+    expect(accepted).toBe(300);
+
+    const order = new Map(event_ids.map((id, i) => [id, i]));
+    const records = await landed(TOPICS.vehiclesRaw, RawVehicle, before, new Set(event_ids));
+    expect(records).toHaveLength(300);
+    const partitions = testConfig().TOPIC_PARTITIONS;
+    for (const { record, event } of records) {
+      const sent = reports[order.get(event.event_id ?? "") as number] as ReturnType<typeof report>;
+      expect(record.key?.toString()).toBe(sent.vehicle_id);
+      expect(record.partition).toBe(partitionFor(sent.vehicle_id, partitions));
+      const { event_id: _, ingested_at: __, ...fields } = event;
+      expect(fields).toEqual({ ...sent, timestamp: new Date(sent.timestamp * 1000).toISOString() });
+    }
+    expect(new Set(records.map(({ record }) => record.partition)).size).toBeGreaterThan(1);
+  });
+
+  test("400 lists every bad report by index and path, with what is wrong, and nothing is produced", async () => {
+    const before = await snapshot(TOPICS.vehiclesRaw);
+    const tooMany = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i]));
+    const body = [
+      report(0),
+      report(1, { speed: 501 }),
+      report(2, { heading: 360 }),
+      report(3, { metadata: { trailer: { id: "t-1" } } }),
+      report(4, { metadata: tooMany }),
+      report(5, { metadata: { ["k".repeat(65)]: "x" } }),
+      report(6, { user_id: "u-1" }),
+    ];
+    const response = await ingest.post("/v1/vehicles", JSON.stringify(body));
+    expect(response.status).toBe(400);
+    const { issues, issue_count } = (await response.json()) as { issues: object[]; issue_count: number };
+    expect(issues).toEqual([
+      { index: 1, path: "speed", message: "must be between 0 and 500 km/h" },
+      { index: 2, path: "heading", message: "must be at least 0 and less than 360 (degrees clockwise from north)" },
+      { index: 3, path: "metadata.trailer", message: "must be a string or a number: metadata is flat" },
+      { index: 4, path: "metadata", message: "must have at most 16 keys" },
+      { index: 5, path: `metadata.${"k".repeat(65)}`, message: "key must be at most 64 characters" },
+      { index: 6, path: "user_id", message: "is not a known field" },
+    ]);
+    expect(issue_count).toBe(6);
+    // A location is not a vehicle report: the route takes only its own events.
+    const location = { user_id: `user-${run}`, timestamp: 1694479551, lat: 1, long: 2 };
+    expect((await ingest.post("/v1/vehicles", JSON.stringify(location))).status).toBe(400);
+
+    // Nothing from the rejected bodies reached the topic: a later good report is the run's only new record.
+    const marker = report(7, { event_id: `vehicle-marker-${run}` });
+    expect((await ingest.post("/v1/vehicles", JSON.stringify(marker))).status).toBe(202);
+    const records = await readTopic(TOPICS.vehiclesRaw, before, (all) =>
+      all.some((r) => r.value.toString().includes(`vehicle-marker-${run}`)),
+    );
+    expect(records.filter((r) => r.key?.toString().startsWith(`van-${run}-`)).map((r) => r.value.toString())).toEqual([
+      expect.stringContaining(`vehicle-marker-${run}`),
+    ]);
   });
 });
 
@@ -221,6 +307,8 @@ describe("operations", () => {
     const metrics = await (await fetch(`${ingest.url}/metrics`)).text();
     expect(metrics).toMatch(/http_requests_total\{route="\/v1\/locations",status="202"/);
     expect(metrics).toMatch(/ingest_events_total\{topic="locations.raw",outcome="accepted"/);
+    expect(metrics).toMatch(/http_requests_total\{route="\/v1\/vehicles",status="202"/);
+    expect(metrics).toMatch(/ingest_events_total\{topic="vehicles.raw",outcome="accepted"/);
     expect(metrics).toContain("ingest_produce_seconds_bucket");
   });
 

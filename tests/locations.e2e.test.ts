@@ -4,18 +4,20 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createDb } from "../persist/postgres/db.ts";
-import { createProducer, deleteGroup, groupLag, partitionFor } from "../shared/kafka.ts";
-
-import { dlqOf, TOPICS } from "../shared/topics.ts";
+import { createProducer, deleteGroup, groupLag } from "../shared/kafka.ts";
+import { TOPICS } from "../shared/topics.ts";
 import { groupOf } from "../tools/harness.ts";
 import {
+  expectDeadLettered,
+  type Ingest,
+  KNOWN_PLACES as KNOWN,
   localCluster,
   pollUntil,
-  readTopic,
+  postInBatches,
   type Stage,
-  snapshot,
   spawnStage,
   startIngest,
+  storedSeries,
   testConfig,
 } from "./support.ts";
 
@@ -23,14 +25,6 @@ const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
 const sql = createDb(env.DATABASE_URL, 2);
 const stageEnv = {};
-
-const KNOWN = [
-  { name: "cordoba", lat: -31.677696, long: -65.030317, timezone: "America/Argentina/Cordoba" },
-  { name: "new-york", lat: 40.7128, long: -74.006, timezone: "America/New_York" },
-  { name: "london", lat: 51.5074, long: -0.1278, timezone: "Europe/London" },
-  { name: "tokyo", lat: 35.6762, long: 139.6503, timezone: "Asia/Tokyo" },
-  { name: "sydney", lat: -33.8688, long: 151.2093, timezone: "Australia/Sydney" },
-];
 
 /** `count` events of the series `series`, spread over 50 users, with the known points among them. */
 function events(series: string, count: number) {
@@ -46,37 +40,13 @@ function events(series: string, count: number) {
   });
 }
 
-const countSeries = async (series: string) =>
-  Number((await sql`select count(*)::int as n from locations where event_id like ${`${run}-${series}-%`}`)[0]?.n);
+const { count: countSeries, expectRows } = storedSeries(sql, "locations", run);
 
-/** Waits until `expected` rows of `series` are stored, and checks that they are exactly the posted events. */
-async function expectRows(series: string, expected: number, timeoutMs = 90_000) {
-  await pollUntil(
-    `${expected} rows of ${series}`,
-    async () => ((await countSeries(series)) >= expected ? true : undefined),
-    timeoutMs,
-  );
-  const stored = await sql<{ event_id: string }[]>`select event_id from locations
-    where event_id like ${`${run}-${series}-%`} order by event_id`;
-  const posted = Array.from({ length: expected }, (_, i) => `${run}-${series}-${i}`).sort();
-  expect(stored.map((row) => row.event_id)).toEqual(posted);
-}
-
-let ingest: Awaited<ReturnType<typeof startIngest>>;
+let ingest: Ingest;
 let enrich: Stage;
 let persist: Stage;
 
-/** Posts events in NDJSON bodies of 1,000, in order. */
-async function post(list: ReturnType<typeof events>) {
-  for (let i = 0; i < list.length; i += 1000) {
-    const body = list
-      .slice(i, i + 1000)
-      .map((e) => JSON.stringify(e))
-      .join("\n");
-    const response = await ingest.post("/v1/locations", body, { "content-type": "application/x-ndjson" });
-    expect(response.status).toBe(202);
-  }
-}
+const post = (list: ReturnType<typeof events>) => postInBatches(ingest, "/v1/locations", list);
 
 beforeAll(async () => {
   ingest = await startIngest();
@@ -125,7 +95,7 @@ describe("locations end to end", () => {
 
   test("replays write nothing twice: group reset, then stored offsets deleted as well", async () => {
     const group = groupOf("persist") as string;
-    const topics = [TOPICS.locationsEnriched, TOPICS.loginsStats, TOPICS.loginsRaw];
+    const topics = [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched, TOPICS.loginsStats, TOPICS.loginsRaw];
     /** Waits until persist has caught up with every topic it reads, then reads its counters. */
     const caughtUp = async () => {
       await pollUntil(
@@ -204,8 +174,6 @@ describe("locations end to end", () => {
   }, 180_000);
 
   test("poison records go to the DLQ with their context, and the records after them still arrive", async () => {
-    const before = await snapshot(dlqOf(TOPICS.locationsRaw));
-    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-poison" });
     const key = `${run}-poison`;
     const schemaViolation = JSON.stringify({
       ...events("poison", 1)[0],
@@ -213,32 +181,17 @@ describe("locations end to end", () => {
       event_id: `${run}-bad`,
       ingested_at: "x",
     });
-    await producer.send([
-      { topic: TOPICS.locationsRaw, key, value: Buffer.from([0xde, 0xad, 0xbe, 0xef]) },
-      { topic: TOPICS.locationsRaw, key, value: schemaViolation },
-    ]);
-    await producer.close();
-    await post(events("poison", 1).map((e) => ({ ...e, user_id: key })));
-    await expectRows("poison", 1);
-
-    const letters = await readTopic(
-      dlqOf(TOPICS.locationsRaw),
-      before,
-      (all) => all.filter((r) => r.key?.toString() === key).length >= 2,
+    const [notJson, invalid] = await expectDeadLettered(
+      TOPICS.locationsRaw,
+      key,
+      schemaViolation,
+      "enrich",
+      async () => {
+        await post(events("poison", 1).map((e) => ({ ...e, user_id: key })));
+        await expectRows("poison", 1);
+      },
     );
-    const ours = letters.filter((r) => r.key?.toString() === key);
-    expect(ours.map((r) => r.value)).toEqual([Buffer.from([0xde, 0xad, 0xbe, 0xef]), Buffer.from(schemaViolation)]);
-    for (const letter of ours) {
-      expect(letter.headers).toMatchObject({
-        "dlq.error.class": "DecodeError",
-        "dlq.source.topic": TOPICS.locationsRaw,
-        "dlq.stage": "enrich",
-      });
-      expect(Number(letter.headers["dlq.source.offset"])).toBeGreaterThanOrEqual(0);
-      expect(letter.headers["dlq.source.partition"]).toBe(String(partitionFor(key, env.TOPIC_PARTITIONS)));
-      expect(Date.parse(letter.headers["dlq.time"] ?? "")).toBeGreaterThan(0);
-    }
-    expect(ours[0]?.headers["dlq.error.message"]).toContain("not JSON");
-    expect(ours[1]?.headers["dlq.error.message"]).toContain("lat");
+    expect(notJson).toContain("not JSON");
+    expect(invalid).toContain("lat");
   }, 120_000);
 });

@@ -3,8 +3,11 @@
  * polling with a deadline, reading a topic range, and starting stages through the one harness.
  */
 import "./setup.ts";
+import { expect } from "bun:test";
+import type { Sql } from "../persist/postgres/db.ts";
 import { type Config, parseConfig } from "../shared/config.ts";
-import { endOffsets, type InRecord, type Position, readRange } from "../shared/kafka.ts";
+import { createProducer, endOffsets, type InRecord, type Position, partitionFor, readRange } from "../shared/kafka.ts";
+import { dlqOf, type TopicName } from "../shared/topics.ts";
 import { type StageName, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 
@@ -29,6 +32,9 @@ export function readTopic(
 /** The end offsets of `topic` now, to read only what a test produces after this point. */
 export const snapshot = (topic: string) => endOffsets(testConfig().KAFKA_BROKERS, topic);
 
+/** The ingest stage of {@link startIngest}. */
+export type Ingest = Awaited<ReturnType<typeof startIngest>>;
+
 /** The ingest stage in this process on a free port, for `overrides` of the environment. */
 export async function startIngest(overrides: Record<string, string> = {}) {
   const handle = await startStage("ingest", { env: { LOG_LEVEL: "silent", ...overrides } });
@@ -41,6 +47,97 @@ export async function startIngest(overrides: Record<string, string> = {}) {
         headers: { "content-type": "application/json", ...headers },
       }),
   };
+}
+
+/** Points whose IANA timezone is known, on five continents, for end-to-end checks of enrichment. */
+export const KNOWN_PLACES = [
+  { name: "cordoba", lat: -31.677696, long: -65.030317, timezone: "America/Argentina/Cordoba" },
+  { name: "new-york", lat: 40.7128, long: -74.006, timezone: "America/New_York" },
+  { name: "london", lat: 51.5074, long: -0.1278, timezone: "Europe/London" },
+  { name: "tokyo", lat: 35.6762, long: 139.6503, timezone: "Asia/Tokyo" },
+  { name: "sydney", lat: -33.8688, long: 151.2093, timezone: "Australia/Sydney" },
+] as const;
+
+/**
+ * Sends two poison records keyed `key` to `topic`: bytes that are not JSON, then `violation`, JSON its schema
+ * rejects. Runs `after` (which shows that the records behind them still arrive), then checks that `stage` set
+ * both aside in the topic's DLQ with their key, original bytes and context. Returns their error messages.
+ *
+ * @example
+ * const after = () => expectRows("poison", 1); // the good event sent behind the poison is stored
+ * const [notJson, invalid] = await expectDeadLettered(TOPICS.locationsRaw, "k", bad, "enrich", after);
+ */
+export async function expectDeadLettered(
+  topic: TopicName,
+  key: string,
+  violation: string,
+  stage: string,
+  after: () => Promise<void>,
+): Promise<(string | undefined)[]> {
+  const { KAFKA_BROKERS, TOPIC_PARTITIONS } = testConfig();
+  const before = await snapshot(dlqOf(topic));
+  const notJson = Buffer.from([0xde, 0xad, 0xbe, 0xef]);
+  const producer = createProducer({ brokers: KAFKA_BROKERS, clientId: "test-poison" });
+  await producer.send([
+    { topic, key, value: notJson },
+    { topic, key, value: violation },
+  ]);
+  await producer.close();
+  await after();
+
+  const ours = (records: InRecord[]) => records.filter((r) => r.key?.toString() === key);
+  const letters = ours(await readTopic(dlqOf(topic), before, (all) => ours(all).length >= 2));
+  expect(letters.map((r) => r.value)).toEqual([notJson, Buffer.from(violation)]);
+  for (const letter of letters) {
+    expect(letter.headers).toMatchObject({
+      "dlq.error.class": "DecodeError",
+      "dlq.source.topic": topic,
+      "dlq.source.partition": String(partitionFor(key, TOPIC_PARTITIONS)),
+      "dlq.stage": stage,
+    });
+    expect(Number(letter.headers["dlq.source.offset"])).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(letter.headers["dlq.time"] ?? "")).toBeGreaterThan(0);
+  }
+  return letters.map((letter) => letter.headers["dlq.error.message"]);
+}
+
+/** Posts `events` to `route` of `ingest` in NDJSON bodies of 1,000, in order, expecting a 202 for each. */
+export async function postInBatches(ingest: Ingest, route: string, events: object[]): Promise<void> {
+  for (let i = 0; i < events.length; i += 1000) {
+    const body = events
+      .slice(i, i + 1000)
+      .map((event) => JSON.stringify(event))
+      .join("\n");
+    const response = await ingest.post(route, body, { "content-type": "application/x-ndjson" });
+    expect(response.status).toBe(202);
+  }
+}
+
+/**
+ * A test's series of events in `table`, series `s` being the event_ids `<run>-<s>-0`, `<run>-<s>-1`, ...:
+ * `count` says how many rows of a series are stored; `expectRows` waits until `expected` are, then checks that
+ * they are exactly the posted ones, none missing and none extra.
+ *
+ * @example
+ * const { count, expectRows } = storedSeries(sql, "locations", run);
+ * await expectRows("main", 10_000);
+ */
+export function storedSeries(sql: Sql, table: string, run: string) {
+  const like = (series: string) => `${run}-${series}-%`;
+  const count = async (series: string) =>
+    Number((await sql`select count(*)::int as n from ${sql(table)} where event_id like ${like(series)}`)[0]?.n);
+  async function expectRows(series: string, expected: number, timeoutMs = 90_000): Promise<void> {
+    await pollUntil(
+      `${expected} rows of ${series} in ${table}`,
+      async () => ((await count(series)) >= expected ? true : undefined),
+      timeoutMs,
+    );
+    const stored = await sql<{ event_id: string }[]>`select event_id from ${sql(table)}
+      where event_id like ${like(series)} order by event_id`;
+    const posted = Array.from({ length: expected }, (_, i) => `${run}-${series}-${i}`).sort();
+    expect(stored.map((row) => row.event_id)).toEqual(posted);
+  }
+  return { count, expectRows };
 }
 
 /** A stage as its own process, as in production, so that a test can SIGKILL it. */

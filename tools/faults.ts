@@ -198,7 +198,7 @@ const drained = (what: string, withAggregate = true) =>
 
 let checks: Check[] = [];
 let details: string[] = [];
-let contamination: Contamination = { otherLocations: 0, otherLogins: 0, otherMembers: 0 };
+let contamination: Contamination = { otherLocations: 0, otherVehicles: 0, otherLogins: 0, otherMembers: 0 };
 let stopMonitor = () => {};
 try {
   await preflight();

@@ -15,9 +15,9 @@ Kinds (--kind):
   logins     a login producer: a user population with device, app-version and locale mixes;
              --missing of the optional fields are absent, null or "" (the aggregate counts them as missing)
   locations  users moving along paths (random walks of great-circle steps from cities on every continent)
-  fleet      a vehicle fleet launcher: --vehicles vehicles each reporting every --interval seconds. Our API has
-             no speed field and rejects unknown fields, so a report is sent as a location event
-             (user_id = vehicle id, lat/long = position); the speed only drives the simulation.
+  fleet      a vehicle fleet: --vehicles vehicles each reporting every --interval seconds to /v1/vehicles,
+             with the speed driven since the last report (km/h), the heading (absent while standing) and
+             the vehicle's model, depot and odometer as metadata
 
 Options:
   --kind KIND          logins | locations | fleet                              (default logins)

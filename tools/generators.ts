@@ -3,7 +3,8 @@
  * - logins: a user population with device, app-version and locale mixes, and a configurable share
  *   of missing optional fields (absent, `null` or `""`, the three forms the aggregate counts as missing);
  * - locations: users moving along paths, each ping a great-circle step from the previous one;
- * - fleet: N vehicles reporting in turn, driving along street-like paths at a varying speed.
+ * - fleet: N vehicles reporting in turn, driving along street-like paths at a varying speed, each report with
+ *   its speed, heading and a little metadata.
  *
  * Pure: no I/O, no clock, no global randomness. Every choice comes from a mulberry32 PRNG seeded by the caller
  * and the event time is passed in, so the same seed and the same times give the same events.
@@ -53,7 +54,7 @@ export function weighted<T>(rng: Rng, table: readonly (readonly [T, number])[]):
   return (table[table.length - 1] as readonly [T, number])[0];
 }
 
-/** The kinds of traffic; `fleet` travels as location events. */
+/** The kinds of traffic; `fleet` is vehicle reports. */
 export const KINDS = ["logins", "locations", "fleet"] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -61,7 +62,7 @@ export type Kind = (typeof KINDS)[number];
 export const ROUTES: Record<Kind, string> = {
   logins: "/v1/logins",
   locations: "/v1/locations",
-  fleet: "/v1/locations",
+  fleet: "/v1/vehicles",
 };
 
 /** A login body, as a login producer sends it. */
@@ -76,7 +77,7 @@ export interface LoginBody {
   device_id?: string | null;
 }
 
-/** A location body, as a mobile client sends it (and as a vehicle's report becomes one). */
+/** A location body, as a mobile client sends it. */
 export interface LocationBody {
   event_id?: string;
   user_id: string;
@@ -85,7 +86,21 @@ export interface LocationBody {
   long: number;
 }
 
-export type EventBody = LoginBody | LocationBody;
+/** A vehicle report, as a fleet's tracker sends it. */
+export interface VehicleBody {
+  event_id?: string;
+  vehicle_id: string;
+  timestamp: string | number;
+  lat: number;
+  long: number;
+  /** km/h. */
+  speed: number;
+  /** Degrees clockwise from north; absent while the vehicle stands. */
+  heading?: number;
+  metadata?: Record<string, string | number>;
+}
+
+export type EventBody = LoginBody | LocationBody | VehicleBody;
 
 export interface GeneratorOptions {
   seed: number;
@@ -394,34 +409,67 @@ export function locationGenerator(options: GeneratorOptions): EventGenerator {
 /** Highway speed limit: vehicles never go faster (m/s, ~130 km/h). */
 export const MAX_VEHICLE_SPEED = 36;
 
+/** A delivery fleet's vans and pick-ups, sent in each report's metadata. */
+const MODELS = ["Sprinter", "Transit", "Ducato", "Master", "Hilux"] as const;
+
+interface Vehicle extends Mover {
+  model: string;
+  depot: string;
+  odometerKm: number;
+}
+
+/** Rounds to 1 decimal, as trackers report speed and heading. */
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
 /**
  * A vehicle fleet: `population` vehicles reporting in turn (vehicle 0, 1, ..., N-1, 0, ...), each report
  * `intervalSeconds` of driving after its previous one. Speed changes smoothly (accelerate, cruise, brake, stop
- * at lights) and headings follow a street grid with turns at intersections. The API has no speed field and
- * rejects unknown fields, so a report is a location event: user_id = vehicle id, position, time.
+ * at lights) and headings follow a street grid with turns at intersections. A report is what a tracker sends
+ * to /v1/vehicles: the position, the speed it was driven there at (km/h), the heading with a GPS's couple of
+ * degrees of noise (none while standing: a receiver has no course then), and the vehicle's model, depot and
+ * odometer as metadata.
  */
 export function fleetGenerator(options: GeneratorOptions): EventGenerator {
   const rng = mulberry32(options.seed);
   const prefix = options.userPrefix ?? "";
   const interval = options.intervalSeconds ?? 1;
-  const vehicles = Array.from({ length: Math.max(1, options.population ?? 50) }, (_, i) => {
-    const vehicle = startAt(rng, `${prefix}vehicle-${String(i).padStart(4, "0")}`, rng() * 15, options.placement);
-    vehicle.bearing = pick(rng, [0, 90, 180, 270]);
-    return vehicle;
+  const vehicles = Array.from({ length: Math.max(1, options.population ?? 50) }, (_, i): Vehicle => {
+    const mover = startAt(rng, `${prefix}vehicle-${String(i).padStart(4, "0")}`, rng() * 15, options.placement);
+    return {
+      ...mover,
+      bearing: pick(rng, [0, 90, 180, 270]),
+      model: pick(rng, MODELS),
+      depot: `depot-${between(rng, 1, 12)}`,
+      odometerKm: between(rng, 1_000, 250_000),
+    };
   });
   let n = 0;
   return {
     kind: "fleet",
     next(now) {
-      const vehicle = vehicles[n % vehicles.length] as Mover;
+      const vehicle = vehicles[n % vehicles.length] as Vehicle;
       // Accelerate or brake by up to 3 m/s², stop at a red light now and then.
       const target = rng() < 0.03 ? 0 : vehicle.speed + (rng() - 0.45) * 3 * interval;
       vehicle.speed = Math.min(MAX_VEHICLE_SPEED, Math.max(0, target));
       if (rng() < 0.08) vehicle.bearing = (vehicle.bearing + pick(rng, [90, 270])) % 360;
-      [vehicle.lat, vehicle.long] = destination(vehicle.lat, vehicle.long, vehicle.bearing, vehicle.speed * interval);
-      const eventId = options.eventIdPrefix === undefined ? undefined : `${options.eventIdPrefix}-${n}`;
+      const metres = vehicle.speed * interval;
+      [vehicle.lat, vehicle.long] = destination(vehicle.lat, vehicle.long, vehicle.bearing, metres);
+      vehicle.odometerKm += metres / 1000;
+      const speed = round1(vehicle.speed * 3.6);
+      // Rounding 359.96 gives 360, which is north again: the API takes headings below 360.
+      const heading = round1((vehicle.bearing + (rng() - 0.5) * 4 + 360) % 360) % 360;
+      const body: VehicleBody = {
+        ...(options.eventIdPrefix !== undefined && { event_id: `${options.eventIdPrefix}-${n}` }),
+        vehicle_id: vehicle.id,
+        timestamp: timestamp(rng, now),
+        lat: round6(vehicle.lat),
+        long: round6(vehicle.long),
+        speed,
+        ...(speed > 0 && { heading }),
+        metadata: { model: vehicle.model, depot: vehicle.depot, odometer_km: round1(vehicle.odometerKm) },
+      };
       n++;
-      return report(vehicle, rng, now, eventId);
+      return body;
     },
   };
 }
@@ -436,18 +484,22 @@ export function createGenerator(kind: Kind, options: GeneratorOptions): EventGen
 /**
  * An invalid copy of `event`, one mistake at a time, to exercise the API's all-or-nothing 400 path: a request
  * holding it must be rejected whole, so none of its events may ever reach a table.
+ *
+ * @example
+ * corrupt({ user_id: "u1", timestamp: 1694479551 }, mulberry32(1)); // e.g. { user_id: "", timestamp: 1694479551 }
  */
 export function corrupt(event: EventBody, rng: Rng): Record<string, unknown> {
   const copy: Record<string, unknown> = { ...event };
+  const owner = "vehicle_id" in event ? "vehicle_id" : "user_id";
   const mistakes: (() => void)[] = [
     () => {
       copy.timestamp = "yesterday";
     },
     () => {
-      copy.user_id = "";
+      copy[owner] = "";
     },
     () => {
-      copy.speed = 42; // a fleet simulator's field, which our API does not take
+      copy.altitude = 540; // a tracker's field, which our API does not take
     },
   ];
   if ("lat" in event) {
@@ -458,6 +510,16 @@ export function corrupt(event: EventBody, rng: Rng): Record<string, unknown> {
     mistakes.push(() => {
       copy.device_type = 7;
     });
+  }
+  if ("speed" in event) {
+    mistakes.push(
+      () => {
+        copy.speed = 500 + between(rng, 1, 500);
+      },
+      () => {
+        copy.metadata = { ...event.metadata, trailer: { id: "t-1" } };
+      },
+    );
   }
   pick(rng, mistakes)();
   return copy;

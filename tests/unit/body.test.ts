@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { type EventIssue, parseEvents } from "../../ingest/body.ts";
-import { LocationEvent, LoginEvent } from "../../shared/schemas.ts";
+import { LocationEvent, LoginEvent, VehicleEvent } from "../../shared/schemas.ts";
 
 const JSON_TYPE = "application/json";
 const NDJSON = "application/x-ndjson";
@@ -298,6 +298,37 @@ describe("validation is all or nothing", () => {
       status: 400,
       issues: [{ index: 1, path: "app_version", message: "must be a string" }],
     });
+  });
+
+  test("a vehicle body lists each bad report, metadata issues by their key's path", () => {
+    const report = (extra: object) => ({
+      vehicle_id: "v",
+      timestamp: 1694479551,
+      lat: 0,
+      long: 0,
+      speed: 50,
+      ...extra,
+    });
+    const body = [
+      report({ heading: 90, metadata: { driver: "d-1" } }),
+      report({ speed: 501 }),
+      report({ metadata: { trailer: { id: 1 } } }),
+      report({ metadata: JSON.parse('{"__proto__":{"admin":true}}') }),
+    ];
+    // JSON.parse made "__proto__" an own key, so it is written out again as one.
+    expect(JSON.stringify(body[3])).toContain('"metadata":{"__proto__":{"admin":true}}');
+    const result = parseEvents(VehicleEvent, NDJSON, encode(body.map((event) => JSON.stringify(event)).join("\n")), 10);
+    expect(result).toMatchObject({
+      ok: false,
+      status: 400,
+      issues: [
+        { index: 1, path: "speed", message: "must be between 0 and 500 km/h" },
+        { index: 2, path: "metadata.trailer", message: "must be a string or a number: metadata is flat" },
+        { index: 3, path: "metadata", message: expect.stringContaining("reserved") },
+      ],
+      issue_count: 3,
+    });
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
   });
 
   test("a __proto__ key is reported as an unknown field", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
-import { LocationEvent, LoginEvent, OPTIONAL_LOGIN_FIELDS } from "../../shared/schemas.ts";
+import { LocationEvent, LoginEvent, OPTIONAL_LOGIN_FIELDS, VehicleEvent } from "../../shared/schemas.ts";
 import {
   corrupt,
   createGenerator,
@@ -16,6 +16,7 @@ import {
   mulberry32,
   normaliseLongitude,
   seedOf,
+  type VehicleBody,
 } from "../../tools/generators.ts";
 import { type DriveOptions, drive, type RequestResult } from "../../tools/traffic.ts";
 
@@ -27,7 +28,10 @@ function take(kind: Kind, n: number, options: Partial<GeneratorOptions> = {}): E
   return Array.from({ length: n }, (_, i) => generator.next(T0 + i * 1000));
 }
 
-const schemaOf = (kind: Kind) => (kind === "logins" ? LoginEvent : LocationEvent);
+const SCHEMAS = { logins: LoginEvent, locations: LocationEvent, fleet: VehicleEvent };
+
+/** Whose event it is: a user's, or a vehicle's. */
+const ownerOf = (event: EventBody) => ("vehicle_id" in event ? event.vehicle_id : event.user_id);
 
 describe("mulberry32", () => {
   test("is deterministic by seed and uniform enough", () => {
@@ -54,7 +58,7 @@ describe.each(KINDS)("%s generator", (kind) => {
   });
 
   test("every event is valid for the API", () => {
-    const schema = schemaOf(kind);
+    const schema = SCHEMAS[kind];
     for (const event of take(kind, 3_000, { missingShare: 0.3, eventIdPrefix: "run-x" })) {
       const result = v.safeParse(schema, event);
       if (!result.success) throw new Error(`${JSON.stringify(event)}: ${v.summarize(result.issues)}`);
@@ -66,13 +70,13 @@ describe.each(KINDS)("%s generator", (kind) => {
     expect(take(kind, 3, { eventIdPrefix: "p" }).map((event) => event.event_id)).toEqual(["p-0", "p-1", "p-2"]);
   });
 
-  test("user ids carry the prefix", () => {
-    expect(take(kind, 100, { userPrefix: "run42-" }).every((event) => event.user_id.startsWith("run42-"))).toBe(true);
+  test("user and vehicle ids carry the prefix", () => {
+    expect(take(kind, 100, { userPrefix: "run42-" }).every((event) => ownerOf(event).startsWith("run42-"))).toBe(true);
   });
 
   test("a corrupted event is rejected by the API's schema", () => {
     const rng = mulberry32(1);
-    const schema = schemaOf(kind);
+    const schema = SCHEMAS[kind];
     for (const event of take(kind, 200)) expect(v.safeParse(schema, corrupt(event, rng)).success).toBe(false);
   });
 });
@@ -157,26 +161,58 @@ describe("paths", () => {
     for (const event of scattered) expect(v.safeParse(LocationEvent, event).success).toBe(true);
   });
 
-  test("a fleet reports each vehicle in turn, never faster than the speed limit", () => {
+  test("a fleet reports each vehicle in turn, at the speed it drove, never faster than the speed limit", () => {
     const vehicles = 7;
-    const events = take("fleet", vehicles * 300, { population: vehicles, intervalSeconds: 2 }) as LocationBody[];
-    const ids = events.slice(0, vehicles).map((e) => e.user_id);
+    const interval = 2;
+    const events = take("fleet", vehicles * 300, { population: vehicles, intervalSeconds: interval }) as VehicleBody[];
+    const ids = events.slice(0, vehicles).map((e) => e.vehicle_id);
     expect(new Set(ids).size).toBe(vehicles);
     events.forEach((event, i) => {
-      expect(event.user_id).toBe(ids[i % vehicles] as string);
+      expect(event.vehicle_id).toBe(ids[i % vehicles] as string);
+      expect(event.speed).toBeLessThanOrEqual(MAX_VEHICLE_SPEED * 3.6);
       const previous = events[i - vehicles];
-      if (previous)
-        expect(distanceMetres([previous.lat, previous.long], [event.lat, event.long])).toBeLessThan(
-          MAX_VEHICLE_SPEED * 2 + 1,
-        );
+      if (!previous) return;
+      // The reported speed (km/h) is the one driven since the previous report: distance = speed x interval,
+      // give or take the rounding of speed (0.05 km/h) and of the coordinates (6 decimals).
+      const metres = distanceMetres([previous.lat, previous.long], [event.lat, event.long]);
+      expect(Math.abs(metres - (event.speed / 3.6) * interval)).toBeLessThan(0.5);
     });
     // The fleet moves: most vehicles end far from where they started.
     const moved = ids.filter((_, v) => {
-      const first = events[v] as LocationBody;
-      const lastReport = events[events.length - vehicles + v] as LocationBody;
+      const first = events[v] as VehicleBody;
+      const lastReport = events[events.length - vehicles + v] as VehicleBody;
       return distanceMetres([first.lat, first.long], [lastReport.lat, lastReport.long]) > 500;
     });
     expect(moved.length).toBeGreaterThan(vehicles / 2);
+  });
+
+  test("a vehicle's heading follows its street grid while it drives, and is absent while it stands", () => {
+    const events = take("fleet", 5_000, { population: 10 }) as VehicleBody[];
+    const standing = events.filter((e) => e.speed === 0);
+    expect(standing.length).toBeGreaterThan(0);
+    expect(standing.every((e) => e.heading === undefined)).toBe(true);
+    const driving = events.filter((e) => e.speed > 0);
+    for (const { heading } of driving) {
+      // Within a GPS's two degrees of one of the grid's four directions (359 is next to 0).
+      const offGrid = Math.min(...[0, 90, 180, 270, 360].map((d) => Math.abs((heading as number) - d)));
+      expect(offGrid).toBeLessThanOrEqual(2);
+    }
+    expect(new Set(driving.map((e) => Math.round((e.heading as number) / 90) % 4)).size).toBe(4);
+  });
+
+  test("a vehicle's metadata is its model and depot, and an odometer that only goes up", () => {
+    const events = take("fleet", 3_000, { population: 5 }) as VehicleBody[];
+    const last = new Map<string, VehicleBody>();
+    for (const event of events) {
+      const before = last.get(event.vehicle_id);
+      expect(Object.keys(event.metadata ?? {}).sort()).toEqual(["depot", "model", "odometer_km"]);
+      if (before) {
+        expect(event.metadata?.model).toBe(before.metadata?.model as string);
+        expect(event.metadata?.depot).toBe(before.metadata?.depot as string);
+        expect(event.metadata?.odometer_km as number).toBeGreaterThanOrEqual(before.metadata?.odometer_km as number);
+      }
+      last.set(event.vehicle_id, event);
+    }
   });
 });
 

@@ -60,7 +60,14 @@ describe("decodeEvent", () => {
 
 test("every consumed topic has one decoding rule, and the pipeline's own topics keep requiring event_id", () => {
   expect(Object.keys(DECODERS).sort()).toEqual(
-    [TOPICS.locationsRaw, TOPICS.loginsRaw, TOPICS.locationsEnriched, TOPICS.loginsStats].sort(),
+    [
+      TOPICS.locationsRaw,
+      TOPICS.loginsRaw,
+      TOPICS.vehiclesRaw,
+      TOPICS.locationsEnriched,
+      TOPICS.vehiclesEnriched,
+      TOPICS.loginsStats,
+    ].sort(),
   );
   expect(() =>
     DECODERS[TOPICS.locationsEnriched](record({ user_id: "u1" }, { topic: TOPICS.locationsEnriched })),

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import * as v from "valibot";
 import {
   EnrichedLocation,
+  EnrichedVehicle,
   EventId,
   LocationEvent,
   LoginEvent,
@@ -10,7 +11,9 @@ import {
   parseTimestamp,
   RawLocation,
   RawLogin,
+  RawVehicle,
   Timestamp,
+  VehicleEvent,
 } from "../../shared/schemas.ts";
 
 /** The output of `schema` for `input`; fails the test with the issues when it is rejected. */
@@ -51,6 +54,20 @@ const seedLogin = () => ({
   device_id: "3c1b7a4e-2f0d-4b8e-8a6c-1e5d9f2a7b30",
   timestamp: 1694479551,
 });
+
+/** A fleet device's position report, with every optional field. */
+const seedVehicle = () => ({
+  vehicle_id: "van-0042",
+  timestamp: "1694479551",
+  lat: -31.41,
+  long: -64.18,
+  speed: 42.5,
+  heading: 271.5,
+  metadata: { driver: "d-12", depot: "córdoba-north", odometer_km: 80211.4 },
+});
+
+/** Metadata with `n` keys k0, k1, ... */
+const metadataOf = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
 
 describe("Timestamp", () => {
   test.each([
@@ -358,6 +375,138 @@ describe("LoginEvent", () => {
   });
 });
 
+describe("VehicleEvent", () => {
+  test("accepts a position report and normalises the string epoch, keeping speed, heading and metadata", () => {
+    expect(accept(VehicleEvent, seedVehicle())).toEqual({ ...seedVehicle(), timestamp: SEED_ISO });
+  });
+
+  test("heading, metadata and event_id are optional", () => {
+    const { heading: _, metadata: __, ...required } = seedVehicle();
+    expect(accept(VehicleEvent, required)).toEqual({ ...required, timestamp: SEED_ISO });
+    expect(accept(VehicleEvent, { ...required, event_id: "client-1" }).event_id).toBe("client-1");
+  });
+
+  test.each(["vehicle_id", "timestamp", "lat", "long", "speed"])("requires %s", (field) => {
+    const input: Record<string, unknown> = seedVehicle();
+    delete input[field];
+    expect(rejectedPaths(VehicleEvent, input)).toEqual([field]);
+  });
+
+  test("a vehicle's id follows the user_id rules: trimmed, 1 to 256 characters, no NUL", () => {
+    expect(accept(VehicleEvent, { ...seedVehicle(), vehicle_id: "  van-1\t" }).vehicle_id).toBe("van-1");
+    expect(accept(VehicleEvent, { ...seedVehicle(), vehicle_id: "v".repeat(256) }).vehicle_id).toHaveLength(256);
+    for (const bad of ["", "   ", "v".repeat(257), 42, null, "a\u0000b", "v\ud800"])
+      expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), vehicle_id: bad })).toEqual(["vehicle_id"]);
+  });
+
+  test("a user_id is not a vehicle_id", () => {
+    const { vehicle_id, ...rest } = seedVehicle();
+    expect(new Set(rejectedPaths(VehicleEvent, { ...rest, user_id: vehicle_id }))).toEqual(
+      new Set(["vehicle_id", "user_id"]),
+    );
+  });
+
+  test("coordinates and timestamp follow the location rules", () => {
+    expect(messages(VehicleEvent, { ...seedVehicle(), lat: 91 })).toEqual(["must be between -90 and 90"]);
+    expect(messages(VehicleEvent, { ...seedVehicle(), long: -181 })).toEqual(["must be between -180 and 180"]);
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), timestamp: "2023-09-12" })).toEqual(["timestamp"]);
+    expect(accept(VehicleEvent, { ...seedVehicle(), timestamp: "2023-09-12 00:45:51" }).timestamp).toBe(SEED_ISO);
+  });
+
+  test.each([0, 0.1, 130, 499.99, 500])("accepts speed = %p km/h", (speed) => {
+    expect(accept(VehicleEvent, { ...seedVehicle(), speed }).speed).toBe(speed);
+  });
+
+  test.each([
+    [-0.01, "must be between 0 and 500 km/h"],
+    [-1, "must be between 0 and 500 km/h"],
+    [500.01, "must be between 0 and 500 km/h"],
+    [1e6, "must be between 0 and 500 km/h"],
+    [Number.POSITIVE_INFINITY, "must be finite"],
+    [Number.NaN, "must be a number"],
+    ["42", "must be a number"],
+    [null, "must be a number"],
+    [true, "must be a number"],
+  ])("rejects speed = %p: %s", (speed, message) => {
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), speed })).toEqual(["speed"]);
+    expect(messages(VehicleEvent, { ...seedVehicle(), speed })).toEqual([message]);
+  });
+
+  test.each([0, 0.5, 90, 180, 359.9, 359.999999])("accepts heading = %p", (heading) => {
+    expect(accept(VehicleEvent, { ...seedVehicle(), heading }).heading).toBe(heading);
+  });
+
+  const HEADING = "must be at least 0 and less than 360 (degrees clockwise from north)";
+  test.each([
+    [360, HEADING],
+    [360.5, HEADING],
+    [-0.1, HEADING],
+    [720, HEADING],
+    [Number.NEGATIVE_INFINITY, "must be finite"],
+    ["270", "must be a number"],
+    [null, "must be a number"],
+  ])("rejects heading = %p: %s", (heading, message) => {
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), heading })).toEqual(["heading"]);
+    expect(messages(VehicleEvent, { ...seedVehicle(), heading })).toEqual([message]);
+  });
+
+  test("metadata takes strings and numbers, up to 16 keys of up to 64 characters and values of up to 256", () => {
+    const metadata = { ...metadataOf(14), ["k".repeat(64)]: "v".repeat(256), negative: -1.5 };
+    expect(Object.keys(metadata)).toHaveLength(16);
+    expect(accept(VehicleEvent, { ...seedVehicle(), metadata }).metadata).toEqual(metadata);
+    expect(accept(VehicleEvent, { ...seedVehicle(), metadata: {} }).metadata).toEqual({});
+    expect(accept(VehicleEvent, { ...seedVehicle(), metadata: { "a.b c/d": "" } }).metadata).toEqual({ "a.b c/d": "" });
+  });
+
+  test.each([
+    [
+      "a nested object",
+      { trailer: { id: "t-1" } },
+      "metadata.trailer",
+      "must be a string or a number: metadata is flat",
+    ],
+    ["an array value", { stops: [1, 2] }, "metadata.stops", "must be a string or a number: metadata is flat"],
+    [
+      "a boolean value",
+      { refrigerated: true },
+      "metadata.refrigerated",
+      "must be a string or a number: metadata is flat",
+    ],
+    ["a null value", { driver: null }, "metadata.driver", "must be a string or a number: metadata is flat"],
+    ["an infinite number", { odometer_km: Number.POSITIVE_INFINITY }, "metadata.odometer_km", "must be finite"],
+    ["17 keys", metadataOf(17), "metadata", "must have at most 16 keys"],
+    ["a 65-character key", { ["k".repeat(65)]: 1 }, `metadata.${"k".repeat(65)}`, "key must be at most 64 characters"],
+    ["an empty key", { "": 1 }, "metadata.", "key must not be empty"],
+    ["a 257-character value", { note: "n".repeat(257) }, "metadata.note", "must be at most 256 characters"],
+    ["a NUL in a value", { note: "a\u0000b" }, "metadata.note", "must be valid Unicode text without the NUL character"],
+    ["a NUL in a key", { "a\u0000b": 1 }, "metadata.a\u0000b", "must be valid Unicode text without the NUL character"],
+    ["an array", [1, 2], "metadata", "must be a JSON object"],
+    ["null", null, "metadata", "must be a JSON object"],
+    ["a string", "driver=d-12", "metadata", "must be a JSON object"],
+  ])("rejects metadata with %s", (_, metadata, path, message) => {
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), metadata })).toEqual([path]);
+    expect(messages(VehicleEvent, { ...seedVehicle(), metadata })).toEqual([message]);
+  });
+
+  test.each(["__proto__", "constructor", "prototype"])("rejects the metadata key %s instead of dropping it", (key) => {
+    // As JSON.parse builds it: an own key, even "__proto__".
+    const metadata = JSON.parse(`{"${key}": 1, "driver": "d-12"}`);
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), metadata })).toEqual(["metadata"]);
+    expect(messages(VehicleEvent, { ...seedVehicle(), metadata })[0]).toContain("reserved");
+  });
+
+  test("rejects an unknown field by name", () => {
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), altitude: 540 })).toEqual(["altitude"]);
+    expect(rejectedPaths(VehicleEvent, { ...seedVehicle(), ingested_at: SEED_ISO })).toEqual(["ingested_at"]);
+  });
+
+  test("reports every bad field of one event", () => {
+    const input = { ...seedVehicle(), vehicle_id: "", speed: 900, heading: 360, metadata: { a: {} } };
+    const paths = v.safeParse(VehicleEvent, input).issues?.map((issue) => v.getDotPath(issue));
+    expect(new Set(paths)).toEqual(new Set(["vehicle_id", "speed", "heading", "metadata.a"]));
+  });
+});
+
 describe("what travels on the topics", () => {
   const ingested = { event_id: "018f3c5e-8a2b-7c3d-9e4f-0a1b2c3d4e5f", ingested_at: "2023-09-12T00:45:52.000Z" };
 
@@ -435,6 +584,33 @@ describe("what travels on the topics", () => {
       expect(rejectedPaths(EnrichedLocation, input)).toEqual([field]);
     },
   );
+
+  test("a normalised vehicle report re-parses to itself as a RawVehicle, and enriched as an EnrichedVehicle", () => {
+    const raw = { ...accept(VehicleEvent, seedVehicle()), ...ingested };
+    expect(accept(RawVehicle, JSON.parse(JSON.stringify(raw)))).toEqual(raw);
+    const value = { ...raw, timezone: "America/Argentina/Cordoba", utc_offset_minutes: -180, local_time: "x" };
+    expect(rejectedPaths(EnrichedVehicle, value)).toEqual(["local_time"]);
+    const enrichedVehicle = { ...value, local_time: "2023-09-11T21:45:51.000-03:00" };
+    expect(accept(EnrichedVehicle, JSON.parse(JSON.stringify(enrichedVehicle)))).toEqual(enrichedVehicle);
+  });
+
+  test.each(["event_id", "ingested_at"])("RawVehicle lets %s be absent: any producer may write it", (field) => {
+    const vehicle: Record<string, unknown> = { ...seedVehicle(), ...ingested };
+    delete vehicle[field];
+    expect(rejectedPaths(RawVehicle, vehicle)).toEqual([]);
+  });
+
+  test.each(["timezone", "utc_offset_minutes", "local_time"])("EnrichedVehicle requires %s", (field) => {
+    const input: Record<string, unknown> = {
+      ...seedVehicle(),
+      ...ingested,
+      timezone: "America/Argentina/Cordoba",
+      utc_offset_minutes: -180,
+      local_time: "2023-09-11T21:45:51.000-03:00",
+    };
+    delete input[field];
+    expect(rejectedPaths(EnrichedVehicle, input)).toEqual([field]);
+  });
 
   const stats = () => ({
     timestamp_start: "2023-09-12T00:45:00.000Z",

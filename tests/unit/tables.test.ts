@@ -2,12 +2,14 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { copyText, copyValue, defineTable, type Table } from "../../persist/postgres/table.ts";
-import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS } from "../../persist/postgres.ts";
-import type { EnrichedLocation, LoginWindowStats, RawLogin } from "../../shared/schemas.ts";
+import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, VEHICLE_POSITIONS } from "../../persist/postgres.ts";
+import type { EnrichedLocation, EnrichedVehicle, LoginWindowStats, RawLogin } from "../../shared/schemas.ts";
 
 type Coordinates = { partition: number; offset: bigint };
 const locationRow = (value: EnrichedLocation, at: Coordinates) =>
   LOCATIONS.values({ topic: "locations.enriched", ...at, value });
+const vehicleRow = (value: EnrichedVehicle, at: Coordinates) =>
+  VEHICLE_POSITIONS.values({ topic: "vehicles.enriched", ...at, value });
 const loginRow = (value: RawLogin, at: Coordinates) => LOGINS.values({ topic: "logins.raw", ...at, value });
 const loginWindowRow = (value: LoginWindowStats) =>
   LOGIN_WINDOW_STATS.values({ topic: "logins.stats", partition: value.partition, offset: 0n, value });
@@ -99,6 +101,21 @@ const enriched: EnrichedLocation = {
   timezone: "America/Argentina/Cordoba",
   utc_offset_minutes: -180,
   local_time: "2023-09-11T21:45:51.000-03:00",
+};
+
+const position: EnrichedVehicle = {
+  event_id: "0191d7a0-3333-7000-8000-00000000000c",
+  vehicle_id: "van-0042",
+  timestamp: "2024-01-15T17:00:00.000Z",
+  lat: 40.7128,
+  long: -74.006,
+  speed: 48.6,
+  heading: 271.5,
+  metadata: { driver: 'd-12\t"quoted"\nline', depot: "C:\\yard", odometer_km: 80211.4 },
+  ingested_at: "2024-01-15T17:00:00.500Z",
+  timezone: "America/New_York",
+  utc_offset_minutes: -300,
+  local_time: "2024-01-15T12:00:00.000-05:00",
 };
 
 const login: RawLogin = {
@@ -231,6 +248,41 @@ describe("locationRow", () => {
   });
 });
 
+describe("vehicleRow", () => {
+  test("puts every field in its VEHICLE_POSITIONS column, metadata as the object itself", () => {
+    expect(zip(VEHICLE_POSITIONS, vehicleRow(position, { partition: 2, offset: 41n }))).toEqual({
+      event_id: position.event_id,
+      vehicle_id: "van-0042",
+      event_time: "2024-01-15T17:00:00.000Z",
+      lat: 40.7128,
+      long: -74.006,
+      timezone: "America/New_York",
+      utc_offset_minutes: -300,
+      local_time: "2024-01-15T12:00:00.000-05:00",
+      speed: 48.6,
+      heading: 271.5,
+      metadata: position.metadata,
+      ingested_at: "2024-01-15T17:00:00.500Z",
+      source_partition: 2,
+      source_offset: 41n,
+    });
+  });
+
+  test("as COPY text, metadata is JSON that decodes back to the sent object, separators and all", () => {
+    const [decoded] = decodeCopy(copyText([vehicleRow(position, { partition: 2, offset: 41n })]));
+    const row = zip(VEHICLE_POSITIONS, decoded as string[]);
+    expect(JSON.parse(row.metadata as string)).toEqual(position.metadata as object);
+    expect([row.speed, row.heading, row.vehicle_id]).toEqual(["48.6", "271.5", "van-0042"]);
+  });
+
+  test("without heading and metadata, both are NULL (not 0, not {})", () => {
+    const { heading: _, metadata: __, ...bare } = position;
+    const [decoded] = decodeCopy(copyText([vehicleRow(bare, { partition: 0, offset: 0n })]));
+    const row = zip(VEHICLE_POSITIONS, decoded as (string | null)[]);
+    expect([row.heading, row.metadata, row.speed]).toEqual([null, null, "48.6"]);
+  });
+});
+
 describe("loginRow", () => {
   test("puts every field in its LOGINS column", () => {
     expect(zip(LOGINS, loginRow(login, { partition: 5, offset: 77n }))).toEqual({
@@ -342,6 +394,7 @@ function migratedTables(): Map<string, { columns: string[]; required: string[] }
 
 describe.each([
   ["LOCATIONS", LOCATIONS],
+  ["VEHICLE_POSITIONS", VEHICLE_POSITIONS],
   ["LOGINS", LOGINS],
   ["LOGIN_WINDOW_STATS", LOGIN_WINDOW_STATS],
 ])("%s", (_, spec) => {

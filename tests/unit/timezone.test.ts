@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { enrichLocation, localTime, utcOffsetMinutes } from "../../enrich/timezone.ts";
-import { EnrichedLocation, type RawLocation } from "../../shared/schemas.ts";
+import { EnrichedLocation, EnrichedVehicle, type RawLocation, type RawVehicle } from "../../shared/schemas.ts";
 import { mulberry32 as random } from "../../tools/generators.ts";
 
 /** A location event as it travels on `locations.raw`. */
@@ -264,17 +264,24 @@ describe("localTime", () => {
 });
 
 describe("enrichLocation output", () => {
-  test("keeps every input field, adds exactly the three enrichment fields, and passes the schema", () => {
-    const input = location(35.6762, 139.6503, "2024-01-15T03:00:00.000Z");
-    const out = enrichLocation(input);
-    expect(out).toEqual({
-      ...input,
-      timezone: "Asia/Tokyo",
-      utc_offset_minutes: 540,
-      local_time: "2024-01-15T12:00:00.000+09:00",
-    });
-    expect(v.parse(EnrichedLocation, out)).toEqual(out);
-  });
+  const { user_id, ...tokyo } = location(35.6762, 139.6503, "2024-01-15T03:00:00.000Z");
+  const vehicle: RawVehicle = { ...tokyo, vehicle_id: user_id, speed: 38.5, heading: 90, metadata: { driver: "d-1" } };
+  test.each([
+    ["a location", { ...tokyo, user_id }, EnrichedLocation],
+    ["a vehicle position (speed, heading, metadata)", vehicle, EnrichedVehicle],
+  ])(
+    "%s keeps every input field, gets exactly the three enrichment fields, and passes its schema",
+    (_, input, schema) => {
+      const out = enrichLocation(input);
+      expect(out).toEqual({
+        ...input,
+        timezone: "Asia/Tokyo",
+        utc_offset_minutes: 540,
+        local_time: "2024-01-15T12:00:00.000+09:00",
+      });
+      expect(v.parse(schema, out)).toEqual(out);
+    },
+  );
 
   test("a client's own event_id is kept verbatim", () => {
     const input = { ...location(0, -30, "2024-01-15T12:00:00.000Z"), event_id: "client-key:42" };

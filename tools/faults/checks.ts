@@ -12,7 +12,8 @@
  * - ingest duplicates: no event appears twice in a raw topic (idempotent producer, and the client never
  *   retries), so any unique-key conflict persist meets must come from a replay upstream of it;
  * - conflicts: persist's rows_conflicting_total, summed over its lifetimes, is at most the copies beyond the
- *   first that the topics it reads hold (enrich's replays into locations.enriched, re-emitted windows). More
+ *   first that the topics it reads hold (enrich's replays into locations.enriched and vehicles.enriched,
+ *   re-emitted windows). More
  *   would mean persist tried to insert a record twice past its offset store. The sum is a lower bound (a
  *   SIGKILL loses what happened since the last scrape), so only this direction is asserted;
  * - aggregates: each window of the run in `login_stats` equals the statistics recomputed from the stored
@@ -47,6 +48,7 @@ export type Result = "ok" | "FAIL" | "INCONCLUSIVE" | "";
 /** Traffic the run did not send, seen in the shared topics and groups while it ran. */
 export interface Contamination {
   otherLocations: number;
+  otherVehicles: number;
   otherLogins: number;
   /** Sightings of consumer-group members that were not the run's. */
   otherMembers: number;
@@ -59,7 +61,7 @@ export function resultOf(check: Check, contamination: Contamination): Result {
   const others =
     contamination.otherMembers +
     contamination.otherLogins +
-    (check.assumes === "pipeline" ? contamination.otherLocations : 0);
+    (check.assumes === "pipeline" ? contamination.otherLocations + contamination.otherVehicles : 0);
   return check.assumes && others > 0 ? "INCONCLUSIVE" : "FAIL";
 }
 
@@ -83,7 +85,12 @@ export interface RunFacts {
   otherMembers: string[];
 }
 
-const TOPIC_OF: Record<Table, string> = { locations: TOPICS.locationsRaw, logins: TOPICS.loginsRaw };
+/** Each table of the run's events, and the raw topic its events arrive on. */
+const TOPIC_OF: Record<Table, string> = {
+  locations: TOPICS.locationsRaw,
+  vehicle_positions: TOPICS.vehiclesRaw,
+  logins: TOPICS.loginsRaw,
+};
 
 /** Stored event_ids of the run in `table` (a scan: `like` cannot use the key's index under this collation). */
 async function storedIds(sql: Sql, table: Table, run: string): Promise<string[]> {
@@ -333,8 +340,7 @@ export async function account(
   const checks: Check[] = [];
   const details: string[] = [];
   const raw = new Map<Table, Awaited<ReturnType<typeof eventCopies>>>();
-  for (const table of ["locations", "logins"] as const) {
-    const topic = TOPIC_OF[table];
+  for (const [table, topic] of Object.entries(TOPIC_OF) as [Table, string][]) {
     const copies = await eventCopies(
       facts.brokers,
       topic,
@@ -350,13 +356,17 @@ export async function account(
   const otherLate = await accountAggregates(facts, checks, details);
 
   // Copies beyond the first in what persist reads: the most conflicts that replays upstream can explain.
-  const enriched = await eventCopies(
-    facts.brokers,
-    TOPICS.locationsEnriched,
-    facts.startOffsets.get(TOPICS.locationsEnriched) ?? [],
-    `${facts.run}-`,
-    facts.topicTimeoutMs,
-  );
+  const replays = new Map<string, number>();
+  for (const topic of [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched]) {
+    const { copies } = await eventCopies(
+      facts.brokers,
+      topic,
+      facts.startOffsets.get(topic) ?? [],
+      `${facts.run}-`,
+      facts.topicTimeoutMs,
+    );
+    replays.set(topic, extraCopies(copies));
+  }
   const { from, to } = facts.range;
   const windows = await keyCopies(
     facts.brokers,
@@ -369,14 +379,16 @@ export async function account(
     facts.topicTimeoutMs,
   );
   const explained =
-    extraCopies(enriched.copies) + extraCopies(windows) + extraCopies(raw.get("logins")?.copies ?? new Map());
+    [...replays.values()].reduce((sum, n) => sum + n, 0) +
+    extraCopies(windows) +
+    extraCopies(raw.get("logins")?.copies ?? new Map());
   checks.push(
-    {
-      name: "replays: extra copies in locations.enriched",
-      value: extraCopies(enriched.copies),
+    ...[...replays].map(([topic, n]) => ({
+      name: `replays: extra copies in ${topic}`,
+      value: n,
       expected: "",
       ok: undefined,
-    },
+    })),
     { name: "replays: re-emitted windows in logins.stats", value: extraCopies(windows), expected: "", ok: undefined },
     { name: "persist: records_replayed_total (run)", value: facts.persist.replayed, expected: "", ok: undefined },
     {
@@ -389,6 +401,7 @@ export async function account(
   );
   const contamination: Contamination = {
     otherLocations: raw.get("locations")?.others ?? 0,
+    otherVehicles: raw.get("vehicle_positions")?.others ?? 0,
     otherLogins: (raw.get("logins")?.others ?? 0) + otherLate,
     otherMembers: facts.otherMembers.length,
   };

@@ -12,15 +12,19 @@ import { pollEvery } from "../poll.ts";
 import { post, type RequestResult } from "../traffic.ts";
 import { committedOffsets, slot } from "./groups.ts";
 
+/** The topics some stage of the run consumes: the pipeline has drained once each is consumed to its end. */
+const CONSUMED = [
+  TOPICS.locationsRaw,
+  TOPICS.vehiclesRaw,
+  TOPICS.loginsRaw,
+  TOPICS.locationsEnriched,
+  TOPICS.vehiclesEnriched,
+  TOPICS.loginsStats,
+];
+
 /** Every topic the checks read, with its end offsets now. */
 export async function snapshot(brokers: string[]): Promise<Map<string, Position[]>> {
-  const topics = [
-    TOPICS.locationsRaw,
-    TOPICS.loginsRaw,
-    TOPICS.locationsEnriched,
-    TOPICS.loginsStats,
-    TOPICS.loginsLate,
-  ];
+  const topics = [...CONSUMED, TOPICS.loginsLate];
   return new Map(await Promise.all(topics.map(async (t) => [t, await endOffsets(brokers, t)] as const)));
 }
 
@@ -97,10 +101,9 @@ export async function drain(options: DrainOptions): Promise<void> {
   let previous = "";
   let behind: string[] = [];
   let lastReport = Date.now();
-  const watched = [TOPICS.locationsRaw, TOPICS.loginsRaw, TOPICS.locationsEnriched, TOPICS.loginsStats];
   const probe = async () => {
     const ends = new Map<string, Position[]>(
-      await Promise.all(watched.map(async (t) => [t, await endOffsets(brokers, t)] as const)),
+      await Promise.all(CONSUMED.map(async (t) => [t, await endOffsets(brokers, t)] as const)),
     );
     const [enrich, aggregate] = await Promise.all([
       committedOffsets(brokers, groupOf("enrich") as string),
@@ -112,7 +115,9 @@ export async function drain(options: DrainOptions): Promise<void> {
     const persist = new Map(stored.map((r) => [slot(r.topic, r.partition), BigInt(r.next_offset)]));
     const readers: [string, string, Map<string, bigint>][] = [
       ["enrich", TOPICS.locationsRaw, enrich],
+      ["enrich", TOPICS.vehiclesRaw, enrich],
       ["persist", TOPICS.locationsEnriched, persist],
+      ["persist", TOPICS.vehiclesEnriched, persist],
       ["persist", TOPICS.loginsRaw, persist],
       ["persist", TOPICS.loginsStats, persist],
     ];

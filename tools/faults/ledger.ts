@@ -15,7 +15,7 @@ export type Fate = "ok" | "rejected" | "unacknowledged" | "indeterminate";
 export const FATES: Fate[] = ["ok", "rejected", "unacknowledged", "indeterminate"];
 
 /** The table an event ends up in. */
-export type Table = "locations" | "logins";
+export type Table = "locations" | "vehicle_positions" | "logins";
 
 /** The fate of a request's events. */
 export function fateOf(result: Pick<RequestResult, "outcome" | "status">): Fate {
@@ -26,7 +26,11 @@ export function fateOf(result: Pick<RequestResult, "outcome" | "status">): Fate 
 
 /** Every event_id the client sent, by table, with its fate; an id is sent once (nothing is retried). */
 export class Ledger {
-  readonly fates: Record<Table, Map<string, Fate>> = { locations: new Map(), logins: new Map() };
+  readonly fates: Record<Table, Map<string, Fate>> = {
+    locations: new Map(),
+    vehicle_positions: new Map(),
+    logins: new Map(),
+  };
   /** Requests per fate. */
   readonly requests = new Map<Fate, number>();
 
@@ -39,7 +43,7 @@ export class Ledger {
     }
   }
 
-  /** Events per fate, over both tables. */
+  /** Events per fate, over every table. */
   events(fate: Fate): number {
     let n = 0;
     for (const table of Object.values(this.fates)) for (const f of table.values()) if (f === fate) n++;

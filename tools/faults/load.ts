@@ -1,6 +1,7 @@
 /**
- * The traffic of a fault run: logins, location pings and a vehicle fleet, each its own seeded stream through
- * ingest with client event_ids under the run's prefix, every request's outcome written to the ledger.
+ * The traffic of a fault run: logins, location pings and a vehicle fleet's reports, each its own seeded stream
+ * through ingest with client event_ids under the run's prefix, every request's outcome written to the ledger
+ * under the table its events end up in.
  */
 import { createGenerator, type Kind, mulberry32, seedOf } from "../generators.ts";
 import { drive, emptyTally, type Tally } from "../traffic.ts";
@@ -20,7 +21,7 @@ export interface LoadOptions {
   seed: number;
   profile: Profile;
   ledger: Ledger;
-  /** Event time of logins (the run's window range); locations use the wall clock. */
+  /** Event time of logins (the run's window range); locations and vehicle reports use the wall clock. */
   loginClock: () => number;
   signal: AbortSignal;
 }
@@ -28,12 +29,15 @@ export interface LoadOptions {
 /** Event_id letter of each stream: `<run>-<letter>-<n>`. */
 const ID_LETTER: Record<Kind, string> = { logins: "g", locations: "l", fleet: "v" };
 
+/** The table each stream's events end up in. */
+const TABLE_OF: Record<Kind, Table> = { logins: "logins", locations: "locations", fleet: "vehicle_positions" };
+
 /** Starts the three streams; `done` resolves once `signal` has stopped them and their requests have ended. */
 export function startLoad(options: LoadOptions): { streams: Stream[]; done: Promise<unknown> } {
   const { profile, run, seed } = options;
   const streams: Stream[] = [];
   const runs = (["logins", "locations", "fleet"] as const).map((kind) => {
-    const stream: Stream = { kind, table: kind === "logins" ? "logins" : "locations", tally: emptyTally() };
+    const stream: Stream = { kind, table: TABLE_OF[kind], tally: emptyTally() };
     streams.push(stream);
     const generator = createGenerator(kind, {
       seed: seedOf(`${seed}/${kind}`),

@@ -55,8 +55,8 @@ export function printSummary(input: SummaryInput): number {
         `  ${c.instance} lifetime ${c.lifetime} exited ${c.exit} at ${new Date(c.at).toISOString()}: ` +
         `${c.reason ?? "no error logged"} (${c.log})`,
     ),
-    `other traffic during the run: ${input.contamination.otherLocations} location and ` +
-      `${input.contamination.otherLogins} login records of others, ` +
+    `other traffic during the run: ${input.contamination.otherLocations} location, ` +
+      `${input.contamination.otherVehicles} vehicle and ${input.contamination.otherLogins} login records of others, ` +
       `${input.contamination.otherMembers} sightings of other members in the stages' groups`,
   );
   const rows = input.checks.map((c) => [c.name, String(c.value), c.expected, resultOf(c, input.contamination)]);
