@@ -150,10 +150,14 @@ async function accountTable(facts: RunFacts, table: Table, raw: Map<string, numb
       ok: undefined,
     },
     {
-      name: `${table}: ingest wrote twice (extra copies in ${TOPIC_OF[table]})`,
+      // Reported, not asserted: when the broker restarts and has lost the producer's state, the Kafka client
+      // sends an unacknowledged batch again under a new producer id, so the broker cannot tell it is a copy. Each
+      // copy carries its event_id, and the stores and the window fold count an event_id once: the checks above
+      // and below hold the pipeline to that.
+      name: `${table}: the client wrote a batch twice (extra copies in ${TOPIC_OF[table]})`,
       value: extraCopies(written),
-      expected: "0",
-      ok: extraCopies(written) === 0,
+      expected: "",
+      ok: undefined,
     },
   );
   return {
