@@ -15,7 +15,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { counter, createRegistry, type Registry } from "./metrics.ts";
 
 /** Settings that hold a port: each stage serves its health, metrics and routes on its own. */
-export type PortSetting = { [K in keyof Config]: K extends `${string}_PORT` ? K : never }[keyof Config];
+export type PortSetting = { [K in keyof Config]-?: K extends `${string}_PORT` ? K : never }[keyof Config];
 
 /** What a stage's `start` gets. */
 export interface StageContext {
