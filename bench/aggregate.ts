@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createWindowFold } from "../aggregate/windows.ts";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, partitionFor } from "../shared/kafka.ts";
+import { brokerAnswers, kafkaConnection, partitionFor } from "../shared/kafka.ts";
 import type { RawLogin } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import {
@@ -91,9 +91,10 @@ async function main(): Promise<number> {
   });
   const count = Math.floor(opts.events);
   const timeoutMs = opts.timeout * 1000;
-  const { KAFKA_BROKERS: brokers, TOPIC_PARTITIONS: partitions } = parseConfig(process.env);
-  if (!(await brokerAnswers(brokers, 3_000))) {
-    console.error(`no broker at ${brokers.join(",")}; start the stack with: bun run stack`);
+  const env = parseConfig(process.env);
+  const [kafka, partitions] = [kafkaConnection(env), env.TOPIC_PARTITIONS];
+  if (!(await brokerAnswers(kafka, 3_000))) {
+    console.error(`no broker at ${kafka.brokers.join(",")}; start the stack with: bun run stack`);
     return 1;
   }
   const runId = Date.now().toString(36);
@@ -108,7 +109,7 @@ async function main(): Promise<number> {
   let backlog: number;
   try {
     const drained = await drainGroup({
-      brokers,
+      kafka,
       script: "aggregate.ts",
       portVariable: "AGGREGATE_PORT",
       groupId: "aggregate",
@@ -117,12 +118,12 @@ async function main(): Promise<number> {
       timeoutMs,
     });
     if (drained > 0) console.log(`drained a backlog of ${int(drained)} records of the aggregate group`);
-    const before = await topicSize(brokers, TOPICS.loginsRaw);
+    const before = await topicSize(kafka, TOPICS.loginsRaw);
     await produceAll(
-      brokers,
+      kafka,
       events.map(({ event }) => ({ topic: TOPICS.loginsRaw, key: event.user_id, value: JSON.stringify(event) })),
     );
-    backlog = (await topicSize(brokers, TOPICS.loginsRaw)) - before;
+    backlog = (await topicSize(kafka, TOPICS.loginsRaw)) - before;
     const stage = await startStage("aggregate.ts", "AGGREGATE_PORT", log, stageTweaks());
     const consumed = {
       base: 0,

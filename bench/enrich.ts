@@ -26,7 +26,7 @@ import { find, setCache } from "geo-tz/dist/find-1970";
 import { enrichLocation } from "../enrich/timezone.ts";
 import { createDb } from "../persist/postgres/db.ts";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, type InRecord } from "../shared/kafka.ts";
+import { brokerAnswers, type InRecord, kafkaConnection } from "../shared/kafka.ts";
 import { decode } from "../shared/records.ts";
 import { RawLocation } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
@@ -74,9 +74,11 @@ async function main(): Promise<number> {
   });
   const count = Math.floor(opts.events);
   const timeoutMs = opts.timeout * 1000;
-  const { KAFKA_BROKERS: brokers, DATABASE_URL, BATCH_MAX_RECORDS } = parseConfig(process.env);
-  if (!(await brokerAnswers(brokers, 3_000))) {
-    console.error(`no broker at ${brokers.join(",")}; start the stack with: bun run stack`);
+  const env = parseConfig(process.env);
+  const { BATCH_MAX_RECORDS } = env;
+  const kafka = kafkaConnection(env);
+  if (!(await brokerAnswers(kafka, 3_000))) {
+    console.error(`no broker at ${kafka.brokers.join(",")}; start the stack with: bun run stack`);
     return 1;
   }
 
@@ -85,7 +87,7 @@ async function main(): Promise<number> {
   const events = rawLocations(points, runId);
   const values = events.map((event) => Buffer.from(JSON.stringify(event)));
   console.log(
-    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${brokers.join(",")}; ` +
+    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${kafka.brokers.join(",")}; ` +
       `${int(count)} events, BATCH_MAX_RECORDS=${BATCH_MAX_RECORDS}`,
   );
 
@@ -105,7 +107,7 @@ async function main(): Promise<number> {
   const logPath = join(tmpdir(), `bench-enrich-${runId}.log`);
   const log = openSync(logPath, "a");
   const drain = (script: string, portVariable: string, groupId: string, topic: string) =>
-    drainGroup({ brokers, script, portVariable, groupId, topic, logFile: log, timeoutMs });
+    drainGroup({ kafka, script, portVariable, groupId, topic, logFile: log, timeoutMs });
   let run: Awaited<ReturnType<typeof timeStage>>;
   let grew: number;
   let backlog: number;
@@ -117,14 +119,14 @@ async function main(): Promise<number> {
     startupDrained = await drain("enrich.ts", "ENRICH_PORT", "enrich", TOPICS.locationsRaw);
     if (startupDrained > 0) console.log(`drained a backlog of ${int(startupDrained)} records of the enrich group`);
 
-    const before = await topicSize(brokers, TOPICS.locationsEnriched);
+    const before = await topicSize(kafka, TOPICS.locationsEnriched);
     ({ rate: produceRate } = await produceAll(
-      brokers,
+      kafka,
       events.map((event, i) => ({ topic: TOPICS.locationsRaw, key: event.user_id, value: values[i] as Buffer })),
     ));
-    const counter = await commitCounter(brokers, "enrich", TOPICS.locationsRaw);
+    const counter = await commitCounter(kafka, "enrich", TOPICS.locationsRaw);
     // Ours, plus whatever others produced meanwhile: the stage has to work through all of it.
-    backlog = (await topicSize(brokers, TOPICS.locationsRaw)) - counter.base;
+    backlog = (await topicSize(kafka, TOPICS.locationsRaw)) - counter.base;
     // This process's geo-tz cache is garbage now: collect it before the stage starts, not while it is timed.
     setCache();
     Bun.gc(true);
@@ -134,11 +136,11 @@ async function main(): Promise<number> {
     } finally {
       await Promise.all([stage.stop(), counter.close()]);
     }
-    grew = (await topicSize(brokers, TOPICS.locationsEnriched)) - before;
+    grew = (await topicSize(kafka, TOPICS.locationsEnriched)) - before;
 
     // Our enriched events would otherwise wait for the next persist (a test's, perhaps) to write them.
     cleanupDrained = await drain("persist.ts", "PERSIST_PORT", "persist", TOPICS.locationsEnriched);
-    const sql = createDb(DATABASE_URL, 1);
+    const sql = createDb(env, 1);
     try {
       deleted = await deleteBenchRows(sql);
     } finally {

@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Subprocess } from "bun";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, endOffsets } from "../shared/kafka.ts";
+import { brokerAnswers, endOffsets, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { freePort } from "../tools/ports.ts";
 
@@ -103,12 +103,12 @@ function options() {
 }
 
 /** Resolves once the broker answers and the raw topic exists, polling until `seconds` have passed. */
-async function waitForStack(brokers: string[], seconds: number): Promise<boolean> {
+async function waitForStack(kafka: KafkaConnection, seconds: number): Promise<boolean> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const ready =
-      (await brokerAnswers(brokers, 3_000)) &&
-      (await endOffsets(brokers, TOPICS.locationsRaw).then(
+      (await brokerAnswers(kafka, 3_000)) &&
+      (await endOffsets(kafka, TOPICS.locationsRaw).then(
         (partitions) => partitions.length > 0,
         () => false,
       ));
@@ -118,8 +118,8 @@ async function waitForStack(brokers: string[], seconds: number): Promise<boolean
 }
 
 /** Records in all partitions of `topic`, to check that what wrk saw answered really reached the broker. */
-async function topicSize(brokers: string[], topic: string): Promise<number> {
-  const partitions = await endOffsets(brokers, topic);
+async function topicSize(kafka: KafkaConnection, topic: string): Promise<number> {
+  const partitions = await endOffsets(kafka, topic);
   return Number(partitions.reduce((sum, { offset }) => sum + offset, 0n));
 }
 
@@ -209,10 +209,10 @@ async function main(): Promise<number> {
     console.error(`wrk is not installed; install it with:\n  ${WRK_INSTALL}`);
     return 1;
   }
-  const { KAFKA_BROKERS } = parseConfig(process.env);
-  if (!(await waitForStack(KAFKA_BROKERS, opts.stackWait))) {
+  const kafka = kafkaConnection(parseConfig(process.env));
+  if (!(await waitForStack(kafka, opts.stackWait))) {
     console.error(
-      `no broker with topic ${TOPICS.locationsRaw} at ${KAFKA_BROKERS.join(",")}; start it with: bun run stack`,
+      `no broker with topic ${TOPICS.locationsRaw} at ${kafka.brokers.join(",")}; start it with: bun run stack`,
     );
     return 1;
   }
@@ -278,19 +278,19 @@ async function main(): Promise<number> {
     await waitReady("bench/noop.ts", `http://127.0.0.1:${noopPort}/readyz`, noop);
     await waitReady("ingest.ts", `http://127.0.0.1:${ingestPort}/readyz`, ingest);
     console.log(
-      `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${KAFKA_BROKERS.join(",")}; ` +
+      `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${kafka.brokers.join(",")}; ` +
         `${opts.warmup} s warm-up + ${opts.duration} s per scenario, wrk -t${opts.threads}`,
     );
     for (const scenario of scenarios) {
       console.log(`${scenario.name}: ${scenario.connections} connections ...`);
       if (opts.warmup > 0) await wrk(scenario, opts.warmup, opts.threads, `${runId}w`);
-      const before = scenario.durable ? await topicSize(KAFKA_BROKERS, TOPICS.locationsRaw) : 0;
+      const before = scenario.durable ? await topicSize(kafka, TOPICS.locationsRaw) : 0;
       const [server0, machine0] = [cpuSeconds(scenario.server.pid), machineCpuSeconds()];
       const result = await wrk(scenario, opts.duration, opts.threads, runId);
       const seconds = result.duration_us / 1e6;
       const serverCpu = (cpuSeconds(scenario.server.pid) - server0) / seconds;
       const machineCpu = (machineCpuSeconds() - machine0) / seconds;
-      const stored = scenario.durable ? (await topicSize(KAFKA_BROKERS, TOPICS.locationsRaw)) - before : undefined;
+      const stored = scenario.durable ? (await topicSize(kafka, TOPICS.locationsRaw)) - before : undefined;
       results.push({ scenario, result, serverCpu, machineCpu, ...(stored !== undefined && { stored }) });
     }
   } catch (error) {

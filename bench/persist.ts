@@ -26,7 +26,7 @@ import { copyText, type Table } from "../persist/postgres/table.ts";
 import { type PendingRow, writeBatch } from "../persist/postgres/transaction.ts";
 import { LOCATIONS } from "../persist/postgres.ts";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, type InRecord } from "../shared/kafka.ts";
+import { brokerAnswers, type InRecord, kafkaConnection } from "../shared/kafka.ts";
 import { decode } from "../shared/records.ts";
 import { type EnrichedLocation as Enriched, EnrichedLocation } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
@@ -139,14 +139,16 @@ async function main(): Promise<number> {
   });
   const count = Math.floor(opts.events);
   const timeoutMs = opts.timeout * 1000;
-  const { KAFKA_BROKERS: brokers, DATABASE_URL: url, BATCH_MAX_RECORDS: batchSize } = parseConfig(process.env);
+  const env = parseConfig(process.env);
+  const { DATABASE_URL: url, BATCH_MAX_RECORDS: batchSize } = env;
+  const kafka = kafkaConnection(env);
   if (!Bun.which("psql")) {
     console.error("psql is not installed (Debian: apt-get install -y postgresql-client)");
     return 1;
   }
-  const sql = createDb(url, 2);
-  if (!(await brokerAnswers(brokers, 3_000)) || !(await databaseAnswers(sql, 3_000))) {
-    console.error(`no broker at ${brokers.join(",")} or no database at DATABASE_URL; start them: bun run stack`);
+  const sql = createDb(env, 2);
+  if (!(await brokerAnswers(kafka, 3_000)) || !(await databaseAnswers(sql, 3_000))) {
+    console.error(`no broker at ${kafka.brokers.join(",")} or no database at DATABASE_URL; start them: bun run stack`);
     await sql.end({ timeout: 1 });
     return 1;
   }
@@ -155,7 +157,7 @@ async function main(): Promise<number> {
   const events: Enriched[] = rawLocations(randomPoints(count, 2024), runId, 2024).map(enrichLocation);
   const values = events.map((event) => Buffer.from(JSON.stringify(event)));
   console.log(
-    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${brokers.join(",")}; ` +
+    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${kafka.brokers.join(",")}; ` +
       `${int(count)} rows, BATCH_MAX_RECORDS=${batchSize}`,
   );
 
@@ -173,7 +175,7 @@ async function main(): Promise<number> {
   try {
     // persist.ts applies the migrations itself, so the drain also makes sure that `locations` exists.
     drained = await drainGroup({
-      brokers,
+      kafka,
       script: "persist.ts",
       portVariable: "PERSIST_PORT",
       groupId: "persist",
@@ -184,12 +186,12 @@ async function main(): Promise<number> {
     if (drained > 0) console.log(`drained a backlog of ${int(drained)} records of the persist group`);
 
     const produced = await produceAll(
-      brokers,
+      kafka,
       events.map((event, i) => ({ topic: TOPICS.locationsEnriched, key: event.user_id, value: values[i] as Buffer })),
     );
     produceRate = produced.rate;
-    const counter = await commitCounter(brokers, "persist", TOPICS.locationsEnriched);
-    backlog = (await topicSize(brokers, TOPICS.locationsEnriched)) - counter.base;
+    const counter = await commitCounter(kafka, "persist", TOPICS.locationsEnriched);
+    backlog = (await topicSize(kafka, TOPICS.locationsEnriched)) - counter.base;
     const stage = await startStage("persist.ts", "PERSIST_PORT", log, stageTweaks());
     try {
       run = await timeStage(stage, counter, backlog, timeoutMs);

@@ -16,6 +16,7 @@ import {
   type Delivery,
   endOffsets,
   groupLag,
+  type KafkaConnection,
   type OutRecord,
 } from "../shared/kafka.ts";
 import type { RawLocation } from "../shared/schemas.ts";
@@ -196,10 +197,10 @@ export async function bestOfAsync(measure: () => Promise<number>, passes = 3): P
 
 /** Produces `records` with the pipeline's own producer; returns where each went and the records per second. */
 export async function produceAll(
-  brokers: string[],
+  kafka: KafkaConnection,
   records: OutRecord[],
 ): Promise<{ rate: number; deliveries: Delivery[] }> {
-  const producer = createProducer({ brokers, clientId: "bench", timeoutMs: 30_000 });
+  const producer = createProducer({ kafka, clientId: "bench", timeoutMs: 30_000 });
   const start = performance.now();
   try {
     const deliveries = await producer.send(records);
@@ -210,14 +211,14 @@ export async function produceAll(
 }
 
 /** Records `groupId` has not committed, over `topic` and every other topic it has committed offsets for. */
-async function backlogOf(brokers: string[], groupId: string, topic: string): Promise<number> {
-  const topics = new Set([topic, ...(await committedOffsets(brokers, groupId)).map((p) => p.topic)]);
-  return groupLag(brokers, groupId, [...topics]);
+async function backlogOf(kafka: KafkaConnection, groupId: string, topic: string): Promise<number> {
+  const topics = new Set([topic, ...(await committedOffsets(kafka, groupId)).map((p) => p.topic)]);
+  return groupLag(kafka, groupId, [...topics]);
 }
 
 /** Records in all partitions of `topic`. */
-export async function topicSize(brokers: string[], topic: string): Promise<number> {
-  const partitions = await endOffsets(brokers, topic);
+export async function topicSize(kafka: KafkaConnection, topic: string): Promise<number> {
+  const partitions = await endOffsets(kafka, topic);
   return Number(partitions.reduce((sum, { offset }) => sum + offset, 0n));
 }
 
@@ -348,7 +349,7 @@ export async function startStage(
  * Returns how many records the drains had to work through.
  */
 export async function drainGroup(options: {
-  brokers: string[];
+  kafka: KafkaConnection;
   script: string;
   portVariable: string;
   groupId: string;
@@ -356,17 +357,17 @@ export async function drainGroup(options: {
   logFile: number;
   timeoutMs: number;
 }): Promise<number> {
-  const { brokers, groupId, topic } = options;
+  const { kafka, groupId, topic } = options;
   let drained = 0;
   for (let round = 0; round < 3; round++) {
-    const backlog = await backlogOf(brokers, groupId, topic);
+    const backlog = await backlogOf(kafka, groupId, topic);
     if (backlog === 0) return drained;
     drained += backlog;
     const stage = await startStage(options.script, options.portVariable, options.logFile);
     try {
       await pollEvery(
         `${groupId} to catch up`,
-        async () => ((await backlogOf(brokers, groupId, topic)) === 0 ? true : undefined),
+        async () => ((await backlogOf(kafka, groupId, topic)) === 0 ? true : undefined),
         options.timeoutMs,
         POLL_MS,
       );
@@ -378,9 +379,9 @@ export async function drainGroup(options: {
 }
 
 /** Counts what `groupId` commits on `topic` from now on; `read()` is one offset fetch on an open connection. */
-export async function commitCounter(brokers: string[], groupId: string, topic: string) {
+export async function commitCounter(kafka: KafkaConnection, groupId: string, topic: string) {
   const committed = async () => {
-    const positions = (await committedOffsets(brokers, groupId)).filter((p) => p.topic === topic);
+    const positions = (await committedOffsets(kafka, groupId)).filter((p) => p.topic === topic);
     // -1: never committed, which after a drain means the partition had no records yet.
     return Number(positions.reduce((sum, p) => sum + (p.offset < 0n ? 0n : p.offset), 0n));
   };

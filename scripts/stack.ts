@@ -20,7 +20,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { $ } from "bun";
 import { config } from "../shared/config.ts";
-import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
+import { brokerAnswers, ensureTopics, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
 
 const POM = join(import.meta.dir, "..", "stack", "pom.xml");
@@ -225,11 +225,13 @@ function spawnBroker(): number {
   return broker.pid;
 }
 
-async function waitForBroker(brokers: string[], pid: number): Promise<void> {
+async function waitForBroker(kafka: KafkaConnection, pid: number): Promise<void> {
   const started = Date.now();
   while (Date.now() - started < KAFKA_START_TIMEOUT_MS) {
-    if (await brokerAnswers(brokers, 1000)) {
-      console.log(`kafka: answering on ${brokers.join(",")} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (await brokerAnswers(kafka, 1000)) {
+      console.log(
+        `kafka: answering on ${kafka.brokers.join(",")} after ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
       return;
     }
     // Liveness, not the command line: a process read right after spawn may not show java's arguments yet.
@@ -240,14 +242,14 @@ async function waitForBroker(brokers: string[], pid: number): Promise<void> {
     await Bun.sleep(250);
   }
   throw new StackError(
-    `Kafka (pid ${pid}) did not answer on ${brokers.join(",")} within ${KAFKA_START_TIMEOUT_MS / 1000} s; ` +
+    `Kafka (pid ${pid}) did not answer on ${kafka.brokers.join(",")} within ${KAFKA_START_TIMEOUT_MS / 1000} s; ` +
       `it is left running (bun run stack:stop ends it). From ${KAFKA_LOG}:\n${logExcerpt()}`,
   );
 }
 
-async function kafkaUp(brokers: string[]): Promise<void> {
-  if (await brokerAnswers(brokers, 2000)) {
-    console.log(`kafka: reusing the broker answering on ${brokers.join(",")}`);
+async function kafkaUp(kafka: KafkaConnection): Promise<void> {
+  if (await brokerAnswers(kafka, 2000)) {
+    console.log(`kafka: reusing the broker answering on ${kafka.brokers.join(",")}`);
     // `bun run kafka` runs the CLI tools from this pom's jars, which a broker started earlier may predate. Only
     // with Maven and Java present: a broker that is not ours (Redpanda under compose) needs neither.
     if (Bun.which("mvn") && Bun.which("java")) await ensureJars();
@@ -262,7 +264,7 @@ async function kafkaUp(brokers: string[]): Promise<void> {
     await ensureStorage();
     pid = spawnBroker();
   }
-  await waitForBroker(brokers, pid);
+  await waitForBroker(kafka, pid);
 }
 
 interface Cluster {
@@ -328,9 +330,9 @@ async function ensureRoleAndDatabase(url: URL, port: string): Promise<void> {
     .quiet();
 }
 
-async function topicsUp(brokers: string[], partitions: number): Promise<void> {
+async function topicsUp(kafka: KafkaConnection, partitions: number): Promise<void> {
   const specs = topicSpecs(partitions);
-  const created = await ensureTopics(brokers, specs);
+  const created = await ensureTopics(kafka, specs);
   const note = created.length ? `created ${created.join(", ")}` : "all exist";
   console.log(`topics: ${specs.length} topics with ${partitions} partitions, ${note}`);
 }
@@ -345,12 +347,13 @@ function fail(error: unknown): never {
 }
 
 async function main(): Promise<void> {
-  const { KAFKA_BROKERS, DATABASE_URL, TOPIC_PARTITIONS } = config();
+  const env = config();
+  const kafka = kafkaConnection(env);
   mkdirSync(STACK_HOME, { recursive: true });
   const started = Date.now();
   // The broker's JVM takes seconds to start; PostgreSQL comes up meanwhile.
-  await Promise.all([kafkaUp(KAFKA_BROKERS), postgresUp(DATABASE_URL)]);
-  await topicsUp(KAFKA_BROKERS, TOPIC_PARTITIONS);
+  await Promise.all([kafkaUp(kafka), postgresUp(env.DATABASE_URL)]);
+  await topicsUp(kafka, env.TOPIC_PARTITIONS);
   console.log(`stack: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

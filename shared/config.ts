@@ -68,9 +68,14 @@ export type SslMode = (typeof SSL_MODES)[number];
 /** The modes that use TLS for certain, where a CA file means something. */
 const TLS_MODES: readonly string[] = ["require", "verify-ca", "verify-full"];
 
-/** The `sslmode` of a PostgreSQL URL, `prefer` (libpq's default) when it has none. */
-export function sslModeOf(url: string): string {
-  return new URL(url).searchParams.get("sslmode") ?? "prefer";
+/**
+ * The `sslmode` of a PostgreSQL URL, undefined when it names none (then postgres.js, unlike libpq, uses no TLS).
+ *
+ * @example
+ * sslModeOf("postgres://u@db/x?sslmode=verify-full"); // "verify-full"
+ */
+export function sslModeOf(url: string): string | undefined {
+  return new URL(url).searchParams.get("sslmode") ?? undefined;
 }
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
@@ -97,7 +102,7 @@ const Fields = v.object({
     v.regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
     v.check((url) => URL.canParse(url), "must be a postgres:// URL"),
     v.check(
-      (url) => (SSL_MODES as readonly string[]).includes(sslModeOf(url)),
+      (url) => (SSL_MODES as readonly (string | undefined)[]).concat(undefined).includes(sslModeOf(url)),
       `sslmode must be one of ${SSL_MODES.join(", ")}`,
     ),
   ),
@@ -180,7 +185,7 @@ const EnvSchema = v.pipe(
   rule(
     "DATABASE_TLS_CA_FILE",
     ["DATABASE_URL", "DATABASE_TLS_CA_FILE"],
-    (env) => !env.DATABASE_TLS_CA_FILE || TLS_MODES.includes(sslModeOf(env.DATABASE_URL)),
+    (env) => !env.DATABASE_TLS_CA_FILE || TLS_MODES.includes(sslModeOf(env.DATABASE_URL) ?? ""),
     "needs sslmode=require, verify-ca or verify-full in DATABASE_URL",
   ),
 );
@@ -192,6 +197,8 @@ export class ConfigError extends Error {
 
 /** Settings whose values are never printed: the error names them, and logs redact them (shared/log.ts). */
 export const SECRET_SETTINGS = ["KAFKA_SASL_PASSWORD"] as const;
+/** Settings that hold a URL with a password in it: shown and logged with the password replaced. */
+export const URL_SETTINGS = ["DATABASE_URL"] as const;
 
 /**
  * `url` with its password replaced by `***`, for messages and logs; text that is no URL is returned as it is.
@@ -209,7 +216,7 @@ export function redactUrl(url: string): string {
 /** A setting's value as an error message may show it. */
 function shown(name: string, value: string): string {
   if ((SECRET_SETTINGS as readonly string[]).includes(name)) return value ? "***" : "";
-  return name === "DATABASE_URL" ? redactUrl(value) : value;
+  return (URL_SETTINGS as readonly string[]).includes(name) ? redactUrl(value) : value;
 }
 
 /** Parses the environment; throws a {@link ConfigError} listing every bad variable. */

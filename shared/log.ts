@@ -1,10 +1,10 @@
 /** JSON logs on stdout, one line per event, so `docker compose logs` and log shippers read them as they are. */
 import pino from "pino";
-import { redactUrl, SECRET_SETTINGS } from "./config.ts";
+import { redactUrl, SECRET_SETTINGS, URL_SETTINGS } from "./config.ts";
 
 /** Fields that hold a secret, at the top of a log line's object or up to two levels down (`{ env }`, `{ kafka: { sasl } }`). */
 const SECRET_FIELDS = ["password", "secret", "token", ...SECRET_SETTINGS];
-const URL_FIELDS = ["DATABASE_URL", "databaseUrl", "url"];
+const URL_FIELDS: string[] = [...URL_SETTINGS, "databaseUrl", "url"];
 const deep = (field: string) => [field, `*.${field}`, `*.*.${field}`];
 
 /**

@@ -4,7 +4,14 @@
  */
 import "./setup.ts";
 import { type Config, parseConfig } from "../shared/config.ts";
-import { endOffsets, type InRecord, type Position, readRange } from "../shared/kafka.ts";
+import {
+  endOffsets,
+  type InRecord,
+  type KafkaConnection,
+  kafkaConnection,
+  type Position,
+  readRange,
+} from "../shared/kafka.ts";
 import { type StageName, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 
@@ -16,6 +23,10 @@ export const pollUntil = <T>(what: string, probe: () => Promise<T | undefined>, 
 export const testConfig = (overrides: Record<string, string> = {}): Config =>
   parseConfig({ ...process.env, LOG_LEVEL: "silent", ...overrides });
 
+/** The cluster the tests run against, for `overrides` of the environment. */
+export const testKafka = (overrides: Record<string, string> = {}): KafkaConnection =>
+  kafkaConnection(testConfig(overrides));
+
 /** Reads `topic` from `from` until `done(records)` holds, or fails after `timeoutMs`. */
 export function readTopic(
   topic: string,
@@ -23,11 +34,11 @@ export function readTopic(
   done: (records: InRecord[]) => boolean,
   timeoutMs = 30_000,
 ): Promise<InRecord[]> {
-  return readRange({ brokers: testConfig().KAFKA_BROKERS, topic, from, done, timeoutMs });
+  return readRange({ kafka: testKafka(), topic, from, done, timeoutMs });
 }
 
 /** The end offsets of `topic` now, to read only what a test produces after this point. */
-export const snapshot = (topic: string) => endOffsets(testConfig().KAFKA_BROKERS, topic);
+export const snapshot = (topic: string) => endOffsets(testKafka(), topic);
 
 /** The ingest stage in this process on a free port, for `overrides` of the environment. */
 export async function startIngest(overrides: Record<string, string> = {}) {

@@ -26,7 +26,7 @@
  */
 import { recompute, type TimedLogin } from "../../aggregate/stats.ts";
 import type { Sql } from "../../persist/postgres/db.ts";
-import type { Position } from "../../shared/kafka.ts";
+import type { KafkaConnection, Position } from "../../shared/kafka.ts";
 import { OPTIONAL_LOGIN_FIELDS } from "../../shared/schemas.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { FATES, type Fate, type Ledger, type Table } from "./ledger.ts";
@@ -65,7 +65,7 @@ export function resultOf(check: Check, contamination: Contamination): Result {
 
 export interface RunFacts {
   sql: Sql;
-  brokers: string[];
+  kafka: KafkaConnection;
   /** Every event_id and user_id of the run starts with `${run}-`. */
   run: string;
   ledger: Ledger;
@@ -174,7 +174,7 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
   const like = `${run}-%`;
 
   const late = await eventCopies(
-    facts.brokers,
+    facts.kafka,
     TOPICS.loginsLate,
     facts.startOffsets.get(TOPICS.loginsLate) ?? [],
     `${run}-`,
@@ -336,7 +336,7 @@ export async function account(
   for (const table of ["locations", "logins"] as const) {
     const topic = TOPIC_OF[table];
     const copies = await eventCopies(
-      facts.brokers,
+      facts.kafka,
       topic,
       facts.startOffsets.get(topic) ?? [],
       `${facts.run}-`,
@@ -351,7 +351,7 @@ export async function account(
 
   // Copies beyond the first in what persist reads: the most conflicts that replays upstream can explain.
   const enriched = await eventCopies(
-    facts.brokers,
+    facts.kafka,
     TOPICS.locationsEnriched,
     facts.startOffsets.get(TOPICS.locationsEnriched) ?? [],
     `${facts.run}-`,
@@ -359,7 +359,7 @@ export async function account(
   );
   const { from, to } = facts.range;
   const windows = await keyCopies(
-    facts.brokers,
+    facts.kafka,
     TOPICS.loginsStats,
     facts.startOffsets.get(TOPICS.loginsStats) ?? [],
     (key) => {
