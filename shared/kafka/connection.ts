@@ -108,12 +108,19 @@ export function accessFailure(error: unknown, connection: KafkaConnection): stri
   const where = `Kafka at ${connection.brokers.join(",")}`;
   const chain = causes(error);
   const codeOf = (cause: Error) => String((cause as { code?: unknown }).code);
+  // The client's own words when one side speaks TLS and the other does not; first, because a SASL handshake sent
+  // in plaintext to a TLS port fails as an authentication error caused by it.
+  const mismatch = chain.find((cause) => /TLS handshake failed|Broker requires TLS/.test(cause.message));
+  if (mismatch) return `${where}: ${mismatch.message} Check KAFKA_TLS and the port of KAFKA_BROKERS`;
   const auth = chain.find((cause) => codeOf(cause) === AuthenticationError.code);
   if (auth) {
     const sasl = connection.sasl;
     const who = sasl ? `user ${JSON.stringify(sasl.username)} (${sasl.mechanism})` : "this client";
-    const detail = auth.message === "SASL authentication failed." ? "wrong username or password" : auth.message;
-    return `${where} rejected ${who}: ${detail}; check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM`;
+    if (auth.message === "SASL authentication failed.")
+      return `${where} rejected ${who}: wrong username or password; check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`;
+    // The broker dropped the handshake: a mechanism it does not offer, or plaintext sent to a TLS port.
+    const tlsHint = connection.tls ? "" : " (and KAFKA_TLS=on if the port is a TLS one)";
+    return `${where} rejected ${who}: the SASL handshake failed; check KAFKA_SASL_MECHANISM${tlsHint}`;
   }
   const certificate = chain.find((cause) => CERTIFICATE_CODES.has(codeOf(cause)));
   if (certificate) {
@@ -124,9 +131,6 @@ export function accessFailure(error: unknown, connection: KafkaConnection): stri
         : "the certificate is not signed by a trusted CA; check KAFKA_TLS_CA_FILE";
     return `${where}: TLS handshake failed (${code}: ${certificate.message}); ${fix}`;
   }
-  // The client's own words when one side speaks TLS and the other does not.
-  const mismatch = chain.find((cause) => /TLS handshake failed|Broker requires TLS/.test(cause.message));
-  if (mismatch) return `${where}: ${mismatch.message} Check KAFKA_TLS and the port of KAFKA_BROKERS`;
   return undefined;
 }
 
