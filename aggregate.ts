@@ -28,7 +28,7 @@ export const aggregate: Stage = {
   name: "aggregate",
   port: "AGGREGATE_PORT",
   group: () => GROUP,
-  start({ env, log, registry, produce }) {
+  start({ env, kafka, log, registry, produce }) {
     const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
     const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
     const duplicates = counter(registry, "duplicate_events_total", "Event ids seen twice in a window, counted once");
@@ -40,8 +40,8 @@ export const aggregate: Stage = {
     /** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
     async function restore(partitions: number[]) {
       const [last, committed] = await Promise.all([
-        lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats),
-        committedOffsets(env.KAFKA_BROKERS, GROUP),
+        lastRecords(kafka, TOPICS.loginsStats),
+        committedOffsets(kafka, GROUP),
       ]);
       for (const partition of partitions) {
         const record = last.get(partition);

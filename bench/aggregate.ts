@@ -15,7 +15,7 @@
  */
 import { createWindowFold } from "../aggregate/windows.ts";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, partitionFor } from "../shared/kafka.ts";
+import { brokerAnswers, kafkaConnection, partitionFor } from "../shared/kafka.ts";
 import type { RawLogin } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { metricSum } from "../tools/metrics.ts";
@@ -48,9 +48,11 @@ function foldRate(events: { event: RawLogin; partition: number }[], partitions: 
 
 async function main(): Promise<number> {
   const { count, timeoutMs } = backlogOptions(300_000);
-  const { KAFKA_BROKERS: brokers, TOPIC_PARTITIONS: partitions } = parseConfig(process.env);
-  if (!(await brokerAnswers(brokers, 3_000)))
-    throw new BenchError(`no broker at ${brokers.join(",")}; start the stack with: bun run stack`);
+  const env = parseConfig(process.env);
+  const kafka = kafkaConnection(env);
+  const { TOPIC_PARTITIONS: partitions } = env;
+  if (!(await brokerAnswers(kafka, 3_000)))
+    throw new BenchError(`no broker at ${kafka.brokers.join(",")}; start the stack with: bun run stack`);
   const runId = Date.now().toString(36);
   const events = benchLogins(count, runId).map((event) => ({
     event,
@@ -61,7 +63,7 @@ async function main(): Promise<number> {
   const fold = bestOf(() => foldRate(events, partitions));
 
   const log = stageLog("aggregate", runId);
-  const context = { brokers, log, timeoutMs };
+  const context = { kafka, log, timeoutMs };
   const timed = await log.around(async () => {
     await drainGroup(context, "aggregate", TOPICS.loginsRaw, "read");
     const records = keyedByUser(

@@ -12,7 +12,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createDb } from "../persist/postgres/db.ts";
 import { config } from "../shared/config.ts";
-import { brokerAnswers } from "../shared/kafka.ts";
+import { brokerAnswers, kafkaConnection } from "../shared/kafka.ts";
 import type { ProcessHandle } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 import { renderChart } from "./e2e/chart.ts";
@@ -50,10 +50,11 @@ try {
 }
 
 const env = config();
-const sql = createDb(env.DATABASE_URL, 2);
+const kafka = kafkaConnection(env);
+const sql = createDb(env, 2);
 /** Both servers answer: the broker a metadata request, PostgreSQL a query. */
 const stackUp = async () =>
-  (await brokerAnswers(env.KAFKA_BROKERS, 5_000)) &&
+  (await brokerAnswers(kafka, 5_000)) &&
   (await sql`select 1`.then(
     () => true,
     () => false,
@@ -61,14 +62,14 @@ const stackUp = async () =>
 // A fault run stops and restarts the servers: wait for it (below) rather than fail; with nothing else running,
 // a server that does not answer is simply not started.
 if (!(await stackUp()) && foreignProcesses([]).length === 0) {
-  console.error(`Kafka (${env.KAFKA_BROKERS.join(",")}) or PostgreSQL (DATABASE_URL) does not answer: ${STACK_HINT}`);
+  console.error(`Kafka (${kafka.brokers.join(",")}) or PostgreSQL (DATABASE_URL) does not answer: ${STACK_HINT}`);
   await sql.end({ timeout: 1 });
   process.exit(1);
 }
 
 const startedAt = new Date();
 const runId = `e2e${startedAt.getTime().toString(36)}`;
-const watcher = createGroupWatcher(env.KAFKA_BROKERS);
+const watcher = createGroupWatcher(kafka);
 const logs = stageLog("e2e", runId);
 const interference: string[] = [];
 let stages: ProcessHandle[] = [];
@@ -149,7 +150,7 @@ async function stepOnce(
       seed: options.seed,
       drainTimeoutMs: options.drainTimeoutMs,
     },
-    { stages, watcher, sql, sources, brokers: env.KAFKA_BROKERS },
+    { stages, watcher, sql, sources, kafka },
   );
   all.push(result);
   const { endToEnd } = result.latency.locations;

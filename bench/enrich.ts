@@ -23,7 +23,7 @@ import { find, setCache } from "geo-tz/dist/find-1970";
 import { enrichLocation } from "../enrich/timezone.ts";
 import { createDb } from "../persist/postgres/db.ts";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers } from "../shared/kafka.ts";
+import { brokerAnswers, kafkaConnection } from "../shared/kafka.ts";
 import { DECODERS } from "../shared/records.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { metricSum } from "../tools/metrics.ts";
@@ -36,16 +36,18 @@ const TARGET_RATIO = 0.6;
 
 async function main(): Promise<number> {
   const { count, timeoutMs } = backlogOptions(200_000);
-  const { KAFKA_BROKERS: brokers, DATABASE_URL, BATCH_MAX_RECORDS } = parseConfig(process.env);
-  if (!(await brokerAnswers(brokers, 3_000)))
-    throw new BenchError(`no broker at ${brokers.join(",")}; start the stack with: bun run stack`);
+  const env = parseConfig(process.env);
+  const kafka = kafkaConnection(env);
+  const { BATCH_MAX_RECORDS } = env;
+  if (!(await brokerAnswers(kafka, 3_000)))
+    throw new BenchError(`no broker at ${kafka.brokers.join(",")}; start the stack with: bun run stack`);
 
   const runId = Date.now().toString(36);
   const events = benchLocations(count, runId);
   const points = events.map(({ lat, long }) => [lat, long] as const);
   const values = events.map((event) => Buffer.from(JSON.stringify(event)));
   console.log(
-    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${brokers.join(",")}; ` +
+    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${kafka.brokers.join(",")}; ` +
       `${int(count)} events, BATCH_MAX_RECORDS=${BATCH_MAX_RECORDS}`,
   );
 
@@ -67,15 +69,15 @@ async function main(): Promise<number> {
   setCache();
 
   const log = stageLog("enrich", runId);
-  const context = { brokers, log, timeoutMs };
+  const context = { kafka, log, timeoutMs };
   const { timed, grew, deleted } = await log.around(async () => {
     await drainGroup(context, "enrich", TOPICS.locationsRaw);
-    const before = await topicSize(brokers, TOPICS.locationsEnriched);
+    const before = await topicSize(kafka, TOPICS.locationsEnriched);
     const timed = await timeBacklog(context, "enrich", keyedByUser(TOPICS.locationsRaw, events, values));
-    const grew = (await topicSize(brokers, TOPICS.locationsEnriched)) - before;
+    const grew = (await topicSize(kafka, TOPICS.locationsEnriched)) - before;
     // Our enriched events would otherwise wait for the next persist (a test's, perhaps) to write them.
     await drainGroup(context, "persist", TOPICS.locationsEnriched);
-    const sql = createDb(DATABASE_URL, 1);
+    const sql = createDb(env, 1);
     try {
       return { timed, grew, deleted: await deleteBenchRows(sql) };
     } finally {

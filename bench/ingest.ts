@@ -23,7 +23,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, endOffsets } from "../shared/kafka.ts";
+import { brokerAnswers, endOffsets, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { type ProcessHandle, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
@@ -84,12 +84,12 @@ function options() {
 }
 
 /** Resolves once the broker answers and the raw topic exists, polling until `seconds` have passed. */
-async function waitForStack(brokers: string[], seconds: number): Promise<boolean> {
+async function waitForStack(kafka: KafkaConnection, seconds: number): Promise<boolean> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const ready =
-      (await brokerAnswers(brokers, 3_000)) &&
-      (await endOffsets(brokers, TOPICS.locationsRaw).then(
+      (await brokerAnswers(kafka, 3_000)) &&
+      (await endOffsets(kafka, TOPICS.locationsRaw).then(
         (partitions) => partitions.length > 0,
         () => false,
       ));
@@ -198,22 +198,22 @@ function scenarios(opts: Options, noop: Noop, ingest: ProcessHandle): Scenario[]
 }
 
 /** Runs each scenario, a warm-up and then the measured wrk run, with the CPU its server and the machine used. */
-async function measure(opts: Options, brokers: string[], runId: string, list: Scenario[]): Promise<Measured[]> {
+async function measure(opts: Options, kafka: KafkaConnection, runId: string, list: Scenario[]): Promise<Measured[]> {
   console.log(
-    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${brokers.join(",")}; ` +
+    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${kafka.brokers.join(",")}; ` +
       `${opts.warmup} s warm-up + ${opts.duration} s per scenario, wrk -t${opts.threads}`,
   );
   const results: Measured[] = [];
   for (const scenario of list) {
     console.log(`${scenario.name}: ${scenario.connections} connections ...`);
     if (opts.warmup > 0) await wrk(scenario, opts.warmup, opts.threads, `${runId}w`);
-    const before = scenario.durable ? await topicSize(brokers, TOPICS.locationsRaw) : 0;
+    const before = scenario.durable ? await topicSize(kafka, TOPICS.locationsRaw) : 0;
     const [server0, machine0] = [cpuSecondsOf(scenario.pid), machineCpu().busy];
     const result = await wrk(scenario, opts.duration, opts.threads, runId);
     const seconds = result.duration_us / 1e6;
     const serverCpu = (cpuSecondsOf(scenario.pid) - server0) / seconds;
     const machineCores = (machineCpu().busy - machine0) / seconds;
-    const stored = scenario.durable ? (await topicSize(brokers, TOPICS.locationsRaw)) - before : undefined;
+    const stored = scenario.durable ? (await topicSize(kafka, TOPICS.locationsRaw)) - before : undefined;
     results.push({ scenario, result, serverCpu, machineCpu: machineCores, ...(stored !== undefined && { stored }) });
   }
   return results;
@@ -222,10 +222,10 @@ async function measure(opts: Options, brokers: string[], runId: string, list: Sc
 async function main(): Promise<number> {
   const opts = options();
   if (!Bun.which("wrk")) throw new BenchError(`wrk is not installed; install it with:\n  ${WRK_INSTALL}`);
-  const { KAFKA_BROKERS: brokers } = parseConfig(process.env);
-  if (!(await waitForStack(brokers, opts["stack-wait"]))) {
+  const kafka = kafkaConnection(parseConfig(process.env));
+  if (!(await waitForStack(kafka, opts["stack-wait"]))) {
     throw new BenchError(
-      `no broker with topic ${TOPICS.locationsRaw} at ${brokers.join(",")}; start it with: bun run stack`,
+      `no broker with topic ${TOPICS.locationsRaw} at ${kafka.brokers.join(",")}; start it with: bun run stack`,
     );
   }
 
@@ -246,7 +246,7 @@ async function main(): Promise<number> {
         // Keys and rate limits are off: the bench measures the pipeline, not 401s and 429s.
         env: { INGEST_API_KEYS: "", INGEST_RATE_LIMIT_PER_SECOND: "0", ...tweaks.env },
       });
-      return await measure(opts, brokers, runId, scenarios(opts, noop, ingest));
+      return await measure(opts, kafka, runId, scenarios(opts, noop, ingest));
     } finally {
       await Promise.all([ingest?.stop(), noop && stopNoop(noop)]);
     }

@@ -26,7 +26,7 @@ import { copyText, type Table } from "../persist/postgres/table.ts";
 import { type PendingRow, writeBatch } from "../persist/postgres/transaction.ts";
 import { LOCATIONS } from "../persist/postgres.ts";
 import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers } from "../shared/kafka.ts";
+import { brokerAnswers, kafkaConnection } from "../shared/kafka.ts";
 import { DECODERS } from "../shared/records.ts";
 import type { EnrichedLocation } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
@@ -105,24 +105,28 @@ async function writeBatches(sql: Sql, rows: PendingRow[], batchSize: number): Pr
 
 async function main(): Promise<number> {
   const { count, timeoutMs } = backlogOptions(200_000);
-  const { KAFKA_BROKERS: brokers, DATABASE_URL: url, BATCH_MAX_RECORDS: batchSize } = parseConfig(process.env);
+  const env = parseConfig(process.env);
+  const kafka = kafkaConnection(env);
+  const { DATABASE_URL: url, BATCH_MAX_RECORDS: batchSize } = env;
   if (!Bun.which("psql")) throw new BenchError("psql is not installed (Debian: apt-get install -y postgresql-client)");
-  const sql = createDb(url, 2);
-  if (!(await brokerAnswers(brokers, 3_000)) || !(await databaseAnswers(sql, 3_000))) {
+  const sql = createDb(env, 2);
+  if (!(await brokerAnswers(kafka, 3_000)) || !(await databaseAnswers(sql, 3_000))) {
     await sql.end({ timeout: 1 });
-    throw new BenchError(`no broker at ${brokers.join(",")} or no database at DATABASE_URL; start them: bun run stack`);
+    throw new BenchError(
+      `no broker at ${kafka.brokers.join(",")} or no database at DATABASE_URL; start them: bun run stack`,
+    );
   }
 
   const runId = Date.now().toString(36);
   const events = benchLocations(count, runId).map(enrichLocation);
   const values = events.map((event) => Buffer.from(JSON.stringify(event)));
   console.log(
-    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${brokers.join(",")}; ` +
+    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, broker ${kafka.brokers.join(",")}; ` +
       `${int(count)} rows, BATCH_MAX_RECORDS=${batchSize}`,
   );
 
   const log = stageLog("persist", runId);
-  const context = { brokers, log, timeoutMs };
+  const context = { kafka, log, timeoutMs };
   const tsvPath = join(tmpdir(), `bench-persist-${runId}.tsv`);
   let deleted = 0;
   const { timed, stored, table, ceilings } = await log

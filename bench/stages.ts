@@ -14,6 +14,7 @@ import {
   type Delivery,
   endOffsets,
   groupLag,
+  type KafkaConnection,
   type OutRecord,
 } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
@@ -79,8 +80,11 @@ export async function bestOfAsync(measure: () => Promise<number>, passes = 3): P
 }
 
 /** Produces `records` with the pipeline's own producer; returns where each went and the records per second. */
-async function produceAll(brokers: string[], records: OutRecord[]): Promise<{ rate: number; deliveries: Delivery[] }> {
-  const producer = createProducer({ brokers, clientId: "bench", timeoutMs: 30_000 });
+async function produceAll(
+  kafka: KafkaConnection,
+  records: OutRecord[],
+): Promise<{ rate: number; deliveries: Delivery[] }> {
+  const producer = createProducer({ kafka, clientId: "bench", timeoutMs: 30_000 });
   const start = performance.now();
   try {
     const deliveries = await producer.send(records);
@@ -94,14 +98,14 @@ async function produceAll(brokers: string[], records: OutRecord[]): Promise<{ ra
 const PIPELINE_TOPICS = new Set<string>(Object.values(TOPICS));
 
 /** Records `groupId` has not committed, over `topic` and every other pipeline topic it has committed offsets for. */
-async function backlogOf(brokers: string[], groupId: string, topic: string): Promise<number> {
-  const committed = (await committedOffsets(brokers, groupId)).map((p) => p.topic);
-  return groupLag(brokers, groupId, [...new Set([topic, ...committed.filter((t) => PIPELINE_TOPICS.has(t))])]);
+async function backlogOf(kafka: KafkaConnection, groupId: string, topic: string): Promise<number> {
+  const committed = (await committedOffsets(kafka, groupId)).map((p) => p.topic);
+  return groupLag(kafka, groupId, [...new Set([topic, ...committed.filter((t) => PIPELINE_TOPICS.has(t))])]);
 }
 
 /** Records in all partitions of `topic`. */
-export async function topicSize(brokers: string[], topic: string): Promise<number> {
-  const partitions = await endOffsets(brokers, topic);
+export async function topicSize(kafka: KafkaConnection, topic: string): Promise<number> {
+  const partitions = await endOffsets(kafka, topic);
   return Number(partitions.reduce((sum, { offset }) => sum + offset, 0n));
 }
 
@@ -175,7 +179,7 @@ export type StageLog = ReturnType<typeof stageLog>;
 
 /** What every drain and timed run of one bench shares: the broker, the log file, and how long each wait may take. */
 export interface BenchContext {
-  brokers: string[];
+  kafka: KafkaConnection;
   log: StageLog;
   timeoutMs: number;
 }
@@ -195,7 +199,7 @@ export type Progress = "committed" | "read";
  * with offsets after the first drain, hence the loop. Says how many records the drains worked through, if any.
  */
 export async function drainGroup(
-  { brokers, log, timeoutMs }: BenchContext,
+  { kafka, log, timeoutMs }: BenchContext,
   stage: StageName,
   topic: string,
   progress: Progress = "committed",
@@ -203,13 +207,13 @@ export async function drainGroup(
   const group = consumerGroup(stage);
   let drained = 0;
   for (let round = 0; round < 3; round++) {
-    const backlog = await backlogOf(brokers, group, topic);
+    const backlog = await backlogOf(kafka, group, topic);
     if (backlog === 0) break;
     drained += backlog;
     const running = await startStage(stage, { mode: "process", output: log.path });
     const done =
       progress === "committed"
-        ? async () => (await backlogOf(brokers, group, topic)) === 0
+        ? async () => (await backlogOf(kafka, group, topic)) === 0
         : async () => (await running.metric("records_in_total")) >= backlog;
     try {
       await pollEvery(`${group} to catch up`, async () => (await done()) || undefined, timeoutMs, POLL_MS);
@@ -223,9 +227,9 @@ export async function drainGroup(
 }
 
 /** Counts what `groupId` commits on `topic` from now on; `read()` is one offset fetch on an open connection. */
-async function commitCounter(brokers: string[], groupId: string, topic: string) {
+async function commitCounter(kafka: KafkaConnection, groupId: string, topic: string) {
   const committed = async () => {
-    const positions = (await committedOffsets(brokers, groupId)).filter((p) => p.topic === topic);
+    const positions = (await committedOffsets(kafka, groupId)).filter((p) => p.topic === topic);
     // -1: never committed, which after a drain means the partition had no records yet.
     return Number(positions.reduce((sum, p) => sum + (p.offset < 0n ? 0n : p.offset), 0n));
   };
@@ -338,18 +342,18 @@ export interface TimedBacklog {
  * {@link stageTweaks}) until it has worked through the backlog, counted by `progress`.
  */
 export async function timeBacklog(
-  { brokers, log, timeoutMs }: BenchContext,
+  { kafka, log, timeoutMs }: BenchContext,
   stage: StageName,
   records: OutRecord[],
   progress: Progress = "committed",
 ): Promise<TimedBacklog> {
   const { topic } = records[0] as OutRecord;
   const tweaks = stageTweaks();
-  const before = await topicSize(brokers, topic);
-  const { rate: produceRate, deliveries } = await produceAll(brokers, records);
+  const before = await topicSize(kafka, topic);
+  const { rate: produceRate, deliveries } = await produceAll(kafka, records);
   const counter =
-    progress === "committed" ? await commitCounter(brokers, consumerGroup(stage, tweaks.env), topic) : undefined;
-  const backlog = (await topicSize(brokers, topic)) - (counter?.base ?? before);
+    progress === "committed" ? await commitCounter(kafka, consumerGroup(stage, tweaks.env), topic) : undefined;
+  const backlog = (await topicSize(kafka, topic)) - (counter?.base ?? before);
   // This process's garbage (the generated events, the ceilings' caches) is collected now, not while it is timed.
   Bun.gc(true);
   const running = await startStage(stage, { mode: "process", output: log.path, ...tweaks });

@@ -125,7 +125,7 @@ const TABLE_OF = {
  * await sink.write(rows, positions);
  */
 export const postgresSink: SinkFactory = ({ env, log, group }) => {
-  const sql = createDb(env.DATABASE_URL);
+  const sql = createDb(env);
   return {
     topics: Object.keys(TABLE_OF),
     async open() {

@@ -6,7 +6,7 @@
  */
 import { constants } from "node:os";
 import { config } from "../shared/config.ts";
-import { kafkaClasspath, StackError, TOOL_JVM } from "./stack.ts";
+import { CONFIG_COMMAND, kafkaClasspath, StackError, TOOL_JVM } from "./stack.ts";
 
 /** Named after Kafka's scripts (`kafka-<name>.sh`); `main` is the class each script runs in Kafka 4.x. */
 export const TOOLS: Record<string, { main: string; about: string }> = {
@@ -21,6 +21,10 @@ export const TOOLS: Record<string, { main: string; about: string }> = {
   "consumer-groups": {
     main: "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
     about: "list or describe groups (committed offsets, lag), reset offsets",
+  },
+  configs: {
+    main: CONFIG_COMMAND,
+    about: "describe or alter configs of topics, brokers, users (SCRAM credentials) and clients",
   },
   "get-offsets": {
     main: "org.apache.kafka.tools.GetOffsetShell",

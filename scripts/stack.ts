@@ -20,8 +20,23 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { $ } from "bun";
 import { config } from "../shared/config.ts";
-import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
+import {
+  brokerAnswers,
+  checkBroker,
+  ensureTopics,
+  KafkaAccessError,
+  type KafkaConnection,
+  kafkaConnection,
+} from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
+import {
+  BROKER_KEYSTORE_FILE,
+  BROKER_KEYSTORE_PASSWORD,
+  ensureCertificates,
+  LOCAL_CA_FILE,
+  SERVER_CERT_FILE,
+  SERVER_KEY_FILE,
+} from "./certs.ts";
 
 const POM = join(import.meta.dir, "..", "stack", "pom.xml");
 const PROPERTIES_TEMPLATE = join(import.meta.dir, "..", "stack", "kafka.properties");
@@ -70,6 +85,20 @@ export const TOOL_JVM = [
   "-XX:+UseSerialGC",
   "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
 ];
+
+/**
+ * The broker's SASL_SSL listener (stack/kafka.properties) and its one user, for the tests of the security settings:
+ * as a managed cluster is reached, SASL over TLS, with the local CA trusted. Local-only credentials.
+ */
+export const LOCAL_SASL_SSL = {
+  broker: "127.0.0.1:19094",
+  username: "pipeline",
+  password: "pipeline-secret",
+  caFile: LOCAL_CA_FILE,
+} as const;
+
+/** The class behind `kafka-configs.sh` (`bun run kafka configs`): SCRAM users, among other things. */
+export const CONFIG_COMMAND = "kafka.admin.ConfigCommand";
 
 /** A failure with a message meant for the person running the script; no stack trace needed. */
 export class StackError extends Error {}
@@ -198,7 +227,18 @@ export async function kafkaClasspath(log: (line: string) => void = console.log):
 async function ensureStorage(): Promise<void> {
   mkdirSync(DATA, { recursive: true });
   // Rendered on every start so edits to the template take effect without wiping the data.
-  writeFileSync(PROPERTIES, readFileSync(PROPERTIES_TEMPLATE, "utf8").replaceAll("@DATA_DIR@", DATA));
+  const values: Record<string, string> = {
+    DATA_DIR: DATA,
+    KEYSTORE_FILE: BROKER_KEYSTORE_FILE,
+    KEYSTORE_PASSWORD: BROKER_KEYSTORE_PASSWORD,
+    SASL_USERNAME: LOCAL_SASL_SSL.username,
+    SASL_PASSWORD: LOCAL_SASL_SSL.password,
+  };
+  const template = readFileSync(PROPERTIES_TEMPLATE, "utf8");
+  writeFileSync(
+    PROPERTIES,
+    template.replaceAll(/@([A-Z_]+)@/g, (_, name: string) => values[name] ?? `@${name}@`),
+  );
   if (existsSync(join(DATA, "meta.properties"))) return;
   if (!existsSync(CLUSTER_ID_FILE)) {
     const id = (await $`java ${TOOL_JVM} -cp ${CLASSPATH} kafka.tools.StorageTool random-uuid`.quiet().text()).trim();
@@ -225,11 +265,13 @@ function spawnBroker(): number {
   return broker.pid;
 }
 
-async function waitForBroker(brokers: string[], pid: number): Promise<void> {
+async function waitForBroker(kafka: KafkaConnection, pid: number): Promise<void> {
   const started = Date.now();
   while (Date.now() - started < KAFKA_START_TIMEOUT_MS) {
-    if (await brokerAnswers(brokers, 1000)) {
-      console.log(`kafka: answering on ${brokers.join(",")} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (await brokerAnswers(kafka, 1000)) {
+      console.log(
+        `kafka: answering on ${kafka.brokers.join(",")} after ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
       return;
     }
     // Liveness, not the command line: a process read right after spawn may not show java's arguments yet.
@@ -240,14 +282,14 @@ async function waitForBroker(brokers: string[], pid: number): Promise<void> {
     await Bun.sleep(250);
   }
   throw new StackError(
-    `Kafka (pid ${pid}) did not answer on ${brokers.join(",")} within ${KAFKA_START_TIMEOUT_MS / 1000} s; ` +
+    `Kafka (pid ${pid}) did not answer on ${kafka.brokers.join(",")} within ${KAFKA_START_TIMEOUT_MS / 1000} s; ` +
       `it is left running (bun run stack:stop ends it). From ${KAFKA_LOG}:\n${logExcerpt()}`,
   );
 }
 
-async function kafkaUp(brokers: string[]): Promise<void> {
-  if (await brokerAnswers(brokers, 2000)) {
-    console.log(`kafka: reusing the broker answering on ${brokers.join(",")}`);
+async function kafkaUp(kafka: KafkaConnection): Promise<void> {
+  if (await brokerAnswers(kafka, 2000)) {
+    console.log(`kafka: reusing the broker answering on ${kafka.brokers.join(",")}`);
     // `bun run kafka` runs the CLI tools from this pom's jars, which a broker started earlier may predate. Only
     // with Maven and Java present: a broker that is not ours (Redpanda under compose) needs neither.
     if (Bun.which("mvn") && Bun.which("java")) await ensureJars();
@@ -258,11 +300,65 @@ async function kafkaUp(brokers: string[]): Promise<void> {
     console.log(`kafka: pid ${pid} (started earlier) is not answering yet; waiting for it`);
   } else {
     requireCommand("java", "openjdk-17-jre-headless");
-    await ensureJars();
+    await Promise.all([ensureJars(), ensureCertificates()]);
     await ensureStorage();
     pid = spawnBroker();
   }
-  await waitForBroker(brokers, pid);
+  await waitForBroker(kafka, pid);
+}
+
+/** The SASL_SSL listener as a client of `mechanism` reaches it. */
+const saslSsl = (mechanism: "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN"): KafkaConnection => ({
+  brokers: [LOCAL_SASL_SSL.broker],
+  sasl: { mechanism, username: LOCAL_SASL_SSL.username, password: LOCAL_SASL_SSL.password },
+  tls: { caFile: LOCAL_SASL_SSL.caFile, checkServerName: true },
+});
+
+const SCRAM_MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-512"] as const;
+
+/** True when the SCRAM user logs in with both mechanisms; throws when the listener refuses for another reason. */
+async function scramUserWorks(): Promise<boolean> {
+  try {
+    for (const mechanism of SCRAM_MECHANISMS) if (!(await checkBroker(saslSsl(mechanism), 5_000))) return false;
+    return true;
+  } catch (error) {
+    if (error instanceof KafkaAccessError && error.message.includes("wrong username or password")) return false;
+    throw error;
+  }
+}
+
+/**
+ * Makes the SASL_SSL listener usable: checks that it answers (a broker started before it was added has none) and
+ * adds the SCRAM user when it cannot log in. After start, through the plaintext listener, so a data directory
+ * formatted before the user existed gets it too; SCRAM credentials live in the cluster metadata and persist.
+ */
+async function saslSslUp(kafka: KafkaConnection): Promise<void> {
+  if (!(await checkBroker(saslSsl("PLAIN"), 5_000))) {
+    console.log(
+      `kafka: no SASL_SSL listener answers on ${LOCAL_SASL_SSL.broker}: the running broker predates it; ` +
+        "restart it with `bun run stack:stop && bun run stack` (the SASL_SSL tests fail until then)",
+    );
+    return;
+  }
+  if (!(await scramUserWorks())) {
+    // One mechanism per request: the broker refuses to alter one user's credentials twice in a request.
+    for (const mechanism of SCRAM_MECHANISMS) {
+      const credential = `${mechanism}=[password=${LOCAL_SASL_SSL.password}]`;
+      await $`java ${TOOL_JVM} -cp ${CLASSPATH} ${CONFIG_COMMAND} --bootstrap-server ${kafka.brokers.join(",")} --alter --add-config ${credential} --entity-type users --entity-name ${LOCAL_SASL_SSL.username}`.quiet();
+    }
+    // The credentials reach the listener through the metadata log: a moment after the command returns.
+    const deadline = Date.now() + 30_000;
+    while (!(await scramUserWorks())) {
+      if (Date.now() > deadline)
+        throw new StackError(`the SCRAM user ${LOCAL_SASL_SSL.username} cannot log in after 30 s`);
+      await Bun.sleep(250);
+    }
+    console.log(`kafka: added SCRAM user ${LOCAL_SASL_SSL.username} (${SCRAM_MECHANISMS.join(", ")})`);
+  }
+  console.log(
+    `kafka: SASL_SSL on ${LOCAL_SASL_SSL.broker} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, user ${LOCAL_SASL_SSL.username}), ` +
+      `CA ${LOCAL_SASL_SSL.caFile}`,
+  );
 }
 
 interface Cluster {
@@ -293,9 +389,43 @@ async function postgresUp(databaseUrl: string): Promise<void> {
   }
   await waitForPostgres(url.hostname, port);
   await ensureRoleAndDatabase(url, port);
+  await ensurePostgresTls(port);
   // The check that matters: the pipeline's own login over TCP, as the services and tests will connect.
   await $`psql ${databaseUrl} -X -Atqc ${"select 1"}`.env({ ...process.env, PGCONNECT_TIMEOUT: "5" }).quiet();
   console.log(`postgres: ${url.username}@${url.host}${url.pathname} accepts logins`);
+}
+
+/** Runs `query` as the postgres superuser over the Unix socket; returns its unaligned output. */
+const superuser = async (port: string, query: string) =>
+  (
+    await $`runuser -u postgres -- psql -X -Atq -v ON_ERROR_STOP=1 -p ${port} -c ${query}`.cwd("/").quiet().text()
+  ).trim();
+
+/**
+ * Has the cluster present the local CA's certificate, so that `sslmode=verify-full` with DATABASE_TLS_CA_FILE is
+ * tested for real. Only TLS changes (a reload, no restart): logins without TLS work as before, and clients that
+ * only require TLS keep working. The key is copied into the data directory, where the server may read it.
+ */
+async function ensurePostgresTls(port: string): Promise<void> {
+  await ensureCertificates();
+  const dataDir = await superuser(port, "show data_directory");
+  const cert = join(dataDir, "pipeline-server.crt");
+  const key = join(dataDir, "pipeline-server.key");
+  const current = await superuser(port, "select current_setting('ssl') || ' ' || current_setting('ssl_cert_file')");
+  const same =
+    current === `on ${cert}` && (await $`cmp -s ${SERVER_CERT_FILE} ${cert}`.nothrow().quiet()).exitCode === 0;
+  if (!same) {
+    await $`install -o postgres -g postgres -m 0644 ${SERVER_CERT_FILE} ${cert}`.quiet();
+    await $`install -o postgres -g postgres -m 0600 ${SERVER_KEY_FILE} ${key}`.quiet();
+    for (const [name, value] of [
+      ["ssl_cert_file", cert],
+      ["ssl_key_file", key],
+      ["ssl", "on"],
+    ])
+      await superuser(port, `alter system set ${name} = '${value}'`);
+    await superuser(port, "select pg_reload_conf()");
+    console.log(`postgres: TLS with the local CA's certificate (${cert})`);
+  }
 }
 
 async function waitForPostgres(host: string, port: string): Promise<void> {
@@ -328,9 +458,9 @@ async function ensureRoleAndDatabase(url: URL, port: string): Promise<void> {
     .quiet();
 }
 
-async function topicsUp(brokers: string[], partitions: number): Promise<void> {
+async function topicsUp(kafka: KafkaConnection, partitions: number): Promise<void> {
   const specs = topicSpecs(partitions);
-  const created = await ensureTopics(brokers, specs);
+  const created = await ensureTopics(kafka, specs);
   const note = created.length ? `created ${created.join(", ")}` : "all exist";
   console.log(`topics: ${specs.length} topics with ${partitions} partitions, ${note}`);
 }
@@ -345,12 +475,14 @@ function fail(error: unknown): never {
 }
 
 async function main(): Promise<void> {
-  const { KAFKA_BROKERS, DATABASE_URL, TOPIC_PARTITIONS } = config();
+  const env = config();
+  const kafka = kafkaConnection(env);
   mkdirSync(STACK_HOME, { recursive: true });
   const started = Date.now();
   // The broker's JVM takes seconds to start; PostgreSQL comes up meanwhile.
-  await Promise.all([kafkaUp(KAFKA_BROKERS), postgresUp(DATABASE_URL)]);
-  await topicsUp(KAFKA_BROKERS, TOPIC_PARTITIONS);
+  await Promise.all([kafkaUp(kafka), postgresUp(env.DATABASE_URL)]);
+  await Promise.all([topicsUp(kafka, env.TOPIC_PARTITIONS), saslSslUp(kafka)]);
+  console.log(`tls: trust ${LOCAL_CA_FILE} (KAFKA_TLS_CA_FILE, DATABASE_TLS_CA_FILE) for the local servers`);
   console.log(`stack: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

@@ -3,6 +3,7 @@
  * configuration against `bun run stack` or compose; a bad value stops the service with one message that lists
  * every bad variable.
  */
+import { accessSync, constants } from "node:fs";
 import * as v from "valibot";
 
 const integer = (fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
@@ -28,20 +29,84 @@ const list = (fallback: string) =>
     ),
   );
 
+/** A switch: `on`/`off` as the managed-cluster settings are documented, `true`/`false` as the older ones. */
+const flag = (fallback: boolean) =>
+  v.pipe(
+    v.optional(v.picklist(["on", "off", "true", "false"], "must be on or off"), fallback ? "on" : "off"),
+    v.transform((value) => value === "on" || value === "true"),
+  );
+
+/** An optional value; empty counts as unset, so compose's `${NAME:-}` and a blank line in .env mean "not set". */
+const optionalText = <T extends v.GenericSchema<string, unknown>>(schema: T) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.transform((text) => text || undefined),
+      v.optional(schema),
+    ),
+  );
+
+const readableFile = v.pipe(
+  v.string(),
+  v.trim(),
+  v.check((path) => {
+    try {
+      accessSync(path, constants.R_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "must be a readable file"),
+);
+
+const SASL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] as const;
+
+/** libpq's sslmode values; postgres.js reads the same parameter from the URL. */
+export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+/** The modes that use TLS for certain, where a CA file means something. */
+const TLS_MODES: readonly string[] = ["require", "verify-ca", "verify-full"];
+
+/**
+ * The `sslmode` of a PostgreSQL URL, undefined when it names none (then postgres.js, unlike libpq, uses no TLS).
+ *
+ * @example
+ * sslModeOf("postgres://u@db/x?sslmode=verify-full"); // "verify-full"
+ */
+export function sslModeOf(url: string): string | undefined {
+  return new URL(url).searchParams.get("sslmode") ?? undefined;
+}
+
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
 const hostPort = v.pipe(v.string(), v.regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"));
 
-const EnvSchema = v.object({
+const Fields = v.object({
   KAFKA_BROKERS: v.pipe(
     list("127.0.0.1:19092"),
     v.minLength(1, "must name at least one broker"),
     v.array(hostPort, "must be a comma-separated list of host:port"),
   ),
+  KAFKA_SASL_MECHANISM: optionalText(v.picklist(SASL_MECHANISMS, `must be one of ${SASL_MECHANISMS.join(", ")}`)),
+  KAFKA_SASL_USERNAME: optionalText(v.string()),
+  KAFKA_SASL_PASSWORD: optionalText(v.string()),
+  KAFKA_TLS: flag(false),
+  KAFKA_TLS_CA_FILE: optionalText(readableFile),
+  KAFKA_TLS_CERT_FILE: optionalText(readableFile),
+  KAFKA_TLS_KEY_FILE: optionalText(readableFile),
+  /** Whether the broker's certificate must name the host connected to; only a private CA's odd names need off. */
+  KAFKA_TLS_CHECK_SERVER_NAME: flag(true),
   DATABASE_URL: v.pipe(
     v.optional(v.string(), "postgres://pipeline:pipeline@127.0.0.1:5432/pipeline"),
     v.regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+    v.check((url) => URL.canParse(url), "must be a postgres:// URL"),
+    v.check(
+      (url) => (SSL_MODES as readonly (string | undefined)[]).concat(undefined).includes(sslModeOf(url)),
+      `sslmode must be one of ${SSL_MODES.join(", ")}`,
+    ),
   ),
+  DATABASE_TLS_CA_FILE: optionalText(readableFile),
   TOPIC_PARTITIONS: integer(6, 1, 1000),
   LOG_LEVEL: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`), "info"),
   SHUTDOWN_TIMEOUT_MS: integer(10_000, 100),
@@ -51,10 +116,7 @@ const EnvSchema = v.object({
   INGEST_ACK_TIMEOUT_MS: integer(5_000, 1),
   INGEST_API_KEYS: list(""),
   INGEST_RATE_LIMIT_PER_SECOND: integer(0, 0),
-  INGEST_BEHIND_PROXY: v.pipe(
-    v.optional(v.picklist(["true", "false"], "must be true or false"), "false"),
-    v.transform((flag) => flag === "true"),
-  ),
+  INGEST_BEHIND_PROXY: flag(false),
   ENRICH_PORT: port(3001),
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
@@ -69,22 +131,107 @@ const EnvSchema = v.object({
   WINDOW_IDLE_TICK_MS: integer(1_000, 10, 60_000),
 });
 
-export type Config = v.InferOutput<typeof EnvSchema>;
+export type Config = v.InferOutput<typeof Fields>;
+type Name = keyof Config;
+
+/** A rule between settings, reported on `name` when `holds` is false for valid values of `uses`. */
+const rule = (name: Name, uses: [Name, ...Name[]], holds: (env: Config) => boolean, message: string) => {
+  // Checked once every setting in `uses` is valid, even while others are not: one message lists them all.
+  const check = v.partialCheck(uses.map((key) => [key]) as [[Name]], (env) => holds(env as Config), message);
+  return v.forward<Config, v.BaseIssue<unknown>, [Name]>(
+    check as unknown as v.BaseValidation<Config, Config, v.BaseIssue<unknown>>,
+    [name],
+  );
+};
+
+const EnvSchema = v.pipe(
+  Fields,
+  rule(
+    "KAFKA_SASL_USERNAME",
+    ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME"],
+    (env) => !env.KAFKA_SASL_MECHANISM || env.KAFKA_SASL_USERNAME !== undefined,
+    "is required with KAFKA_SASL_MECHANISM",
+  ),
+  rule(
+    "KAFKA_SASL_PASSWORD",
+    ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_PASSWORD"],
+    (env) => !env.KAFKA_SASL_MECHANISM || env.KAFKA_SASL_PASSWORD !== undefined,
+    "is required with KAFKA_SASL_MECHANISM",
+  ),
+  rule(
+    "KAFKA_SASL_MECHANISM",
+    ["KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"],
+    (env) => env.KAFKA_SASL_MECHANISM !== undefined || !(env.KAFKA_SASL_USERNAME ?? env.KAFKA_SASL_PASSWORD),
+    "is required with KAFKA_SASL_USERNAME or KAFKA_SASL_PASSWORD",
+  ),
+  rule(
+    "KAFKA_TLS_KEY_FILE",
+    ["KAFKA_TLS_CERT_FILE", "KAFKA_TLS_KEY_FILE"],
+    (env) => !env.KAFKA_TLS_CERT_FILE || env.KAFKA_TLS_KEY_FILE !== undefined,
+    "is required with KAFKA_TLS_CERT_FILE",
+  ),
+  rule(
+    "KAFKA_TLS_CERT_FILE",
+    ["KAFKA_TLS_CERT_FILE", "KAFKA_TLS_KEY_FILE"],
+    (env) => !env.KAFKA_TLS_KEY_FILE || env.KAFKA_TLS_CERT_FILE !== undefined,
+    "is required with KAFKA_TLS_KEY_FILE",
+  ),
+  rule(
+    "KAFKA_TLS",
+    ["KAFKA_TLS", "KAFKA_TLS_CA_FILE", "KAFKA_TLS_CERT_FILE", "KAFKA_TLS_KEY_FILE"],
+    (env) => env.KAFKA_TLS || !(env.KAFKA_TLS_CA_FILE ?? env.KAFKA_TLS_CERT_FILE ?? env.KAFKA_TLS_KEY_FILE),
+    "must be on when a KAFKA_TLS_*_FILE is set",
+  ),
+  rule(
+    "DATABASE_TLS_CA_FILE",
+    ["DATABASE_URL", "DATABASE_TLS_CA_FILE"],
+    (env) => !env.DATABASE_TLS_CA_FILE || TLS_MODES.includes(sslModeOf(env.DATABASE_URL) ?? ""),
+    "needs sslmode=require, verify-ca or verify-full in DATABASE_URL",
+  ),
+);
 
 /** A message that names every bad variable, with the value it had. */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** Settings whose values are never printed: the error names them, and logs redact them (shared/log.ts). */
+export const SECRET_SETTINGS = ["KAFKA_SASL_PASSWORD"] as const;
+/** Settings that hold a URL with a password in it: shown and logged with the password replaced. */
+export const URL_SETTINGS = ["DATABASE_URL"] as const;
+
+/**
+ * `url` with its password replaced by `***`, for messages and logs; text that is no URL is returned as it is.
+ *
+ * @example
+ * redactUrl("postgres://pipeline:s3cret@db:5432/pipeline"); // "postgres://pipeline:***@db:5432/pipeline"
+ */
+export function redactUrl(url: string): string {
+  if (!URL.canParse(url)) return url;
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.href;
+}
+
+/** A setting's value as an error message may show it. */
+function shown(name: string, value: string): string {
+  if ((SECRET_SETTINGS as readonly string[]).includes(name)) return value ? "***" : "";
+  return (URL_SETTINGS as readonly string[]).includes(name) ? redactUrl(value) : value;
+}
+
 /** Parses the environment; throws a {@link ConfigError} listing every bad variable. */
 export function parseConfig(env: Record<string, string | undefined>): Config {
-  const result = v.safeParse(EnvSchema, env, { abortPipeEarly: true });
-  if (result.success) return result.output;
-  const lines = result.issues.map((issue) => {
+  // Not aborting the pipe early, so the rules between settings still run while some setting is bad; a setting
+  // that fails several checks is reported once, by its first.
+  const result = v.safeParse(EnvSchema, env);
+  if (result.success) return result.output as Config;
+  const lines = new Map<string, string>();
+  for (const issue of result.issues) {
     const name = String(issue.path?.[0]?.key ?? "environment");
-    return `  ${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`;
-  });
-  throw new ConfigError(`invalid environment:\n${lines.join("\n")}`);
+    if (!lines.has(name))
+      lines.set(name, `  ${name}=${JSON.stringify(shown(name, env[name] ?? ""))}: ${issue.message}`);
+  }
+  throw new ConfigError(`invalid environment:\n${[...lines.values()].join("\n")}`);
 }
 
 let loaded: Config | undefined;

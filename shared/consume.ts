@@ -4,7 +4,7 @@
  * not-ready; nothing is committed until it succeeds, so an outage delays records and never drops them.
  */
 import type { Config } from "./config.ts";
-import { createConsumer, type InRecord, nextPositions, type Position } from "./kafka.ts";
+import { createConsumer, type InRecord, type KafkaConnection, nextPositions, type Position } from "./kafka.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { counter, gauge, histogram, type Registry } from "./metrics.ts";
@@ -30,6 +30,7 @@ export interface ConsumeSpec {
 interface LoopDeps {
   group: string;
   env: Config;
+  kafka: KafkaConnection;
   clientId: string;
   log: Logger;
   registry: Registry;
@@ -44,7 +45,8 @@ interface LoopDeps {
  * const loop = startConsuming({ topics: ["locations.raw"], handle }, { group: "enrich", ...deps });
  * loop.healthy(); // false while a batch is being retried
  */
-export function startConsuming(spec: ConsumeSpec, { group, env, clientId, log, registry, lifecycle }: LoopDeps) {
+export function startConsuming(spec: ConsumeSpec, deps: LoopDeps) {
+  const { group, env, kafka, clientId, log, registry, lifecycle } = deps;
   const metrics = {
     recordsIn: counter(registry, "records_in_total", "Records consumed", ["topic"]),
     batchSeconds: histogram(registry, "batch_seconds", "Time from reading a batch to committing it"),
@@ -54,7 +56,7 @@ export function startConsuming(spec: ConsumeSpec, { group, env, clientId, log, r
   let failing = false;
   const join = () =>
     createConsumer({
-      brokers: env.KAFKA_BROKERS,
+      kafka,
       groupId: group,
       clientId,
       topics: spec.topics,

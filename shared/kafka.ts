@@ -5,6 +5,7 @@
  */
 export {
   brokerAnswers,
+  checkBroker,
   closeAdminConnections,
   committedOffsets,
   deleteGroup,
@@ -13,6 +14,7 @@ export {
   groupLag,
   groupMembers,
 } from "./kafka/admin.ts";
+export { KafkaAccessError, kafkaConnection } from "./kafka/connection.ts";
 export { createConsumer } from "./kafka/consumer.ts";
 export { partitionFor } from "./kafka/partition.ts";
 export { nextPositions } from "./kafka/positions.ts";
@@ -29,6 +31,7 @@ export type {
   ConsumerOptions,
   Delivery,
   InRecord,
+  KafkaConnection,
   KafkaConsumer,
   KafkaProducer,
   OutRecord,

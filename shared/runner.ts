@@ -9,17 +9,27 @@ import { Hono } from "hono";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { type ConsumeSpec, startConsuming } from "./consume.ts";
 import { healthRoutes, serve } from "./http.ts";
-import { createProducer, type KafkaProducer, type OutRecord } from "./kafka.ts";
+import {
+  checkBroker,
+  createProducer,
+  KafkaAccessError,
+  type KafkaConnection,
+  type KafkaProducer,
+  kafkaConnection,
+  type OutRecord,
+} from "./kafka.ts";
 import { createLifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { counter, createRegistry, type Registry } from "./metrics.ts";
 
 /** Settings that hold a port: each stage serves its health, metrics and routes on its own. */
-export type PortSetting = { [K in keyof Config]: K extends `${string}_PORT` ? K : never }[keyof Config];
+export type PortSetting = { [K in keyof Config]-?: K extends `${string}_PORT` ? K : never }[keyof Config];
 
 /** What a stage's `start` gets. */
 export interface StageContext {
   env: Config;
+  /** The cluster of `env`, with its credentials: what a stage passes to the Kafka helpers it calls itself. */
+  kafka: KafkaConnection;
   log: Logger;
   /** The stage's Prometheus registry, for metrics of its own. */
   registry: Registry;
@@ -74,9 +84,12 @@ export interface RunOptions {
 }
 
 const DEFAULT_ACK_TIMEOUT_MS = 5_000;
+/** How long the start waits for the broker's first answer; a broker that is not up yet is retried later anyway. */
+const ACCESS_CHECK_MS = 5_000;
 
 /**
- * Starts `stage`: builds its parts, serves its port, joins its group.
+ * Starts `stage`: checks that the broker accepts its credentials and certificate, builds its parts, serves its
+ * port, joins its group. Throws a {@link KafkaAccessError} when the broker refuses them: retrying would not help.
  *
  * @example
  * const running = await runStage(enrich, { port: 0, env: { LOG_LEVEL: "silent" } });
@@ -87,9 +100,13 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
   const env = parseConfig({ ...process.env, ...options.env });
   const log = createLogger(stage.name, env.LOG_LEVEL);
   const registry = createRegistry(stage.name);
+  const kafka = kafkaConnection(env);
+  // A broker that does not answer yet is the consume loop's to retry; one that refuses us stops the start here.
+  if (!(await checkBroker(kafka, ACCESS_CHECK_MS)))
+    log.warn({ brokers: kafka.brokers }, "the broker does not answer yet");
   const lifecycle = createLifecycle(log, env.SHUTDOWN_TIMEOUT_MS);
   const producer = createProducer({
-    brokers: env.KAFKA_BROKERS,
+    kafka,
     clientId: stage.name,
     timeoutMs: stage.ackTimeoutMs?.(env) ?? DEFAULT_ACK_TIMEOUT_MS,
   });
@@ -103,7 +120,7 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
 
   let parts: StageParts;
   try {
-    parts = await stage.start({ env, log, registry, producer, produce, stopping: () => lifecycle.stopping });
+    parts = await stage.start({ env, kafka, log, registry, producer, produce, stopping: () => lifecycle.stopping });
   } catch (error) {
     await producer.close().catch(() => {});
     throw error;
@@ -115,7 +132,15 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
   if (parts.consume && !group) throw new Error(`${stage.name} consumes but names no consumer group`);
   const loop =
     parts.consume &&
-    startConsuming(parts.consume, { group: group as string, env, clientId: stage.name, log, registry, lifecycle });
+    startConsuming(parts.consume, {
+      group: group as string,
+      env,
+      kafka,
+      clientId: stage.name,
+      log,
+      registry,
+      lifecycle,
+    });
   const ready = async () =>
     !lifecycle.stopping && (loop?.healthy() ?? true) && (await producer.ping()) && ((await parts.ready?.()) ?? true);
   // Health routes join the stage's own app, so its middleware (request ids, status counts) covers them too.
@@ -136,8 +161,8 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
 }
 
 /**
- * Runs `stage` as the process: SIGTERM or SIGINT shut it down, and a bad setting or a failed start ends the
- * process with one clear message.
+ * Runs `stage` as the process: SIGTERM or SIGINT shut it down, and a bad setting, a broker that refuses the
+ * credentials or the certificate, or a failed start ends the process with one clear message.
  *
  * @example
  * if (import.meta.main) await main(enrich);
@@ -148,6 +173,8 @@ export async function main(stage: Stage): Promise<void> {
     running = await runStage(stage);
   } catch (error) {
     if (error instanceof ConfigError) console.error(error.message);
+    else if (error instanceof KafkaAccessError)
+      createLogger(stage.name, "info").fatal(`${stage.name} could not start: ${error.message}`);
     else createLogger(stage.name, "info").fatal({ err: error }, `${stage.name} could not start`);
     process.exit(1);
   }

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createConsumer, createProducer, type Delivery, deleteGroup, type InRecord } from "../shared/kafka.ts";
 import { DecodeError, deadLetter } from "../shared/records.ts";
 import { dlqOf, TOPICS, topicSpecs } from "../shared/topics.ts";
-import { snapshot, testConfig } from "./support.ts";
+import { snapshot, testConfig, testKafka } from "./support.ts";
 
 const ROOT = join(import.meta.dir, "..");
 
@@ -81,7 +81,7 @@ async function run(command: string, options: { until?: (stdout: string) => boole
 const QUIET_STDERR = /SLF4J|deprecated|WARN|ERROR|Exception/;
 
 const config = testConfig();
-const BROKERS = config.KAFKA_BROKERS;
+const KAFKA = testKafka();
 const DLQ = dlqOf(TOPICS.locationsRaw);
 const RUN = crypto.randomUUID().slice(0, 8);
 const KEY = `inspect-${RUN}`;
@@ -106,7 +106,7 @@ let deliveries: Delivery[] = [];
 
 beforeAll(async () => {
   const before = await snapshot(DLQ);
-  const producer = createProducer({ brokers: BROKERS, clientId: "inspect-test" });
+  const producer = createProducer({ kafka: KAFKA, clientId: "inspect-test" });
   try {
     deliveries = await producer.send(letters);
   } finally {
@@ -114,7 +114,7 @@ beforeAll(async () => {
   }
   // A group that has read all three and committed after the first: lag 2 (more if others write that partition).
   const consumer = createConsumer({
-    brokers: BROKERS,
+    kafka: KAFKA,
     groupId: GROUP,
     clientId: "inspect-test",
     topics: [DLQ],
@@ -135,7 +135,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await deleteGroup(BROKERS, GROUP).catch(() => {});
+  await deleteGroup(KAFKA, GROUP).catch(() => {});
 });
 
 test("the README shows these commands, and package.json has the script they run", () => {

@@ -19,11 +19,13 @@ import {
   startIngest,
   storedSeries,
   testConfig,
+  testKafka,
 } from "./support.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
-const sql = createDb(env.DATABASE_URL, 2);
+const kafka = testKafka();
+const sql = createDb(env, 2);
 const stageEnv = {};
 
 /** `count` events of the series `series`, spread over 50 users, with the known points among them. */
@@ -76,7 +78,7 @@ describe("locations end to end", () => {
     const user = `${run}-plain`;
     // A Python producer's naive datetime, taken as UTC; the same event written twice, at two offsets.
     const body = JSON.stringify({ user_id: user, timestamp: "2023-09-17T00:32:50.156000", lat: -31.4, long: -64.18 });
-    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-plain-producer" });
+    const producer = createProducer({ kafka, clientId: "test-plain-producer" });
     const deliveries = await producer.send([0, 1].map(() => ({ topic: TOPICS.locationsRaw, key: user, value: body })));
     await producer.close();
     const ids = deliveries.map((d) => `${TOPICS.locationsRaw}:${d.partition}:${d.offset}`);
@@ -100,7 +102,7 @@ describe("locations end to end", () => {
     const caughtUp = async () => {
       await pollUntil(
         "persist to catch up",
-        async () => ((await groupLag(env.KAFKA_BROKERS, group, topics)) === 0 ? true : undefined),
+        async () => ((await groupLag(kafka, group, topics)) === 0 ? true : undefined),
         90_000,
       );
       const [written, replayed, conflicts] = await Promise.all([
@@ -112,7 +114,7 @@ describe("locations end to end", () => {
     };
 
     await persist.stop();
-    await deleteGroup(env.KAFKA_BROKERS, group);
+    await deleteGroup(kafka, group);
     persist = await spawnStage("persist", stageEnv);
     // Kafka replays from the earliest record; the offsets stored in PostgreSQL drop every replayed record
     // before it reaches a table, so nothing is written and nothing even conflicts.
@@ -122,7 +124,7 @@ describe("locations end to end", () => {
     expect(await countSeries("main")).toBe(10_000);
 
     await persist.stop();
-    await deleteGroup(env.KAFKA_BROKERS, group);
+    await deleteGroup(kafka, group);
     await sql`delete from consumer_offsets where group_id = ${group}`;
     persist = await spawnStage("persist", stageEnv);
     // With no offsets anywhere every record reaches the tables again, and the unique event_id turns it away.

@@ -9,12 +9,22 @@ import { createDb } from "../persist/postgres/db.ts";
 import { createProducer, partitionFor, readRange } from "../shared/kafka.ts";
 import { OPTIONAL_LOGIN_FIELDS } from "../shared/schemas.ts";
 import { dlqOf, TOPICS } from "../shared/topics.ts";
-import { pollUntil, readTopic, type Stage, snapshot, spawnStage, startIngest, testConfig } from "./support.ts";
+import {
+  pollUntil,
+  readTopic,
+  type Stage,
+  snapshot,
+  spawnStage,
+  startIngest,
+  testConfig,
+  testKafka,
+} from "./support.ts";
 
 const WINDOW_MS = 2_000;
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
-const sql = createDb(env.DATABASE_URL, 2);
+const kafka = testKafka();
+const sql = createDb(env, 2);
 const stageEnv = {
   WINDOW_SECONDS: String(WINDOW_MS / 1000),
   WINDOW_GRACE_SECONDS: "1",
@@ -200,7 +210,7 @@ describe("login statistics end to end", () => {
     // Written as a Python producer would: a naive datetime, taken as UTC, and nothing ingest would add.
     const naive = (ms: number) => `${new Date(ms).toISOString().slice(0, 23).replace("T", " ")}000`;
     const bodies = [0, 1, 2].map((i) => ({ user_id: user, timestamp: naive(start + i * 100), device_type: "web" }));
-    const producer = createProducer({ brokers: env.KAFKA_BROKERS, clientId: "test-plain-producer" });
+    const producer = createProducer({ kafka, clientId: "test-plain-producer" });
     const deliveries = await producer.send(
       bodies.map((body) => ({ topic: TOPICS.loginsRaw, key: user, value: JSON.stringify(body) })),
     );
@@ -223,7 +233,7 @@ describe("login statistics end to end", () => {
     });
     expect(window).toEqual({ messages: 3, device_type_count: { web: 3 } });
     const dead = await readRange({
-      brokers: env.KAFKA_BROKERS,
+      kafka,
       topic: dlqOf(TOPICS.loginsRaw),
       from: letters,
       until: "end",

@@ -6,13 +6,13 @@
  * Then it makes sure every topic exists, so tests never depend on auto-creation.
  */
 
-import { createDb, databaseAnswers } from "../persist/postgres/db.ts";
-import { parseConfig } from "../shared/config.ts";
-import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
+import { createDb, type DatabaseSettings, databaseAnswers } from "../persist/postgres/db.ts";
+import { parseConfig, redactUrl } from "../shared/config.ts";
+import { brokerAnswers, ensureTopics, kafkaConnection } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
 
-async function postgresAnswers(url: string): Promise<boolean> {
-  const sql = createDb(url, 1);
+async function postgresAnswers(database: DatabaseSettings): Promise<boolean> {
+  const sql = createDb(database, 1);
   try {
     return await databaseAnswers(sql, 3_000);
   } finally {
@@ -47,14 +47,19 @@ async function startContainers(): Promise<void> {
 }
 
 // parseConfig, not config(): the containers path changes the environment, and config() caches its first read.
-const { KAFKA_BROKERS, DATABASE_URL } = parseConfig(process.env);
-const [kafkaUp, databaseUp] = await Promise.all([brokerAnswers(KAFKA_BROKERS, 3_000), postgresAnswers(DATABASE_URL)]);
+const configured = parseConfig(process.env);
+const { DATABASE_URL } = configured;
+const kafka = kafkaConnection(configured);
+const [kafkaUp, databaseUp] = await Promise.all([brokerAnswers(kafka, 3_000), postgresAnswers(configured)]);
 
 if (!kafkaUp || !databaseUp) {
   if (await dockerAnswers()) {
     await startContainers();
   } else {
-    const down = [!kafkaUp && `Kafka at ${KAFKA_BROKERS.join(",")}`, !databaseUp && `PostgreSQL at ${DATABASE_URL}`];
+    const down = [
+      !kafkaUp && `Kafka at ${kafka.brokers.join(",")}`,
+      !databaseUp && `PostgreSQL at ${redactUrl(DATABASE_URL)}`,
+    ];
     console.error(
       `\nThe tests need a real broker and PostgreSQL, and ${down.filter(Boolean).join(" and ")} did not answer.\n` +
         "Start them with `bun run stack` (or set KAFKA_BROKERS / DATABASE_URL, or run a Docker daemon).\n",
@@ -64,4 +69,4 @@ if (!kafkaUp || !databaseUp) {
 }
 
 const env = parseConfig(process.env);
-await ensureTopics(env.KAFKA_BROKERS, topicSpecs(env.TOPIC_PARTITIONS));
+await ensureTopics(kafkaConnection(env), topicSpecs(env.TOPIC_PARTITIONS));

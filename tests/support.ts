@@ -6,7 +6,16 @@ import "./setup.ts";
 import { expect } from "bun:test";
 import type { Sql } from "../persist/postgres/db.ts";
 import { type Config, parseConfig } from "../shared/config.ts";
-import { createProducer, endOffsets, type InRecord, type Position, partitionFor, readRange } from "../shared/kafka.ts";
+import {
+  createProducer,
+  endOffsets,
+  type InRecord,
+  type KafkaConnection,
+  kafkaConnection,
+  type Position,
+  partitionFor,
+  readRange,
+} from "../shared/kafka.ts";
 import { dlqOf, type TopicName } from "../shared/topics.ts";
 import { type StageName, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
@@ -19,6 +28,10 @@ export const pollUntil = <T>(what: string, probe: () => Promise<T | undefined>, 
 export const testConfig = (overrides: Record<string, string> = {}): Config =>
   parseConfig({ ...process.env, LOG_LEVEL: "silent", ...overrides });
 
+/** The cluster the tests run against, for `overrides` of the environment. */
+export const testKafka = (overrides: Record<string, string> = {}): KafkaConnection =>
+  kafkaConnection(testConfig(overrides));
+
 /** Reads `topic` from `from` until `done(records)` holds, or fails after `timeoutMs`. */
 export function readTopic(
   topic: string,
@@ -26,11 +39,11 @@ export function readTopic(
   done: (records: InRecord[]) => boolean,
   timeoutMs = 30_000,
 ): Promise<InRecord[]> {
-  return readRange({ brokers: testConfig().KAFKA_BROKERS, topic, from, done, timeoutMs });
+  return readRange({ kafka: testKafka(), topic, from, done, timeoutMs });
 }
 
 /** The end offsets of `topic` now, to read only what a test produces after this point. */
-export const snapshot = (topic: string) => endOffsets(testConfig().KAFKA_BROKERS, topic);
+export const snapshot = (topic: string) => endOffsets(testKafka(), topic);
 
 /** The ingest stage of {@link startIngest}. */
 export type Ingest = Awaited<ReturnType<typeof startIngest>>;
@@ -74,10 +87,10 @@ export async function expectDeadLettered(
   stage: string,
   after: () => Promise<void>,
 ): Promise<(string | undefined)[]> {
-  const { KAFKA_BROKERS, TOPIC_PARTITIONS } = testConfig();
+  const { TOPIC_PARTITIONS } = testConfig();
   const before = await snapshot(dlqOf(topic));
   const notJson = Buffer.from([0xde, 0xad, 0xbe, 0xef]);
-  const producer = createProducer({ brokers: KAFKA_BROKERS, clientId: "test-poison" });
+  const producer = createProducer({ kafka: testKafka(), clientId: "test-poison" });
   await producer.send([
     { topic, key, value: notJson },
     { topic, key, value: violation },

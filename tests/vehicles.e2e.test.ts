@@ -21,7 +21,7 @@ import {
 
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
-const sql = createDb(env.DATABASE_URL, 2);
+const sql = createDb(env, 2);
 
 /**
  * `count` reports of the series `series` from 25 vehicles, vehicle i driving out of depot i % 5 (a place whose

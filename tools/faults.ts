@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createDb } from "../persist/postgres/db.ts";
 import { config } from "../shared/config.ts";
-import { brokerAnswers, ensureTopics } from "../shared/kafka.ts";
+import { brokerAnswers, ensureTopics, kafkaConnection } from "../shared/kafka.ts";
 import { topicSpecs } from "../shared/topics.ts";
 import { account, type Check, type Contamination } from "./faults/checks.ts";
 import { drain, nextFreeWindow, sendClosers, snapshot } from "./faults/drain.ts";
@@ -64,7 +64,7 @@ if (!profile) {
 }
 
 const env = config();
-const brokers = env.KAFKA_BROKERS;
+const kafka = kafkaConnection(env);
 const seed =
   values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed) || seedOf(values.seed);
 const rng = mulberry32(seedOf(`${seed}/faults`));
@@ -85,8 +85,8 @@ function say(line: string): void {
   console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
 }
 
-const sql = createDb(env.DATABASE_URL, 2);
-const postgres = await postgresControl(env.DATABASE_URL);
+const sql = createDb(env, 2);
+const postgres = await postgresControl(env);
 const stageEnv = {
   LOG_LEVEL: "info",
   WINDOW_SECONDS: String(profile.window.seconds),
@@ -110,19 +110,19 @@ process.once("SIGINT", () => {
 
 /** The servers answer, the topics exist, and nobody else consumes in the stages' groups (or we were told to go on). */
 async function preflight(): Promise<void> {
-  if (!(await brokerAnswers(brokers, 3_000)) || !(await postgresAnswers(env.DATABASE_URL))) {
+  if (!(await brokerAnswers(kafka, 3_000)) || !(await postgresAnswers(env))) {
     console.error(
-      `The broker (${brokers.join(",")}) or PostgreSQL does not answer: start them with \`bun run stack\`.`,
+      `The broker (${kafka.brokers.join(",")}) or PostgreSQL does not answer: start them with \`bun run stack\`.`,
     );
     process.exit(2);
   }
-  await ensureTopics(brokers, topicSpecs(env.TOPIC_PARTITIONS));
+  await ensureTopics(kafka, topicSpecs(env.TOPIC_PARTITIONS));
   if (stackBrokerPid() === undefined)
     problems.push({ text: "broker faults skipped: the broker was not started by `bun run stack`", fatal: false });
   if (!postgres)
     problems.push({ text: "PostgreSQL faults skipped: no local cluster behind DATABASE_URL", fatal: false });
   const alone = async () => {
-    const busy = [...(await groupMembers(brokers, GROUPS))].filter(([, members]) => members.length > 0);
+    const busy = [...(await groupMembers(kafka, GROUPS))].filter(([, members]) => members.length > 0);
     if (busy.length === 0) return true;
     say(`waiting for other consumers to leave: ${busy.map(([g, m]) => `${g} (${m.join(", ")})`).join("; ")}`);
     return undefined;
@@ -151,7 +151,7 @@ function startMonitor(): () => void {
       if (++ticks % 4 === 0) say(loadLine(streams));
       const lastCrash = pipeline.crashes.at(-1)?.at ?? 0;
       if (Date.now() - Math.max(lastFaultAt, lastCrash) < MEMBERSHIP_SETTLE_MS) return;
-      for (const [group, members] of (await groupMembers(brokers, GROUPS).catch(() => undefined)) ?? []) {
+      for (const [group, members] of (await groupMembers(kafka, GROUPS).catch(() => undefined)) ?? []) {
         const ours = pipeline.instances(GROUP_OF.get(group) as Role).length;
         if (members.length > ours)
           otherMembers.push(
@@ -170,7 +170,7 @@ async function runFaults(faults: Fault[]): Promise<void> {
   const inject = createInjector({
     pipeline,
     sql,
-    brokers,
+    kafka,
     logDir,
     profile,
     rng,
@@ -194,7 +194,7 @@ async function runFaults(faults: Fault[]): Promise<void> {
 }
 
 const drained = (what: string, withAggregate = true) =>
-  drain({ brokers, sql, what, timeoutMs: profile.drainTimeoutMs, withAggregate, say });
+  drain({ kafka, sql, what, timeoutMs: profile.drainTimeoutMs, withAggregate, say });
 
 let checks: Check[] = [];
 let details: string[] = [];
@@ -212,12 +212,12 @@ try {
   // window before the run's (their event_ids are not the run's).
   const notDrained = (error: Error) => say(`not drained before the run (${error.message}); see other traffic below`);
   await drained("others' records to be consumed", false).catch(notDrained);
-  const warmupWindow = await nextFreeWindow(brokers, sql, windowMs);
-  await sendClosers(brokers, ingestUrl, `warmup-${run}`, warmupWindow);
+  const warmupWindow = await nextFreeWindow(kafka, sql, windowMs);
+  await sendClosers(kafka, ingestUrl, `warmup-${run}`, warmupWindow);
   await drained("the warm-up windows to close").catch(notDrained);
   await pipeline.scrapePersist();
   const baseline = pipeline.persistTotals();
-  const startOffsets = await snapshot(brokers);
+  const startOffsets = await snapshot(kafka);
   const from = warmupWindow + 2 * windowMs;
   say(`stages up; login event times start at ${new Date(from).toISOString()} (${profile.window.seconds} s windows)`);
 
@@ -239,7 +239,7 @@ try {
   for (const instance of INSTANCES) if (!pipeline.live.has(instance)) await pipeline.start(instance);
   if (pipeline.live.has("enrich#2")) await pipeline.stop("enrich#2", "SIGTERM");
   const closing = Math.ceil(loginClock() / windowMs) * windowMs + 2 * windowMs;
-  const closers = await sendClosers(brokers, pipeline.url("ingest"), run, closing);
+  const closers = await sendClosers(kafka, pipeline.url("ingest"), run, closing);
   ledger.record("logins", closers.result);
   say("closing logins accepted; waiting for the pipeline to drain");
   await drained("the pipeline to drain");
@@ -249,7 +249,7 @@ try {
   const totals = pipeline.persistTotals();
   ({ checks, contamination, details } = await account({
     sql,
-    brokers,
+    kafka,
     run,
     ledger,
     startOffsets,
@@ -273,7 +273,7 @@ try {
   load.abort();
   await pipeline.close();
   // Other sessions use both servers: whatever happened, leave them running.
-  for (const problem of [await ensureBroker(brokers, logDir), await postgres?.ensure()])
+  for (const problem of [await ensureBroker(kafka, logDir), await postgres?.ensure()])
     if (problem) problems.push({ text: problem, fatal: true });
 }
 const status = printSummary({

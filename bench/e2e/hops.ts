@@ -6,7 +6,7 @@
  *   raw created -> enriched created enrich: the raw produce's ack, fetching, waiting for the previous batch, enriching
  *   enriched created -> persisted_at persist: the enriched produce's ack, fetching, the previous batch, COPY, insert
  */
-import { type Position, scanRange } from "../../shared/kafka.ts";
+import { type KafkaConnection, type Position, scanRange } from "../../shared/kafka.ts";
 import type { GroupWatcher } from "./groups.ts";
 import { type Distribution, distribution } from "./latency.ts";
 
@@ -20,10 +20,10 @@ export type Ends = Position[];
  * value, for the event_ids in `wanted`.
  *
  * @example
- * const times = await creationTimes(brokers, "locations.raw", before.raw, after.raw, new Set(rows.keys()));
+ * const times = await creationTimes(kafka, "locations.raw", before.raw, after.raw, new Set(rows.keys()));
  */
 export async function creationTimes(
-  brokers: string[],
+  kafka: KafkaConnection,
   topic: string,
   from: Ends,
   to: Ends,
@@ -31,7 +31,7 @@ export async function creationTimes(
 ): Promise<Map<string, number>> {
   const times = new Map<string, number>();
   await scanRange({
-    brokers,
+    kafka,
     topic,
     from,
     until: to,
@@ -64,14 +64,14 @@ export async function locationEnds(watcher: GroupWatcher): Promise<{ raw: Ends; 
 
 /** The hops of the step's location events; `rows` has ingested_at and persisted_at per event_id (epoch ms). */
 export async function measureHops(
-  brokers: string[],
+  kafka: KafkaConnection,
   before: { raw: Ends; enriched: Ends },
   after: { raw: Ends; enriched: Ends },
   rows: Map<string, { ingested: number; persisted: number }>,
 ): Promise<Hops> {
   const wanted = new Set(rows.keys());
-  const raw = await creationTimes(brokers, "locations.raw", before.raw, after.raw, wanted);
-  const enriched = await creationTimes(brokers, "locations.enriched", before.enriched, after.enriched, wanted);
+  const raw = await creationTimes(kafka, "locations.raw", before.raw, after.raw, wanted);
+  const enriched = await creationTimes(kafka, "locations.enriched", before.enriched, after.enriched, wanted);
   const ingestQueue: number[] = [];
   const enrich: number[] = [];
   const persist: number[] = [];

@@ -4,6 +4,7 @@
  * and CPU from /proc over the same window.
  */
 import type { Sql } from "../../persist/postgres/db.ts";
+import type { KafkaConnection } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import type { ProcessHandle, StageName } from "../../tools/harness.ts";
 import {
@@ -102,10 +103,10 @@ export async function runStep(
     watcher: GroupWatcher;
     sql: Sql;
     sources: Map<string, PidSource>;
-    brokers: string[];
+    kafka: KafkaConnection;
   },
 ): Promise<StepResult> {
-  const { stages, watcher, sql, sources, brokers } = context;
+  const { stages, watcher, sql, sources, kafka } = context;
   const ingest = stages.find((s) => s.name === "ingest") as ProcessHandle;
   const pids = stages.map((s) => s.child.pid);
   // Only the step's own traffic may be in flight: other work (or the previous step) can have left a backlog.
@@ -137,7 +138,7 @@ export async function runStep(
     locations: measureLatency(locationRows, load.acked.locations, window),
     logins: measureLatency(loginRows, load.acked.logins, window),
   };
-  const hops = await measureHops(brokers, ends, await locationEnds(watcher), locationRows);
+  const hops = await measureHops(kafka, ends, await locationEnds(watcher), locationRows);
 
   const delta = (stage: StageName, name: string, where: Record<string, string> = {}) =>
     sumOf(after.get(stage) ?? [], name, where) - sumOf(before.get(stage) ?? [], name, where);

@@ -5,7 +5,9 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ConnectionOptions as TlsOptions } from "node:tls";
 import postgres from "postgres";
+import { type Config, type SslMode, sslModeOf } from "../../shared/config.ts";
 import { within } from "../../shared/deadline.ts";
 
 const MIGRATIONS_DIR = join(import.meta.dir, "migrations");
@@ -25,9 +27,46 @@ export function ignoreWriteAfterClose(error: Error): void {
   process.exit(1);
 }
 
-/** A pool for `url`. Notices are dropped: `create ... if not exists` would log one per start. */
-export function createDb(url: string, max = 4) {
-  return postgres(url, { max, connect_timeout: 5, idle_timeout: 60, onnotice: () => {} });
+/** The settings a pool is made from: the URL (with its `sslmode`) and the CA that signed the server's certificate. */
+export type DatabaseSettings = Pick<Config, "DATABASE_URL" | "DATABASE_TLS_CA_FILE">;
+
+/**
+ * postgres.js's `ssl` option for libpq's `sslmode` in the URL, with DATABASE_TLS_CA_FILE as libpq's `sslrootcert`:
+ * `require` checks nothing unless a CA is given (then it checks the chain, as libpq does), `verify-ca` checks the
+ * chain, `verify-full` the chain and the host name. Without a CA file the system's trusted CAs apply. No sslmode:
+ * no TLS, as postgres.js has always done here.
+ *
+ * @example
+ * tlsOf({ DATABASE_URL: "postgres://u@db/x?sslmode=verify-full", DATABASE_TLS_CA_FILE: "/ca.pem" }); // { ca, ... }
+ */
+export function tlsOf(settings: DatabaseSettings): boolean | "prefer" | "require" | TlsOptions {
+  const mode = (sslModeOf(settings.DATABASE_URL) ?? "disable") as SslMode;
+  const caFile = settings.DATABASE_TLS_CA_FILE;
+  const verified = (checkHost: boolean): TlsOptions => ({
+    ...(caFile && { ca: readFileSync(caFile) }),
+    rejectUnauthorized: true,
+    ...(!checkHost && { checkServerIdentity: () => undefined }),
+  });
+  if (mode === "disable") return false;
+  if (mode === "allow" || mode === "prefer") return "prefer";
+  if (mode === "require") return caFile ? verified(false) : "require";
+  return verified(mode === "verify-full");
+}
+
+/**
+ * A pool for the database of `settings`. Notices are dropped: `create ... if not exists` would log one per start.
+ *
+ * @example
+ * const sql = createDb(config(), 2);
+ */
+export function createDb(settings: DatabaseSettings, max = 4) {
+  return postgres(settings.DATABASE_URL, {
+    max,
+    connect_timeout: 5,
+    idle_timeout: 60,
+    ssl: tlsOf(settings),
+    onnotice: () => {},
+  });
 }
 
 export type Sql = ReturnType<typeof createDb>;

@@ -1,12 +1,13 @@
 /**
- * Topic administration and broker probes, all over one Admin client per broker list, opened on first use and kept
+ * Topic administration and broker probes, all over one Admin client per connection, opened on first use and kept
  * for the life of the process: a drain that polls offsets every second would otherwise connect every second.
  */
 import { Admin, findErrorBy, NetworkError, type Producer, TimeoutError } from "@platformatic/kafka";
 import { within } from "../deadline.ts";
 import type { TopicSpec } from "../topics.ts";
+import { accessFailure, clientOptions, KafkaAccessError } from "./connection.ts";
 import { uncommitted } from "./positions.ts";
-import type { Position } from "./types.ts";
+import type { KafkaConnection, Position } from "./types.ts";
 
 interface Shared {
   admin: Admin;
@@ -14,7 +15,7 @@ interface Shared {
   calls: number;
 }
 
-/** Shared clients by broker list; a client leaves the map when a call on it fails with a connection error. */
+/** Shared clients by connection; a client leaves the map when a call on it fails with a connection error. */
 const shared = new Map<string, Shared>();
 let callsInFlight = 0;
 /**
@@ -31,20 +32,21 @@ function isConnectionError(error: unknown): boolean {
   );
 }
 
-function open(key: string, brokers: string[]): Shared {
-  const admin = new Admin({ clientId: "admin", bootstrapBrokers: brokers });
+function open(key: string, kafka: KafkaConnection): Shared {
+  const admin = new Admin({ clientId: "admin", ...clientOptions(kafka) });
   admin.on("client:broker:connect", ({ connection }) => connection.socket.unref());
   const entry = { admin, calls: 0 };
   shared.set(key, entry);
   return entry;
 }
 
-/** Runs `work` on the shared client for `brokers`: created on first use, replaced after a connection error. */
-async function withAdmin<T>(brokers: string[], work: (admin: Admin) => Promise<T>): Promise<T> {
-  const key = [...brokers].sort().join(",");
+/** Runs `work` on the shared client for `kafka`: created on first use, replaced after a connection error. */
+async function withAdmin<T>(kafka: KafkaConnection, work: (admin: Admin) => Promise<T>): Promise<T> {
+  // The whole connection, credentials included: a client of other credentials is another client. Kept in memory.
+  const key = JSON.stringify({ ...kafka, brokers: [...kafka.brokers].sort() });
   const cached = shared.get(key);
   // A client closed by anything but this module would fail every call: replace it instead.
-  const current = cached && !cached.admin.closed ? cached : open(key, brokers);
+  const current = cached && !cached.admin.closed ? cached : open(key, kafka);
   current.calls++;
   if (callsInFlight++ === 0) keepAlive = setInterval(() => {}, 60_000);
   try {
@@ -94,18 +96,34 @@ export function answers(client: Producer | Admin, timeoutMs: number): Promise<bo
 }
 
 /**
- * True when a broker of `brokers` answers a metadata request within `timeoutMs`.
+ * True when a broker of `kafka` answers a metadata request within `timeoutMs`, false when none does (not up
+ * yet, unreachable). Throws a {@link KafkaAccessError} when a broker answers but refuses the connection for good:
+ * rejected credentials, an untrusted certificate, TLS against a plaintext port.
  *
  * @example
- * if (!(await brokerAnswers(["127.0.0.1:9092"], 3_000))) throw new Error("no broker");
+ * if (!(await checkBroker(kafka, 3_000))) log.warn("no broker yet; retrying in the background");
  */
-export function brokerAnswers(brokers: string[], timeoutMs: number): Promise<boolean> {
+export function checkBroker(kafka: KafkaConnection, timeoutMs: number): Promise<boolean> {
   // Through withAdmin, so a refused probe replaces the client and the next probe connects afresh.
-  const answered = withAdmin(brokers, probe).then(
+  const answered = withAdmin(kafka, probe).then(
     () => true,
-    () => false,
+    (error: unknown) => {
+      const why = accessFailure(error, kafka);
+      if (why) throw new KafkaAccessError(why, { cause: error });
+      return false;
+    },
   );
   return within(answered, timeoutMs, false);
+}
+
+/**
+ * True when a broker of `kafka` answers a metadata request within `timeoutMs` and accepts the connection.
+ *
+ * @example
+ * if (!(await brokerAnswers({ brokers: ["127.0.0.1:9092"] }, 3_000))) throw new Error("no broker");
+ */
+export function brokerAnswers(kafka: KafkaConnection, timeoutMs: number): Promise<boolean> {
+  return checkBroker(kafka, timeoutMs).catch(() => false);
 }
 
 /**
@@ -113,10 +131,10 @@ export function brokerAnswers(brokers: string[], timeoutMs: number): Promise<boo
  * it created.
  *
  * @example
- * const created = await ensureTopics(brokers, topicSpecs(6));
+ * const created = await ensureTopics(kafka, topicSpecs(6));
  */
-export function ensureTopics(brokers: string[], specs: TopicSpec[]): Promise<string[]> {
-  return withAdmin(brokers, async (admin) => {
+export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promise<string[]> {
+  return withAdmin(kafka, async (admin) => {
     const existing = new Set(await admin.listTopics());
     const missing = specs.filter((spec) => !existing.has(spec.name));
     for (const spec of missing) {
@@ -131,10 +149,10 @@ export function ensureTopics(brokers: string[], specs: TopicSpec[]): Promise<str
  * The offset after the last record of each partition of `topic`: where a reader starting now would begin.
  *
  * @example
- * const before = await endOffsets(brokers, "locations.raw"); // [{ topic, partition: 0, offset: 1234n }, ...]
+ * const before = await endOffsets(kafka, "locations.raw"); // [{ topic, partition: 0, offset: 1234n }, ...]
  */
-export function endOffsets(brokers: string[], topic: string): Promise<Position[]> {
-  return withAdmin(brokers, async (admin) => {
+export function endOffsets(kafka: KafkaConnection, topic: string): Promise<Position[]> {
+  return withAdmin(kafka, async (admin) => {
     const metadata = await admin.metadata({ topics: [topic] });
     const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
     const partitions = Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp: -1n }));
@@ -151,20 +169,20 @@ export function endOffsets(brokers: string[], topic: string): Promise<Position[]
  * Deletes a consumer group's committed offsets, so its next member starts from the earliest records.
  *
  * @example
- * await deleteGroup(brokers, "enrich");
+ * await deleteGroup(kafka, "enrich");
  */
-export function deleteGroup(brokers: string[], groupId: string): Promise<void> {
-  return withAdmin(brokers, (admin) => admin.deleteGroups({ groups: [groupId] }));
+export function deleteGroup(kafka: KafkaConnection, groupId: string): Promise<void> {
+  return withAdmin(kafka, (admin) => admin.deleteGroups({ groups: [groupId] }));
 }
 
 /**
  * The offsets `groupId` has committed, per topic-partition; -1 for a partition it never committed.
  *
  * @example
- * const committed = await committedOffsets(brokers, "persist");
+ * const committed = await committedOffsets(kafka, "persist");
  */
-export function committedOffsets(brokers: string[], groupId: string): Promise<Position[]> {
-  return withAdmin(brokers, async (admin) => {
+export function committedOffsets(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
+  return withAdmin(kafka, async (admin) => {
     const [group] = await admin.listConsumerGroupOffsets({ groups: [groupId] });
     return (group?.topics ?? []).flatMap((topic) =>
       topic.partitions.map((p) => ({ topic: topic.name, partition: p.partitionIndex, offset: p.committedOffset })),
@@ -177,12 +195,12 @@ export function committedOffsets(brokers: string[], groupId: string): Promise<Po
  * next member would start from the earliest record.
  *
  * @example
- * const behind = await groupLag(brokers, "enrich", ["locations.raw"]);
+ * const behind = await groupLag(kafka, "enrich", ["locations.raw"]);
  */
-export async function groupLag(brokers: string[], groupId: string, topics: string[]): Promise<number> {
+export async function groupLag(kafka: KafkaConnection, groupId: string, topics: string[]): Promise<number> {
   const [committed, ...ends] = await Promise.all([
-    committedOffsets(brokers, groupId),
-    ...topics.map((topic) => endOffsets(brokers, topic)),
+    committedOffsets(kafka, groupId),
+    ...topics.map((topic) => endOffsets(kafka, topic)),
   ]);
   return uncommitted(ends.flat(), committed ?? []);
 }
@@ -191,10 +209,10 @@ export async function groupLag(brokers: string[], groupId: string, topics: strin
  * The members of each group, as "clientId@host": who else is consuming in a group.
  *
  * @example
- * const members = await groupMembers(brokers, ["enrich", "persist"]); // Map { "enrich" => ["enrich@/127.0.0.1"] }
+ * const members = await groupMembers(kafka, ["enrich", "persist"]); // Map { "enrich" => ["enrich@/127.0.0.1"] }
  */
-export function groupMembers(brokers: string[], groupIds: string[]): Promise<Map<string, string[]>> {
-  return withAdmin(brokers, async (admin) => {
+export function groupMembers(kafka: KafkaConnection, groupIds: string[]): Promise<Map<string, string[]>> {
+  return withAdmin(kafka, async (admin) => {
     const groups = await admin.describeGroups({ groups: groupIds });
     const members = (id: string) => [...(groups.get(id)?.members.values() ?? [])];
     return new Map(groupIds.map((id) => [id, members(id).map((m) => `${m.clientId}@${m.clientHost}`)]));

@@ -1,5 +1,6 @@
 /** The port's {@link KafkaConsumer} on @platformatic/kafka. */
 import { Consumer, type Message, MessagesStreamModes } from "@platformatic/kafka";
+import { clientOptions } from "./connection.ts";
 import type { ConsumerOptions, InRecord, KafkaConsumer, Position } from "./types.ts";
 
 const LAG_INTERVAL_MS = 5_000;
@@ -22,14 +23,14 @@ function toRecord(message: Message): InRecord {
  * Joins `groupId` and reads `topics` with manual commits. Call `batches()` once to start reading.
  *
  * @example
- * const consumer = createConsumer({ brokers, groupId: "enrich", clientId: "enrich-1", topics: ["locations.raw"] });
+ * const consumer = createConsumer({ kafka, groupId: "enrich", clientId: "enrich-1", topics: ["locations.raw"] });
  * for await (const batch of consumer.batches()) await consumer.commit(nextPositions(batch));
  */
 export function createConsumer(options: ConsumerOptions): KafkaConsumer {
   const consumer = new Consumer({
     clientId: options.clientId,
     groupId: options.groupId,
-    bootstrapBrokers: options.brokers,
+    ...clientOptions(options.kafka),
     autocommit: false,
     sessionTimeout: 6_000, // the broker's minimum: a killed member's partitions move on quickly
     heartbeatInterval: 1_000,

@@ -50,7 +50,7 @@ interface PartitionRange {
  * `complete` holds.
  *
  * @example
- * const progress = new RangeProgress("t", await endOffsets(brokers, "t"), from, "end");
+ * const progress = new RangeProgress("t", await endOffsets(kafka, "t"), from, "end");
  * for (const record of batch) if (progress.accept(record)) keep(record);
  * if (progress.complete) stop();
  */

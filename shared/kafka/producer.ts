@@ -2,6 +2,7 @@
 import { ProduceAcks, Producer } from "@platformatic/kafka";
 import { answers } from "./admin.ts";
 import { createCoalescer } from "./coalesce.ts";
+import { clientOptions } from "./connection.ts";
 import { keyHash } from "./partition.ts";
 import type { Delivery, KafkaProducer, OutRecord, ProducerOptions } from "./types.ts";
 
@@ -13,13 +14,13 @@ const MAX_CALL_BYTES = 512 * 1024;
  * resolves with one {@link Delivery} per record once the broker has acknowledged all of them.
  *
  * @example
- * const producer = createProducer({ brokers, clientId: "ingest" });
+ * const producer = createProducer({ kafka, clientId: "ingest" });
  * const [delivery] = await producer.send([{ topic: "logins.raw", key: "user-1", value: "{}" }]);
  */
 export function createProducer(options: ProducerOptions): KafkaProducer {
   const producer = new Producer({
     clientId: options.clientId,
-    bootstrapBrokers: options.brokers,
+    ...clientOptions(options.kafka),
     idempotent: true,
     acks: ProduceAcks.ALL,
     timeout: options.timeoutMs ?? 5000,

@@ -7,10 +7,10 @@
 import { endOffsets } from "./admin.ts";
 import { createConsumer } from "./consumer.ts";
 import { RangeProgress } from "./positions.ts";
-import type { InRecord, KafkaConsumer, Position } from "./types.ts";
+import type { InRecord, KafkaConnection, KafkaConsumer, Position } from "./types.ts";
 
 interface RangeBase {
-  brokers: string[];
+  kafka: KafkaConnection;
   topic: string;
   /** Where each partition's range starts (an {@link endOffsets} snapshot, say); a partition left out starts at 0. */
   from: Position[];
@@ -47,10 +47,10 @@ export class RangeTimeoutError extends Error {
  * holds. Throws a {@link RangeTimeoutError} after `timeoutMs`.
  *
  * @example
- * const before = await endOffsets(brokers, "logins.raw");
+ * const before = await endOffsets(kafka, "logins.raw");
  * // ... produce ...
- * const all = await readRange({ brokers, topic: "logins.raw", from: before, until: "end", timeoutMs: 10_000 });
- * const three = await readRange({ brokers, topic, from: before, done: (r) => r.length >= 3, timeoutMs: 10_000 });
+ * const all = await readRange({ kafka, topic: "logins.raw", from: before, until: "end", timeoutMs: 10_000 });
+ * const three = await readRange({ kafka, topic, from: before, done: (r) => r.length >= 3, timeoutMs: 10_000 });
  */
 export async function readRange(options: ReadRangeOptions): Promise<InRecord[]> {
   const records: InRecord[] = [];
@@ -67,7 +67,7 @@ export async function readRange(options: ReadRangeOptions): Promise<InRecord[]> 
  *
  * @example
  * let copies = 0;
- * await scanRange({ brokers, topic, from: before, until: "end", timeoutMs: 60_000, visit: () => copies++ });
+ * await scanRange({ kafka, topic, from: before, until: "end", timeoutMs: 60_000, visit: () => copies++ });
  */
 export function scanRange(options: ScanRangeOptions): Promise<number> {
   return scan(options, (batch) => {
@@ -81,16 +81,16 @@ export function scanRange(options: ScanRangeOptions): Promise<number> {
  * own output, so a restart does not depend on process memory.
  *
  * @example
- * const emitted = await lastRecords(brokers, "logins.stats"); // Map { 0 => InRecord, 3 => InRecord }
+ * const emitted = await lastRecords(kafka, "logins.stats"); // Map { 0 => InRecord, 3 => InRecord }
  */
 export async function lastRecords(
-  brokers: string[],
+  kafka: KafkaConnection,
   topic: string,
   timeoutMs = 30_000,
 ): Promise<Map<number, InRecord>> {
-  const ends = await endOffsets(brokers, topic);
+  const ends = await endOffsets(kafka, topic);
   const from = ends.filter((end) => end.offset > 0n).map((end) => ({ ...end, offset: end.offset - 1n }));
-  const records = await readRange({ brokers, topic, from, until: ends, timeoutMs });
+  const records = await readRange({ kafka, topic, from, until: ends, timeoutMs });
   return new Map(records.map((record) => [record.partition, record]));
 }
 
@@ -99,17 +99,17 @@ export async function lastRecords(
  * partition reaches its end. Returns how many records it read.
  */
 async function scan(options: RangeBase & { until?: RangeEnd }, take: (batch: InRecord[]) => boolean): Promise<number> {
-  const { brokers, topic, timeoutMs } = options;
+  const { kafka, topic, timeoutMs } = options;
   let progress: RangeProgress | undefined;
   let reader: KafkaConsumer | undefined;
   let stopped = false;
   const reading = (async () => {
-    const range = new RangeProgress(topic, await endOffsets(brokers, topic), options.from, options.until);
+    const range = new RangeProgress(topic, await endOffsets(kafka, topic), options.from, options.until);
     progress = range;
     // The deadline may have passed during the look-up: then no reader must be left behind.
     if (range.complete || stopped) return;
     reader = createConsumer({
-      brokers,
+      kafka,
       groupId: `range-reader-${crypto.randomUUID()}`,
       clientId: "range-reader",
       topics: [topic],

@@ -40,8 +40,21 @@ export interface Delivery {
   offset: bigint;
 }
 
-export interface ConsumerOptions {
+/**
+ * Where the cluster is and how to prove who we are to it: what every client of the port takes instead of a bare
+ * broker list. Built from the configuration by `kafkaConnection`; holds file paths, not their contents.
+ */
+export interface KafkaConnection {
+  /** Bootstrap brokers, `host:port`. */
   brokers: string[];
+  /** SASL authentication; without it the client does not authenticate. */
+  sasl?: { mechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"; username: string; password: string };
+  /** TLS; without it the connection is plaintext. Without `caFile` the system's trusted CAs apply. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string; checkServerName: boolean };
+}
+
+export interface ConsumerOptions {
+  kafka: KafkaConnection;
   groupId: string;
   clientId: string;
   topics: string[];
@@ -67,7 +80,7 @@ export interface KafkaConsumer {
 }
 
 export interface ProducerOptions {
-  brokers: string[];
+  kafka: KafkaConnection;
   clientId: string;
   /** How long a produce call or a connection attempt may take (default 5 s). */
   timeoutMs?: number;

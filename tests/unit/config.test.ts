@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, parseConfig } from "../../shared/config.ts";
+import { ConfigError, parseConfig, redactUrl } from "../../shared/config.ts";
 
 /** The error `parseConfig(env)` throws; fails the test if it does not throw a ConfigError. */
 function configError(env: Record<string, string | undefined>): ConfigError {
@@ -194,5 +194,117 @@ describe("bad values", () => {
     const error = configError({ KAFKA_BROKERS: "a:9092,localhost" });
     expect(error.message).toContain('KAFKA_BROKERS="a:9092,localhost": must be host:port');
     expect(badNames(error)).toEqual(["KAFKA_BROKERS"]);
+  });
+});
+
+describe("managed cluster settings", () => {
+  const readable = import.meta.path; // any file this process can read
+
+  test("SASL and TLS are off unless set, and empty values count as unset", () => {
+    const blank = {
+      KAFKA_SASL_MECHANISM: "",
+      KAFKA_SASL_USERNAME: " ",
+      KAFKA_TLS_CA_FILE: "",
+      DATABASE_TLS_CA_FILE: "",
+    };
+    for (const env of [{}, blank]) {
+      const config = parseConfig(env);
+      expect(config.KAFKA_SASL_MECHANISM).toBeUndefined();
+      expect(config.KAFKA_SASL_USERNAME).toBeUndefined();
+      expect(config.KAFKA_TLS).toBe(false);
+      expect(config.KAFKA_TLS_CA_FILE).toBeUndefined();
+      expect(config.KAFKA_TLS_CHECK_SERVER_NAME).toBe(true);
+      expect(config.DATABASE_TLS_CA_FILE).toBeUndefined();
+    }
+  });
+
+  test.each(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])(
+    "mechanism %s with a username and a password is accepted",
+    (mechanism) => {
+      const config = parseConfig({
+        KAFKA_SASL_MECHANISM: mechanism,
+        KAFKA_SASL_USERNAME: "pipeline",
+        KAFKA_SASL_PASSWORD: "s3cret",
+        KAFKA_TLS: "on",
+        KAFKA_TLS_CA_FILE: readable,
+      });
+      expect(config).toMatchObject({ KAFKA_SASL_MECHANISM: mechanism, KAFKA_TLS: true, KAFKA_TLS_CA_FILE: readable });
+    },
+  );
+
+  test("KAFKA_TLS takes on/off and true/false", () => {
+    expect(parseConfig({ KAFKA_TLS: "on" }).KAFKA_TLS).toBe(true);
+    expect(parseConfig({ KAFKA_TLS: "true" }).KAFKA_TLS).toBe(true);
+    expect(parseConfig({ KAFKA_TLS: "off" }).KAFKA_TLS).toBe(false);
+    expect(configError({ KAFKA_TLS: "yes" }).message).toContain('KAFKA_TLS="yes": must be on or off');
+  });
+
+  test("an unknown mechanism is named with the ones supported", () => {
+    expect(configError({ KAFKA_SASL_MECHANISM: "GSSAPI" }).message).toContain(
+      'KAFKA_SASL_MECHANISM="GSSAPI": must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512',
+    );
+  });
+
+  test("a mechanism needs a username and a password, and they need a mechanism", () => {
+    expect(badNames(configError({ KAFKA_SASL_MECHANISM: "PLAIN" })).toSorted()).toEqual([
+      "KAFKA_SASL_PASSWORD",
+      "KAFKA_SASL_USERNAME",
+    ]);
+    expect(badNames(configError({ KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" }))).toEqual([
+      "KAFKA_SASL_MECHANISM",
+    ]);
+  });
+
+  test("a client certificate needs its key and the key its certificate; files need KAFKA_TLS=on", () => {
+    const on = { KAFKA_TLS: "on" };
+    expect(badNames(configError({ ...on, KAFKA_TLS_CERT_FILE: readable }))).toEqual(["KAFKA_TLS_KEY_FILE"]);
+    expect(badNames(configError({ ...on, KAFKA_TLS_KEY_FILE: readable }))).toEqual(["KAFKA_TLS_CERT_FILE"]);
+    expect(configError({ KAFKA_TLS_CA_FILE: readable }).message).toContain(
+      'KAFKA_TLS="": must be on when a KAFKA_TLS_*_FILE is set',
+    );
+  });
+
+  test("a file that cannot be read is rejected at start, not at the first connection", () => {
+    const error = configError({ KAFKA_TLS: "on", KAFKA_TLS_CA_FILE: "/no/such/ca.pem", DATABASE_TLS_CA_FILE: "/nope" });
+    expect(error.message).toContain('KAFKA_TLS_CA_FILE="/no/such/ca.pem": must be a readable file');
+    expect(badNames(error).toSorted()).toEqual(["DATABASE_TLS_CA_FILE", "KAFKA_TLS_CA_FILE"]);
+  });
+
+  test("DATABASE_URL's sslmode must be libpq's, and a CA file needs a mode that uses TLS", () => {
+    const url = "postgres://u@db:5432/x";
+    expect(configError({ DATABASE_URL: `${url}?sslmode=on` }).message).toContain("sslmode must be one of");
+    for (const mode of ["require", "verify-ca", "verify-full"])
+      expect(parseConfig({ DATABASE_URL: `${url}?sslmode=${mode}`, DATABASE_TLS_CA_FILE: readable }).DATABASE_URL).toBe(
+        `${url}?sslmode=${mode}`,
+      );
+    for (const mode of ["", "?sslmode=disable", "?sslmode=prefer"])
+      expect(badNames(configError({ DATABASE_URL: `${url}${mode}`, DATABASE_TLS_CA_FILE: readable }))).toEqual([
+        "DATABASE_TLS_CA_FILE",
+      ]);
+  });
+
+  test("rules between settings are reported together with other bad settings", () => {
+    const error = configError({ KAFKA_SASL_MECHANISM: "PLAIN", KAFKA_SASL_USERNAME: "u", INGEST_PORT: "0" });
+    expect(badNames(error).toSorted()).toEqual(["INGEST_PORT", "KAFKA_SASL_PASSWORD"]);
+  });
+
+  test("the error never shows a password: neither KAFKA_SASL_PASSWORD nor the one in DATABASE_URL", () => {
+    const error = configError({
+      KAFKA_SASL_PASSWORD: "kafka-s3cret",
+      DATABASE_URL: "postgres://pipeline:db-s3cret@db:5432/pipeline?sslmode=sometimes",
+    });
+    expect(badNames(error).toSorted()).toEqual(["DATABASE_URL", "KAFKA_SASL_MECHANISM"]);
+    expect(error.message).not.toContain("s3cret");
+    expect(error.message).toContain("postgres://pipeline:***@db:5432/pipeline");
+  });
+});
+
+describe("redactUrl", () => {
+  test("replaces only the password", () => {
+    expect(redactUrl("postgres://pipeline:s3cret@db:5432/pipeline?sslmode=require")).toBe(
+      "postgres://pipeline:***@db:5432/pipeline?sslmode=require",
+    );
+    expect(redactUrl("postgres://pipeline@db/pipeline")).toBe("postgres://pipeline@db/pipeline");
+    expect(redactUrl("not a url")).toBe("not a url");
   });
 });

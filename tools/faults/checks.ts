@@ -27,7 +27,7 @@
  */
 import { recompute, type TimedLogin } from "../../aggregate/stats.ts";
 import type { Sql } from "../../persist/postgres/db.ts";
-import type { Position } from "../../shared/kafka.ts";
+import type { KafkaConnection, Position } from "../../shared/kafka.ts";
 import { OPTIONAL_LOGIN_FIELDS } from "../../shared/schemas.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { FATES, type Fate, type Ledger, type Table } from "./ledger.ts";
@@ -67,7 +67,7 @@ export function resultOf(check: Check, contamination: Contamination): Result {
 
 export interface RunFacts {
   sql: Sql;
-  brokers: string[];
+  kafka: KafkaConnection;
   /** Every event_id and user_id of the run starts with `${run}-`. */
   run: string;
   ledger: Ledger;
@@ -185,7 +185,7 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
   const like = `${run}-%`;
 
   const late = await eventCopies(
-    facts.brokers,
+    facts.kafka,
     TOPICS.loginsLate,
     facts.startOffsets.get(TOPICS.loginsLate) ?? [],
     `${run}-`,
@@ -346,7 +346,7 @@ export async function account(
   const raw = new Map<Table, Awaited<ReturnType<typeof eventCopies>>>();
   for (const [table, topic] of Object.entries(TOPIC_OF) as [Table, string][]) {
     const copies = await eventCopies(
-      facts.brokers,
+      facts.kafka,
       topic,
       facts.startOffsets.get(topic) ?? [],
       `${facts.run}-`,
@@ -363,7 +363,7 @@ export async function account(
   const replays = new Map<string, number>();
   for (const topic of [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched]) {
     const { copies } = await eventCopies(
-      facts.brokers,
+      facts.kafka,
       topic,
       facts.startOffsets.get(topic) ?? [],
       `${facts.run}-`,
@@ -373,7 +373,7 @@ export async function account(
   }
   const { from, to } = facts.range;
   const windows = await keyCopies(
-    facts.brokers,
+    facts.kafka,
     TOPICS.loginsStats,
     facts.startOffsets.get(TOPICS.loginsStats) ?? [],
     (key) => {

@@ -4,7 +4,7 @@
  * fixed time).
  */
 import type { Sql } from "../../persist/postgres/db.ts";
-import { endOffsets, lastRecords, type Position, partitionFor } from "../../shared/kafka.ts";
+import { endOffsets, type KafkaConnection, lastRecords, type Position, partitionFor } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import type { LoginBody } from "../generators.ts";
 import { groupOf } from "../harness.ts";
@@ -23,9 +23,9 @@ const CONSUMED = [
 ];
 
 /** Every topic the checks read, with its end offsets now. */
-export async function snapshot(brokers: string[]): Promise<Map<string, Position[]>> {
+export async function snapshot(kafka: KafkaConnection): Promise<Map<string, Position[]>> {
   const topics = [...CONSUMED, TOPICS.loginsLate];
-  return new Map(await Promise.all(topics.map(async (t) => [t, await endOffsets(brokers, t)] as const)));
+  return new Map(await Promise.all(topics.map(async (t) => [t, await endOffsets(kafka, t)] as const)));
 }
 
 /**
@@ -33,8 +33,8 @@ export async function snapshot(brokers: string[]): Promise<Map<string, Position[
  * only moves forward per partition, so anything earlier would be late. Others' leftovers must have been
  * consumed (and stored) before this is asked.
  */
-export async function nextFreeWindow(brokers: string[], sql: Sql, windowMs: number): Promise<number> {
-  const emitted = await lastRecords(brokers, TOPICS.loginsStats);
+export async function nextFreeWindow(kafka: KafkaConnection, sql: Sql, windowMs: number): Promise<number> {
+  const emitted = await lastRecords(kafka, TOPICS.loginsStats);
   let latest = Date.now();
   for (const record of emitted.values()) {
     const end = Date.parse((JSON.parse(record.value.toString()) as { timestamp_end?: string }).timestamp_end ?? "");
@@ -52,12 +52,12 @@ export async function nextFreeWindow(brokers: string[], sql: Sql, windowMs: numb
  * accepted; returns the accepted request and, when it took retries, the ids whose extra copies are expected.
  */
 export async function sendClosers(
-  brokers: string[],
+  kafka: KafkaConnection,
   ingestUrl: string,
   idPrefix: string,
   start: number,
 ): Promise<{ result: RequestResult; retried: string[] }> {
-  const partitions = (await endOffsets(brokers, TOPICS.loginsRaw)).length;
+  const partitions = (await endOffsets(kafka, TOPICS.loginsRaw)).length;
   const events: LoginBody[] = [];
   for (let i = 0, p = 0; p < partitions; i++) {
     const user = `${idPrefix}-closer-${i}`;
@@ -83,7 +83,7 @@ export async function sendClosers(
 }
 
 export interface DrainOptions {
-  brokers: string[];
+  kafka: KafkaConnection;
   sql: Sql;
   what: string;
   timeoutMs: number;
@@ -97,17 +97,17 @@ export interface DrainOptions {
  * and aggregate by their committed offsets in Kafka, persist by its offsets in PostgreSQL (its source of truth).
  */
 export async function drain(options: DrainOptions): Promise<void> {
-  const { brokers, sql, say } = options;
+  const { kafka, sql, say } = options;
   let previous = "";
   let behind: string[] = [];
   let lastReport = Date.now();
   const probe = async () => {
     const ends = new Map<string, Position[]>(
-      await Promise.all(CONSUMED.map(async (t) => [t, await endOffsets(brokers, t)] as const)),
+      await Promise.all(CONSUMED.map(async (t) => [t, await endOffsets(kafka, t)] as const)),
     );
     const [enrich, aggregate] = await Promise.all([
-      committedOffsets(brokers, groupOf("enrich") as string),
-      committedOffsets(brokers, groupOf("aggregate") as string),
+      committedOffsets(kafka, groupOf("enrich") as string),
+      committedOffsets(kafka, groupOf("aggregate") as string),
     ]);
     // persist's source of truth is the offsets PostgreSQL keeps with its rows, not the group's Kafka commits.
     const stored = await sql<{ topic: string; partition: number; next_offset: string }[]>`

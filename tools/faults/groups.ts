@@ -1,5 +1,5 @@
 /** Consumer-group facts the fault run needs, keyed as the fault run's maps are: "topic:partition". */
-import { committedOffsets as committedPositions } from "../../shared/kafka.ts";
+import { committedOffsets as committedPositions, type KafkaConnection } from "../../shared/kafka.ts";
 
 export { groupMembers } from "../../shared/kafka.ts";
 
@@ -7,7 +7,7 @@ export { groupMembers } from "../../shared/kafka.ts";
 export const slot = (topic: string, partition: number) => `${topic}:${partition}`;
 
 /** The group's committed offset per partition; never-committed partitions are absent. */
-export async function committedOffsets(brokers: string[], groupId: string): Promise<Map<string, bigint>> {
-  const positions = await committedPositions(brokers, groupId);
+export async function committedOffsets(kafka: KafkaConnection, groupId: string): Promise<Map<string, bigint>> {
+  const positions = await committedPositions(kafka, groupId);
   return new Map(positions.filter((p) => p.offset >= 0n).map((p) => [slot(p.topic, p.partition), p.offset]));
 }

@@ -5,9 +5,9 @@
  */
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { createDb, databaseAnswers } from "../../persist/postgres/db.ts";
+import { createDb, type DatabaseSettings, databaseAnswers } from "../../persist/postgres/db.ts";
 import { processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
-import { brokerAnswers } from "../../shared/kafka.ts";
+import { brokerAnswers, type KafkaConnection } from "../../shared/kafka.ts";
 import { localCluster } from "../../tests/support.ts";
 import { pollEvery } from "../poll.ts";
 
@@ -53,34 +53,30 @@ export async function stopBroker(signal: "SIGTERM" | "SIGKILL", logDir: string, 
  * Starts the broker again with `bun run stack` (the same command, JVM flags and data directory as everyone
  * else), then waits until it answers.
  */
-export async function startBroker(brokers: string[], logDir: string, tag: string): Promise<void> {
+export async function startBroker(kafka: KafkaConnection, logDir: string, tag: string): Promise<void> {
   const out = Bun.file(join(logDir, `stack.${tag}.log`));
   const child = Bun.spawn(["bun", "run", "scripts/stack.ts"], { cwd: ROOT, stdout: out, stderr: out });
   const timer = setTimeout(() => child.kill("SIGKILL"), BROKER_START_TIMEOUT_MS);
   const code = await child.exited;
   clearTimeout(timer);
   if (code !== 0) throw new Error(`bun run stack exited with ${code}; see ${join(logDir, `stack.${tag}.log`)}`);
-  await pollEvery(
-    "the broker to answer",
-    async () => ((await brokerAnswers(brokers, 1_000)) ? true : undefined),
-    30_000,
-  );
+  await pollEvery("the broker to answer", async () => ((await brokerAnswers(kafka, 1_000)) ? true : undefined), 30_000);
 }
 
 /** Starts the broker unless it answers already; for cleanup paths, so it never throws. */
-export async function ensureBroker(brokers: string[], logDir: string): Promise<string | undefined> {
-  if (await brokerAnswers(brokers, 2_000)) return undefined;
+export async function ensureBroker(kafka: KafkaConnection, logDir: string): Promise<string | undefined> {
+  if (await brokerAnswers(kafka, 2_000)) return undefined;
   try {
-    await startBroker(brokers, logDir, "restore");
+    await startBroker(kafka, logDir, "restore");
     return undefined;
   } catch (error) {
     return `could not restart the broker: ${(error as Error).message}`;
   }
 }
 
-/** True when PostgreSQL at `url` answers a query within a second. */
-export async function postgresAnswers(url: string): Promise<boolean> {
-  const sql = createDb(url, 1);
+/** True when the PostgreSQL of `database` answers a query within a second. */
+export async function postgresAnswers(database: DatabaseSettings): Promise<boolean> {
+  const sql = createDb(database, 1);
   try {
     return await databaseAnswers(sql, 1_000);
   } finally {
@@ -89,7 +85,7 @@ export async function postgresAnswers(url: string): Promise<boolean> {
 }
 
 /** Stops and starts the local PostgreSQL cluster; undefined when there is none here (no database faults then). */
-export async function postgresControl(url: string) {
+export async function postgresControl(database: DatabaseSettings) {
   const cluster = await localCluster();
   if (!cluster) return undefined;
   return {
@@ -98,13 +94,13 @@ export async function postgresControl(url: string) {
       await cluster("start");
       await pollEvery(
         "PostgreSQL to answer",
-        async () => ((await postgresAnswers(url)) ? true : undefined),
+        async () => ((await postgresAnswers(database)) ? true : undefined),
         POSTGRES_TIMEOUT_MS,
       );
     },
     /** Starts the cluster unless it answers already; for cleanup paths, so it never throws. */
     async ensure(): Promise<string | undefined> {
-      if (await postgresAnswers(url)) return undefined;
+      if (await postgresAnswers(database)) return undefined;
       try {
         await this.start();
         return undefined;

@@ -4,6 +4,7 @@
  * (seeded): that is load shaping; every wait for something to come back polls with a deadline.
  */
 import type { Sql } from "../../persist/postgres/db.ts";
+import type { KafkaConnection } from "../../shared/kafka.ts";
 import { between, pick, type Rng } from "../generators.ts";
 import { groupOf } from "../harness.ts";
 import { pollEvery } from "../poll.ts";
@@ -14,7 +15,7 @@ import type { ConsumerRole, Fault, Profile, StageRole } from "./profiles.ts";
 export interface InjectorDeps {
   pipeline: Pipeline;
   sql: Sql;
-  brokers: string[];
+  kafka: KafkaConnection;
   logDir: string;
   profile: Profile;
   rng: Rng;
@@ -26,7 +27,7 @@ export interface InjectorDeps {
 
 /** Returns `inject(fault)`, which resolves with a one-line account of what happened. */
 export function createInjector(deps: InjectorDeps) {
-  const { pipeline, sql, brokers, logDir, profile, rng, postgres } = deps;
+  const { pipeline, sql, kafka, logDir, profile, rng, postgres } = deps;
   let brokerFaults = 0;
 
   /** A live instance of `role`, waiting for one if a crash restart is under way. */
@@ -79,7 +80,7 @@ export function createInjector(deps: InjectorDeps) {
     } else {
       await Bun.sleep(down);
     }
-    await startBroker(brokers, logDir, tag);
+    await startBroker(kafka, logDir, tag);
     return `${note}, down ${down} ms, broker back`;
   }
 

@@ -2,17 +2,17 @@
  * Reading what the run wrote to each topic, between two offset snapshots, to count copies per event: the
  * ground truth for "did ingest write anything twice" and "how many replays reached persist".
  */
-import { type Position, scanRange } from "../../shared/kafka.ts";
+import { type KafkaConnection, type Position, scanRange } from "../../shared/kafka.ts";
 
 /**
  * Copies per event_id of the run's events in a topic of JSON events, from `from` to the topic's end now, and how
  * many records were someone else's.
  *
  * @example
- * const { copies, others } = await eventCopies(brokers, "logins.raw", startOffsets, `${run}-`, 60_000);
+ * const { copies, others } = await eventCopies(kafka, "logins.raw", startOffsets, `${run}-`, 60_000);
  */
 export async function eventCopies(
-  brokers: string[],
+  kafka: KafkaConnection,
   topic: string,
   from: Position[],
   idPrefix: string,
@@ -22,7 +22,7 @@ export async function eventCopies(
   let others = 0;
   const marker = Buffer.from(`"event_id":"${idPrefix}`);
   await scanRange({
-    brokers,
+    kafka,
     topic,
     from,
     until: "end",
@@ -46,10 +46,10 @@ export async function eventCopies(
  * start>/<partition>").
  *
  * @example
- * const windows = await keyCopies(brokers, "logins.stats", startOffsets, (key) => key.startsWith("2024"), 60_000);
+ * const windows = await keyCopies(kafka, "logins.stats", startOffsets, (key) => key.startsWith("2024"), 60_000);
  */
 export async function keyCopies(
-  brokers: string[],
+  kafka: KafkaConnection,
   topic: string,
   from: Position[],
   keep: (key: string) => boolean,
@@ -57,7 +57,7 @@ export async function keyCopies(
 ): Promise<Map<string, number>> {
   const copies = new Map<string, number>();
   await scanRange({
-    brokers,
+    kafka,
     topic,
     from,
     until: "end",
