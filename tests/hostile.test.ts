@@ -516,7 +516,7 @@ const missingField: HostileArb = (route) =>
     kind: "missing field",
     text: objectText(entries.filter(([k]) => k !== JSON.stringify(key))),
     path: key,
-    message: /required/,
+    message: /is missing/,
   }));
 
 /**
