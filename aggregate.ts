@@ -3,6 +3,7 @@
  * partition on `logins.stats` (aggregate/windows.ts has the window rules). Input offsets are committed only up
  * to the first record of the oldest window not yet emitted, and running totals are rebuilt from the last window
  * each partition emitted, so a crash replays into the same windows instead of losing or double-counting them.
+ * A partition with nothing open reports its progress as an empty window, so that intervals.ts need not wait.
  */
 import { createWindowFold } from "./aggregate/windows.ts";
 import { committedOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
@@ -36,6 +37,8 @@ export const aggregate: Stage = {
     /** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
     let outbox: OutRecord[] = [];
     let folded: InRecord[] | undefined;
+    /** This member's partitions of logins.raw since the last rebalance. */
+    let assigned: number[] = [];
 
     /** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
     async function restore(partitions: number[]) {
@@ -51,6 +54,13 @@ export const aggregate: Stage = {
         fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), Date.now(), resumeAt);
       }
       log.info({ partitions }, "restored window state from logins.stats");
+    }
+
+    /** Restores those of `partitions` the fold has no state for. */
+    async function restoreMissing(partitions: number[]) {
+      const known = new Set(fold.partitions());
+      const missing = [...new Set(partitions)].filter((partition) => !known.has(partition));
+      if (missing.length > 0) await restore(missing);
     }
 
     function foldBatch(batch: InRecord[]) {
@@ -81,14 +91,13 @@ export const aggregate: Stage = {
         topics: [TOPICS.loginsRaw],
         // After every rebalance the client re-reads each assigned partition from its committed offset, which
         // trails the open windows: all state goes, and each partition is rebuilt from logins.stats and that replay.
-        onAssign() {
+        onAssign(partitions) {
           for (const partition of fold.partitions()) fold.forget(partition);
+          assigned = partitions.filter(({ topic }) => topic === TOPICS.loginsRaw).map(({ partition }) => partition);
         },
         async handle(batch) {
           if (folded !== batch) {
-            const known = new Set(fold.partitions());
-            const unknown = [...new Set(batch.map((record) => record.partition))].filter((p) => !known.has(p));
-            if (unknown.length > 0) await restore(unknown);
+            await restoreMissing(batch.map((record) => record.partition));
             foldBatch(batch);
             folded = batch;
           }
@@ -96,7 +105,10 @@ export const aggregate: Stage = {
         },
         tick: {
           everyMs: env.WINDOW_IDLE_TICK_MS,
-          run() {
+          async run() {
+            // A partition with nothing to replay still reports its progress (intervals waits for it), so every
+            // assigned partition gets its state back, not only those that deliver records.
+            await restoreMissing(assigned);
             outbox.push(...fold.tick(Date.now()).map(toRecord));
             return flush();
           },

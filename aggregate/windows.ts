@@ -9,6 +9,11 @@
  *   the last event arrived, so a quiet partition still closes its windows.
  * - An event whose window has closed is late: it is counted in the next emitted window's `late_messages` and
  *   reported to the caller, never dropped.
+ * - A partition with no open window reports its progress: when the idle watermark passes the end plus grace of a
+ *   window after the last one emitted, it emits an empty window (no interval counts, its totals, any pending late
+ *   count) for the latest window that watermark closed. The merge of all partitions (intervals/merge.ts) waits
+ *   for every partition's progress, so a quiet partition must say how far it is; it says so once per window
+ *   length, and after a long gap only for the latest window. An open window reports the same when it closes.
  * - Each emitted window carries the partition's running totals and `source_offset_end`, the input offset up to
  *   which it accounts for everything. Restoring from the last emitted window rebuilds totals and tells a replay
  *   which records are already counted, so a crash at any point gives the same output as no crash.
@@ -57,6 +62,18 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
     }
   }
 
+  /**
+   * The progress report of a partition that has nothing open: an empty window for the latest one the watermark
+   * closed, once it lies beyond the last emitted one. A partition that never saw an event has nothing to report.
+   */
+  function reportProgress(partition: number, s: PartitionState, watermark: number, out: LoginWindowStats[]) {
+    if (s.open.size > 0 || !Number.isFinite(watermark)) return;
+    const latest = windowStart(watermark - windowMs - graceMs, windowMs);
+    if (latest + windowMs <= s.closedBefore) return;
+    const empty: OpenWindow = { ids: new Set(), stats: loginStats.initial(), firstOffset: 0n };
+    out.push(emit(partition, s, latest, empty));
+  }
+
   function state(partition: number): PartitionState {
     const found = partitions.get(partition);
     if (!found) throw new Error(`partition ${partition} was not restored before use`);
@@ -97,7 +114,9 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       partitions.set(partition, {
         open: new Map(),
         closedBefore: last ? Date.parse(last.timestamp_end) : Number.NEGATIVE_INFINITY,
-        maxEventTime: Number.NEGATIVE_INFINITY,
+        // The watermark had passed the restored window's end plus grace, or it would not have been emitted: the
+        // idle watermark grows from there, so a partition that stays quiet after a restart still reports progress.
+        maxEventTime: last ? Date.parse(last.timestamp_end) + graceMs : Number.NEGATIVE_INFINITY,
         lastArrival: now,
         late: 0,
         lateFirstOffset: undefined,
@@ -163,12 +182,16 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
 
     /**
      * The windows closed since the last tick: those events closed as they arrived, then those the idle watermark
-     * closes at wall-clock `now`. Call it before `positions()`: a closed window not yet handed out is in neither.
+     * closes at wall-clock `now`, then the progress reports of partitions left with no open window. Call it
+     * before `positions()`: a closed window not yet handed out is in neither.
      */
     tick(now: number): LoginWindowStats[] {
       const out = closedByEvents.splice(0);
-      for (const [partition, s] of partitions)
-        closeDue(partition, s, s.maxEventTime + Math.max(0, now - s.lastArrival), out);
+      for (const [partition, s] of partitions) {
+        const watermark = s.maxEventTime + Math.max(0, now - s.lastArrival);
+        closeDue(partition, s, watermark, out);
+        reportProgress(partition, s, watermark, out);
+      }
       return out;
     },
 
