@@ -4,7 +4,7 @@
  */
 import * as v from "valibot";
 import type { InRecord, OutRecord } from "./kafka.ts";
-import { EnrichedLocation, type Ingested, LoginWindowStats, RawLocation, RawLogin } from "./schemas.ts";
+import { EnrichedLocation, type Ingested, LoginInterval, LoginWindowStats, RawLocation, RawLogin } from "./schemas.ts";
 import { dlqOf, TOPICS, type TopicName } from "./topics.ts";
 
 /** A record whose bytes are not the event its topic carries. */
@@ -62,6 +62,7 @@ export const DECODERS = {
   [TOPICS.loginsRaw]: (record: InRecord) => decodeEvent(RawLogin, record),
   [TOPICS.locationsEnriched]: (record: InRecord) => decode(EnrichedLocation, record),
   [TOPICS.loginsStats]: (record: InRecord) => decode(LoginWindowStats, record),
+  [TOPICS.loginsIntervals]: (record: InRecord) => decode(LoginInterval, record),
 } satisfies Partial<Record<TopicName, (record: InRecord) => unknown>>;
 
 /**

@@ -8,6 +8,8 @@ export const TOPICS = {
   loginsRaw: "logins.raw",
   locationsEnriched: "locations.enriched",
   loginsStats: "logins.stats",
+  /** One record per window over all partitions, merged from logins.stats by intervals.ts. */
+  loginsIntervals: "logins.intervals",
   /** Login events that arrived after their window closed, with the same context headers as a dead letter. */
   loginsLate: "logins.late",
 } as const;
@@ -18,7 +20,13 @@ export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
 export const dlqOf = (topic: TopicName): string => `${topic}.dlq`;
 
 /** Topics that a stage consumes, and so the ones that get a dead-letter topic. */
-const CONSUMED: TopicName[] = [TOPICS.locationsRaw, TOPICS.locationsEnriched, TOPICS.loginsStats, TOPICS.loginsRaw];
+const CONSUMED: TopicName[] = [
+  TOPICS.locationsRaw,
+  TOPICS.locationsEnriched,
+  TOPICS.loginsStats,
+  TOPICS.loginsRaw,
+  TOPICS.loginsIntervals,
+];
 
 export interface TopicSpec {
   name: string;
