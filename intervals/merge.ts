@@ -49,7 +49,7 @@ interface PendingWindow {
 }
 
 /** What became of one stats record. */
-export type MergeOutcome = "counted" | "late" | "progress" | "already counted" | "copy" | "out of sequence";
+export type MergeOutcome = "counted" | "late" | "progress" | "already counted" | "copy";
 
 const seconds = (ms: number) => Math.floor(ms / 1000);
 
@@ -59,7 +59,7 @@ const seconds = (ms: number) => Math.floor(ms / 1000);
  * @example
  * const merge = createMerge();
  * merge.restore(lastInterval, [{ partition: 0, offset: 42n }]);
- * merge.add(record.partition, record.offset, partial); // "counted"
+ * if (merge.inSequence(record.partition, record.offset)) merge.add(record.partition, record.offset, partial);
  * await produce(merge.take().map(toRecord));
  * await commit(merge.positions());
  */
@@ -178,14 +178,23 @@ export function createMerge() {
     },
 
     /**
-     * Adds the partial at `offset` of stats partition `partition`. After a restore only the replay in order
-     * counts: a record fetched before a rebalance and delivered after it is out of sequence, and the replay
-     * brings it again.
+     * Whether the record at `offset` continues the partition's sequence. After a restore only the replay in
+     * order may count: a record fetched before a rebalance and delivered after it is not, and the replay brings
+     * it again.
      */
+    inSequence(partition: number, offset: bigint): boolean {
+      const s = source(partition);
+      return s.next === undefined ? s.resumeAt === undefined || offset === s.resumeAt : offset >= s.next;
+    },
+
+    /** Moves the partition's position past a record that carries no partial (a dead letter). */
+    advance(partition: number, offset: bigint): void {
+      source(partition).next = offset + 1n;
+    },
+
+    /** Adds the partial at `offset` of stats partition `partition`, a record {@link inSequence} accepted. */
     add(partition: number, offset: bigint, partial: LoginWindowStats): MergeOutcome {
       const s = source(partition);
-      const inSequence = s.next === undefined ? s.resumeAt === undefined || offset === s.resumeAt : offset >= s.next;
-      if (!inSequence) return "out of sequence";
       s.next = offset + 1n;
       if (offset < s.countedBelow) return "already counted";
       const start = Date.parse(partial.timestamp_start);
