@@ -6,7 +6,7 @@
  * A partition with nothing open reports its progress as an empty window, so that intervals.ts need not wait.
  */
 import { createWindowFold } from "./aggregate/windows.ts";
-import { committedOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
+import { committedOffsets, endOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
 import { DECODERS, deadLetter, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
@@ -42,16 +42,22 @@ export const aggregate: Stage = {
 
     /** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
     async function restore(partitions: number[]) {
-      const [last, committed] = await Promise.all([
+      const [last, committed, ends] = await Promise.all([
         lastRecords(env.KAFKA_BROKERS, TOPICS.loginsStats),
         committedOffsets(env.KAFKA_BROKERS, GROUP),
+        endOffsets(env.KAFKA_BROKERS, TOPICS.loginsRaw),
       ]);
       for (const partition of partitions) {
         const record = last.get(partition);
         const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
         // -1: never committed; the client then starts at the earliest record, wherever that is now.
         const resumeAt = position !== undefined && position >= 0n ? position : undefined;
-        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), Date.now(), resumeAt);
+        // With nothing to replay the partition has been quiet since its last window was written: its idle clock
+        // runs from then, so its progress reports catch up with the wall clock instead of starting over.
+        const quiet =
+          record && resumeAt !== undefined && resumeAt === ends.find((e) => e.partition === partition)?.offset;
+        const since = quiet ? Number(record.timestamp) : Date.now();
+        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), since, resumeAt);
       }
       log.info({ partitions }, "restored window state from logins.stats");
     }
