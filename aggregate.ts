@@ -33,7 +33,11 @@ export const aggregate: Stage = {
     const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
     const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
     const duplicates = counter(registry, "duplicate_events_total", "Event ids seen twice in a window, counted once");
-    const fold = createWindowFold({ windowMs: env.WINDOW_SECONDS * 1000, graceMs: env.WINDOW_GRACE_SECONDS * 1000 });
+    const fold = createWindowFold({
+      windowMs: env.WINDOW_SECONDS * 1000,
+      graceMs: env.WINDOW_GRACE_SECONDS * 1000,
+      reportsFollowClock: true,
+    });
     /** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
     let outbox: OutRecord[] = [];
     let folded: InRecord[] | undefined;

@@ -14,6 +14,7 @@
  *   count) for the latest window that watermark closed. The merge of all partitions (intervals/merge.ts) waits
  *   for every partition's progress, so a quiet partition must say how far it is; it says so once per window
  *   length, and after a long gap only for the latest window. An open window reports the same when it closes.
+ *   Optionally the report never trails the wall clock (see `reportsFollowClock`).
  * - Each emitted window carries the partition's running totals and `source_offset_end`, the input offset up to
  *   which it accounts for everything. Restoring from the last emitted window rebuilds totals and tells a replay
  *   which records are already counted, so a crash at any point gives the same output as no crash.
@@ -47,8 +48,12 @@ interface PartitionState {
 
 export type Outcome = "counted" | "late" | "already counted" | "duplicate";
 
-/** The fold of all partitions of one consumer. */
-export function createWindowFold(options: { windowMs: number; graceMs: number }) {
+/**
+ * The fold of all partitions of one consumer. With `reportsFollowClock`, a partition with nothing open reports
+ * progress at least up to the wall clock: its own event time may trail the others' (old or delayed traffic), and
+ * every merged window would wait for it by that much. Its next events older than that are then late.
+ */
+export function createWindowFold(options: { windowMs: number; graceMs: number; reportsFollowClock?: boolean }) {
   const { windowMs, graceMs } = options;
   const partitions = new Map<number, PartitionState>();
   /** Windows that events closed, held until the next tick hands them out (so they depend on records only). */
@@ -66,9 +71,16 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
    * The progress report of a partition that has nothing open: an empty window for the latest one the watermark
    * closed, once it lies beyond the last emitted one. A partition that never saw an event has nothing to report.
    */
-  function reportProgress(partition: number, s: PartitionState, watermark: number, out: LoginWindowStats[]) {
+  function reportProgress(
+    partition: number,
+    s: PartitionState,
+    watermark: number,
+    now: number,
+    out: LoginWindowStats[],
+  ) {
     if (s.open.size > 0 || !Number.isFinite(watermark)) return;
-    const latest = windowStart(watermark - windowMs - graceMs, windowMs);
+    const reported = options.reportsFollowClock ? Math.max(watermark, now) : watermark;
+    const latest = windowStart(reported - windowMs - graceMs, windowMs);
     if (latest + windowMs <= s.closedBefore) return;
     const empty: OpenWindow = { ids: new Set(), stats: loginStats.initial(), firstOffset: 0n };
     out.push(emit(partition, s, latest, empty));
@@ -190,7 +202,7 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       for (const [partition, s] of partitions) {
         const watermark = s.maxEventTime + Math.max(0, now - s.lastArrival);
         closeDue(partition, s, watermark, out);
-        reportProgress(partition, s, watermark, out);
+        reportProgress(partition, s, watermark, now, out);
       }
       return out;
     },

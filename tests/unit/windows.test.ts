@@ -345,6 +345,22 @@ describe("progress reports of partitions with nothing open", () => {
     ]);
   });
 
+  test("following the clock, a quiet partition whose event time trails it reports up to the wall clock", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, reportsFollowClock: true });
+    fold.restore(0, undefined, NOW);
+    fold.restore(1, undefined, NOW);
+    fold.add(0, 0n, login(3_000), NOW);
+    // Event time is years behind the clock: window 0 closes by idleness as before, then the report is for the
+    // latest window the wall clock closed, and an event behind that is late.
+    const [window, report] = fold.tick(NOW + 12_000);
+    expect(window?.timestamp_start).toBe(iso(0));
+    expect(Date.parse(report?.timestamp_end ?? "")).toBeLessThanOrEqual(NOW + 12_000 - GRACE);
+    expect(Date.parse(report?.timestamp_end ?? "")).toBeGreaterThan(NOW + 12_000 - GRACE - WINDOW);
+    expect(fold.add(0, 1n, login(20_000), NOW + 13_000)).toBe("late");
+    // A partition that never had an event still reports nothing.
+    expect(fold.tick(NOW + 100_000).every((w) => w.partition === 0)).toBe(true);
+  });
+
   test("a partition that never had an event, and was never emitted, reports nothing", () => {
     const h = harness([0, 1]);
     h.add(login(3_000), 0, NOW);
