@@ -19,6 +19,7 @@ export async function snapshot(brokers: string[]): Promise<Map<string, Position[
     TOPICS.loginsRaw,
     TOPICS.locationsEnriched,
     TOPICS.loginsStats,
+    TOPICS.loginsIntervals,
     TOPICS.loginsLate,
   ];
   return new Map(await Promise.all(topics.map(async (t) => [t, await endOffsets(brokers, t)] as const)));
@@ -97,7 +98,13 @@ export async function drain(options: DrainOptions): Promise<void> {
   let previous = "";
   let behind: string[] = [];
   let lastReport = Date.now();
-  const watched = [TOPICS.locationsRaw, TOPICS.loginsRaw, TOPICS.locationsEnriched, TOPICS.loginsStats];
+  const watched = [
+    TOPICS.locationsRaw,
+    TOPICS.loginsRaw,
+    TOPICS.locationsEnriched,
+    TOPICS.loginsStats,
+    TOPICS.loginsIntervals,
+  ];
   const probe = async () => {
     const ends = new Map<string, Position[]>(
       await Promise.all(watched.map(async (t) => [t, await endOffsets(brokers, t)] as const)),
@@ -115,6 +122,8 @@ export async function drain(options: DrainOptions): Promise<void> {
       ["persist", TOPICS.locationsEnriched, persist],
       ["persist", TOPICS.loginsRaw, persist],
       ["persist", TOPICS.loginsStats, persist],
+      // intervals commits only up to its last record, so it is waited for through what persist stored of it.
+      ["persist", TOPICS.loginsIntervals, persist],
     ];
     if (options.withAggregate) readers.push(["aggregate", TOPICS.loginsRaw, aggregate]);
     behind = [];
