@@ -36,7 +36,7 @@ export const aggregate: Stage = {
     const fold = createWindowFold({
       windowMs: env.WINDOW_SECONDS * 1000,
       graceMs: env.WINDOW_GRACE_SECONDS * 1000,
-      reportsFollowClock: true,
+      followClock: true,
     });
     /** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
     let outbox: OutRecord[] = [];

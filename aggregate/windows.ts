@@ -14,7 +14,7 @@
  *   count) for the latest window that watermark closed. The merge of all partitions (intervals/merge.ts) waits
  *   for every partition's progress, so a quiet partition must say how far it is; it says so once per window
  *   length, and after a long gap only for the latest window. An open window reports the same when it closes.
- *   Optionally the report never trails the wall clock (see `reportsFollowClock`).
+ *   Optionally the idle watermark follows the wall clock (see `followClock`).
  * - Each emitted window carries the partition's running totals and `source_offset_end`, the input offset up to
  *   which it accounts for everything. Restoring from the last emitted window rebuilds totals and tells a replay
  *   which records are already counted, so a crash at any point gives the same output as no crash.
@@ -49,11 +49,14 @@ interface PartitionState {
 export type Outcome = "counted" | "late" | "already counted" | "duplicate";
 
 /**
- * The fold of all partitions of one consumer. With `reportsFollowClock`, a partition with nothing open reports
- * progress at least up to the wall clock: its own event time may trail the others' (old or delayed traffic), and
- * every merged window would wait for it by that much. Its next events older than that are then late.
+ * The fold of all partitions of one consumer. With `followClock`, idleness carries a partition's watermark up to
+ * the wall clock and no further, and a partition with nothing open reports progress up to the wall clock. Without
+ * it a partition's watermark keeps the lead or the lag its events had on the clock for good: one whose traffic was
+ * old or delayed would hold every merged window back by its lag, one whose traffic ran ahead would report windows
+ * before the clock reaches them and turn the next events of the present into late ones. With it, events of a
+ * partition older than its report are late.
  */
-export function createWindowFold(options: { windowMs: number; graceMs: number; reportsFollowClock?: boolean }) {
+export function createWindowFold(options: { windowMs: number; graceMs: number; followClock?: boolean }) {
   const { windowMs, graceMs } = options;
   const partitions = new Map<number, PartitionState>();
   /** Windows that events closed, held until the next tick hands them out (so they depend on records only). */
@@ -71,16 +74,9 @@ export function createWindowFold(options: { windowMs: number; graceMs: number; r
    * The progress report of a partition that has nothing open: an empty window for the latest one the watermark
    * closed, once it lies beyond the last emitted one. A partition that never saw an event has nothing to report.
    */
-  function reportProgress(
-    partition: number,
-    s: PartitionState,
-    watermark: number,
-    now: number,
-    out: LoginWindowStats[],
-  ) {
-    if (s.open.size > 0 || !Number.isFinite(watermark)) return;
-    const reported = options.reportsFollowClock ? Math.max(watermark, now) : watermark;
-    const latest = windowStart(reported - windowMs - graceMs, windowMs);
+  function reportProgress(partition: number, s: PartitionState, watermark: number, out: LoginWindowStats[]) {
+    if (s.open.size > 0 || !Number.isFinite(s.maxEventTime)) return;
+    const latest = windowStart(watermark - windowMs - graceMs, windowMs);
     if (latest + windowMs <= s.closedBefore) return;
     const empty: OpenWindow = { ids: new Set(), stats: loginStats.initial(), firstOffset: 0n };
     out.push(emit(partition, s, latest, empty));
@@ -200,9 +196,10 @@ export function createWindowFold(options: { windowMs: number; graceMs: number; r
     tick(now: number): LoginWindowStats[] {
       const out = closedByEvents.splice(0);
       for (const [partition, s] of partitions) {
-        const watermark = s.maxEventTime + Math.max(0, now - s.lastArrival);
+        const idle = s.maxEventTime + Math.max(0, now - s.lastArrival);
+        const watermark = options.followClock ? Math.max(s.maxEventTime, Math.min(idle, now)) : idle;
         closeDue(partition, s, watermark, out);
-        reportProgress(partition, s, watermark, now, out);
+        reportProgress(partition, s, options.followClock ? Math.max(watermark, now) : watermark, out);
       }
       return out;
     },

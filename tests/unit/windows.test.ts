@@ -346,7 +346,7 @@ describe("progress reports of partitions with nothing open", () => {
   });
 
   test("following the clock, a quiet partition whose event time trails it reports up to the wall clock", () => {
-    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, reportsFollowClock: true });
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
     fold.restore(0, undefined, NOW);
     fold.restore(1, undefined, NOW);
     fold.add(0, 0n, login(3_000), NOW);
@@ -359,6 +359,19 @@ describe("progress reports of partitions with nothing open", () => {
     expect(fold.add(0, 1n, login(20_000), NOW + 13_000)).toBe("late");
     // A partition that never had an event still reports nothing.
     expect(fold.tick(NOW + 100_000).every((w) => w.partition === 0)).toBe(true);
+  });
+
+  test("following the clock, idleness does not carry a partition whose events run ahead past the clock", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
+    fold.restore(0, undefined, T0);
+    fold.add(0, 0n, login(30_000), T0);
+    // Its event time is 30s ahead of the clock: 40s of idleness bring the clock, not the watermark, past 45s.
+    expect(fold.tick(T0 + 40_000)).toEqual([]);
+    expect(fold.tick(T0 + 45_000).map((w) => [w.timestamp_start, w.interval_messages_consumed])).toEqual([
+      [iso(30_000), 1],
+    ]);
+    // An event of the present after all that counts, since nothing reported past it.
+    expect(fold.add(0, 1n, login(46_000), T0 + 46_000)).toBe("counted");
   });
 
   test("a partition that never had an event, and was never emitted, reports nothing", () => {
