@@ -22,6 +22,7 @@ COPY shared ./shared
 COPY ingest ./ingest
 COPY enrich ./enrich
 COPY aggregate ./aggregate
+COPY intervals ./intervals
 COPY persist ./persist
 # Compose's topic-plan service.
 COPY scripts/topics.ts ./scripts/

@@ -3,9 +3,10 @@
  * partition on `logins.stats` (aggregate/windows.ts has the window rules). Input offsets are committed only up
  * to the first record of the oldest window not yet emitted, and running totals are rebuilt from the last window
  * each partition emitted, so a crash replays into the same windows instead of losing or double-counting them.
+ * A partition with nothing open reports its progress as an empty window, so that intervals.ts need not wait.
  */
 import { createWindowFold } from "./aggregate/windows.ts";
-import { committedOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
+import { committedOffsets, endOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
 import { DECODERS, deadLetter, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
@@ -32,25 +33,44 @@ export const aggregate: Stage = {
     const windowsEmitted = counter(registry, "windows_emitted_total", "Window statistics produced");
     const lateEvents = counter(registry, "late_events_total", "Events that arrived after their window closed");
     const duplicates = counter(registry, "duplicate_events_total", "Event ids seen twice in a window, counted once");
-    const fold = createWindowFold({ windowMs: env.WINDOW_SECONDS * 1000, graceMs: env.WINDOW_GRACE_SECONDS * 1000 });
+    const fold = createWindowFold({
+      windowMs: env.WINDOW_SECONDS * 1000,
+      graceMs: env.WINDOW_GRACE_SECONDS * 1000,
+      followClock: true,
+    });
     /** Output not yet acknowledged: a retry sends it again instead of folding the same records twice. */
     let outbox: OutRecord[] = [];
     let folded: InRecord[] | undefined;
+    /** This member's partitions of logins.raw since the last rebalance. */
+    let assigned: number[] = [];
 
     /** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
     async function restore(partitions: number[]) {
-      const [last, committed] = await Promise.all([
+      const [last, committed, ends] = await Promise.all([
         lastRecords(kafka, TOPICS.loginsStats),
         committedOffsets(kafka, GROUP),
+        endOffsets(kafka, TOPICS.loginsRaw),
       ]);
       for (const partition of partitions) {
         const record = last.get(partition);
         const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
         // -1: never committed; the client then starts at the earliest record, wherever that is now.
         const resumeAt = position !== undefined && position >= 0n ? position : undefined;
-        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), Date.now(), resumeAt);
+        // With nothing to replay the partition has been quiet since its last window was written: its idle clock
+        // runs from then, so its progress reports catch up with the wall clock instead of starting over.
+        const quiet =
+          record && resumeAt !== undefined && resumeAt === ends.find((e) => e.partition === partition)?.offset;
+        const since = quiet ? Number(record.timestamp) : Date.now();
+        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), since, resumeAt);
       }
       log.info({ partitions }, "restored window state from logins.stats");
+    }
+
+    /** Restores those of `partitions` the fold has no state for. */
+    async function restoreMissing(partitions: number[]) {
+      const known = new Set(fold.partitions());
+      const missing = [...new Set(partitions)].filter((partition) => !known.has(partition));
+      if (missing.length > 0) await restore(missing);
     }
 
     function foldBatch(batch: InRecord[]) {
@@ -81,14 +101,13 @@ export const aggregate: Stage = {
         topics: [TOPICS.loginsRaw],
         // After every rebalance the client re-reads each assigned partition from its committed offset, which
         // trails the open windows: all state goes, and each partition is rebuilt from logins.stats and that replay.
-        onAssign() {
+        onAssign(partitions) {
           for (const partition of fold.partitions()) fold.forget(partition);
+          assigned = partitions.filter(({ topic }) => topic === TOPICS.loginsRaw).map(({ partition }) => partition);
         },
         async handle(batch) {
           if (folded !== batch) {
-            const known = new Set(fold.partitions());
-            const unknown = [...new Set(batch.map((record) => record.partition))].filter((p) => !known.has(p));
-            if (unknown.length > 0) await restore(unknown);
+            await restoreMissing(batch.map((record) => record.partition));
             foldBatch(batch);
             folded = batch;
           }
@@ -96,7 +115,10 @@ export const aggregate: Stage = {
         },
         tick: {
           everyMs: env.WINDOW_IDLE_TICK_MS,
-          run() {
+          async run() {
+            // A partition with nothing to replay still reports its progress (intervals waits for it), so every
+            // assigned partition gets its state back, not only those that deliver records.
+            await restoreMissing(assigned);
             outbox.push(...fold.tick(Date.now()).map(toRecord));
             return flush();
           },

@@ -9,6 +9,12 @@
  *   the last event arrived, so a quiet partition still closes its windows.
  * - An event whose window has closed is late: it is counted in the next emitted window's `late_messages` and
  *   reported to the caller, never dropped.
+ * - A partition with no open window reports its progress: when the idle watermark passes the end plus grace of a
+ *   window after the last one emitted, it emits an empty window (no interval counts, its totals, any pending late
+ *   count) for the latest window that watermark closed. The merge of all partitions (intervals/merge.ts) waits
+ *   for every partition's progress, so a quiet partition must say how far it is; it says so once per window
+ *   length, and after a long gap only for the latest window. An open window reports the same when it closes.
+ *   Optionally the idle watermark follows the wall clock (see `followClock`).
  * - Each emitted window carries the partition's running totals and `source_offset_end`, the input offset up to
  *   which it accounts for everything. Restoring from the last emitted window rebuilds totals and tells a replay
  *   which records are already counted, so a crash at any point gives the same output as no crash.
@@ -42,8 +48,15 @@ interface PartitionState {
 
 export type Outcome = "counted" | "late" | "already counted" | "duplicate";
 
-/** The fold of all partitions of one consumer. */
-export function createWindowFold(options: { windowMs: number; graceMs: number }) {
+/**
+ * The fold of all partitions of one consumer. With `followClock`, idleness carries a partition's watermark up to
+ * the wall clock and no further, and a partition with nothing open reports progress up to the wall clock. Without
+ * it a partition's watermark keeps the lead or the lag its events had on the clock for good: one whose traffic was
+ * old or delayed would hold every merged window back by its lag, one whose traffic ran ahead would report windows
+ * before the clock reaches them and turn the next events of the present into late ones. With it, events of a
+ * partition older than its report are late.
+ */
+export function createWindowFold(options: { windowMs: number; graceMs: number; followClock?: boolean }) {
   const { windowMs, graceMs } = options;
   const partitions = new Map<number, PartitionState>();
   /** Windows that events closed, held until the next tick hands them out (so they depend on records only). */
@@ -55,6 +68,18 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       out.push(emit(partition, s, start, s.open.get(start) as OpenWindow));
       s.open.delete(start);
     }
+  }
+
+  /**
+   * The progress report of a partition that has nothing open: an empty window for the latest one the watermark
+   * closed, once it lies beyond the last emitted one. A partition that never saw an event has nothing to report.
+   */
+  function reportProgress(partition: number, s: PartitionState, watermark: number, out: LoginWindowStats[]) {
+    if (s.open.size > 0 || !Number.isFinite(s.maxEventTime)) return;
+    const latest = windowStart(watermark - windowMs - graceMs, windowMs);
+    if (latest + windowMs <= s.closedBefore) return;
+    const empty: OpenWindow = { ids: new Set(), stats: loginStats.initial(), firstOffset: 0n };
+    out.push(emit(partition, s, latest, empty));
   }
 
   function state(partition: number): PartitionState {
@@ -97,7 +122,9 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
       partitions.set(partition, {
         open: new Map(),
         closedBefore: last ? Date.parse(last.timestamp_end) : Number.NEGATIVE_INFINITY,
-        maxEventTime: Number.NEGATIVE_INFINITY,
+        // The watermark had passed the restored window's end plus grace, or it would not have been emitted: the
+        // idle watermark grows from there, so a partition that stays quiet after a restart still reports progress.
+        maxEventTime: last ? Date.parse(last.timestamp_end) + graceMs : Number.NEGATIVE_INFINITY,
         lastArrival: now,
         late: 0,
         lateFirstOffset: undefined,
@@ -163,12 +190,17 @@ export function createWindowFold(options: { windowMs: number; graceMs: number })
 
     /**
      * The windows closed since the last tick: those events closed as they arrived, then those the idle watermark
-     * closes at wall-clock `now`. Call it before `positions()`: a closed window not yet handed out is in neither.
+     * closes at wall-clock `now`, then the progress reports of partitions left with no open window. Call it
+     * before `positions()`: a closed window not yet handed out is in neither.
      */
     tick(now: number): LoginWindowStats[] {
       const out = closedByEvents.splice(0);
-      for (const [partition, s] of partitions)
-        closeDue(partition, s, s.maxEventTime + Math.max(0, now - s.lastArrival), out);
+      for (const [partition, s] of partitions) {
+        const idle = s.maxEventTime + Math.max(0, now - s.lastArrival);
+        const watermark = options.followClock ? Math.max(s.maxEventTime, Math.min(idle, now)) : idle;
+        closeDue(partition, s, watermark, out);
+        reportProgress(partition, s, options.followClock ? Math.max(watermark, now) : watermark, out);
+      }
       return out;
     },
 

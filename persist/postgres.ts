@@ -2,12 +2,14 @@
  * The PostgreSQL sink, a transactional store: each batch's rows and the group's positions commit in one
  * transaction (postgres/transaction.ts), so PostgreSQL is the source of truth for what was persisted and a
  * replay writes nothing twice. Tables: `locations`, `vehicle_positions` and `logins` (one row per event_id, a
- * replayed event is ignored) and `login_window_stats` (one row per window and input partition, a re-emitted window
- * overwrites it).
+ * replayed event is ignored), `login_window_stats` (one row per window and input partition, a re-emitted window
+ * overwrites it; a partition's progress reports, windows with nothing counted, are no rows) and `login_intervals`
+ * (one row per window over all partitions, overwritten the same way).
  */
 import {
   type EnrichedLocation,
   type EnrichedVehicle,
+  type LoginInterval,
   type LoginWindowStats,
   OPTIONAL_LOGIN_FIELDS,
   type RawLogin,
@@ -93,6 +95,8 @@ export const LOGIN_WINDOW_STATS = defineTable<LoginWindowStats>({
   key: ["window_start", "partition"],
   onConflict: "update",
   updatedAt: "updated_at",
+  // A partition's progress report counts nothing: it is there for the merge, not for the table.
+  keep: ({ value }) => value.interval_messages_consumed > 0 || value.late_messages > 0,
   columns: {
     window_start: ({ value }) => value.timestamp_start,
     window_end: ({ value }) => value.timestamp_end,
@@ -108,12 +112,33 @@ export const LOGIN_WINDOW_STATS = defineTable<LoginWindowStats>({
   },
 });
 
+const timestamp = (seconds: number) => new Date(seconds * 1000).toISOString();
+
+export const LOGIN_INTERVALS = defineTable<LoginInterval>({
+  name: "login_intervals",
+  key: ["timestamp_start"],
+  onConflict: "update",
+  updatedAt: "updated_at",
+  columns: {
+    timestamp_start: ({ value }) => timestamp(value.timestamp_start),
+    timestamp_end: ({ value }) => timestamp(value.timestamp_end),
+    interval_messages_consumed: ({ value }) => value.interval_messages_consumed,
+    late_messages: ({ value }) => value.late_messages,
+    interval_device_type_count: ({ value }) => value.interval_device_type_count,
+    interval_missing_field_count: ({ value }) => value.interval_missing_field_count,
+    total_messages_consumed: ({ value }) => value.total_messages_consumed,
+    total_device_type_count: ({ value }) => value.total_device_type_count,
+    total_missing_field_count: ({ value }) => value.total_missing_field_count,
+  },
+});
+
 /** The table each stored topic's rows go to. */
 const TABLE_OF = {
   [TOPICS.locationsEnriched]: LOCATIONS,
   [TOPICS.vehiclesEnriched]: VEHICLE_POSITIONS,
   [TOPICS.loginsStats]: LOGIN_WINDOW_STATS,
   [TOPICS.loginsRaw]: LOGINS,
+  [TOPICS.loginsIntervals]: LOGIN_INTERVALS,
 } as Record<string, Table<never>>;
 
 /**
@@ -136,9 +161,11 @@ export const postgresSink: SinkFactory = ({ env, log, group }) => {
       log.info({ applied }, "migrations up to date");
     },
     async write(rows, positions) {
-      const pending: PendingRow[] = rows.map((row) => {
+      // Records no row is kept for still move the positions: the batch's positions cover them.
+      const pending: PendingRow[] = rows.flatMap((row) => {
         const table = TABLE_OF[row.topic] as Table<never>;
-        return { table, record: row, values: table.values(row as SinkRow<never>) };
+        const typed = row as SinkRow<never>;
+        return table.keeps(typed) ? [{ table, record: row, values: table.values(typed) }] : [];
       });
       const { replayed, tables } = await writeBatch(sql, group, pending, positions);
       const written: Record<string, number> = {};

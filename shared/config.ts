@@ -120,6 +120,7 @@ const Fields = v.object({
   ENRICH_PORT: port(3001),
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
+  INTERVALS_PORT: port(3004),
   /** Which store persist writes to; persist checks the name against the sinks it knows. */
   PERSIST_SINK: v.optional(
     v.pipe(v.string(), v.trim(), v.regex(/^[a-z][a-z0-9-]*$/, "must be a sink name")),

@@ -25,6 +25,8 @@ export interface ConsumeSpec {
   tick?: { everyMs: number; run: () => Promise<Position[]> };
   /** Called with this member's partitions after every rebalance. */
   onAssign?: (partitions: { topic: string; partition: number }[]) => void;
+  /** Every partition to one member of the group, the others standing by (a stage whose state spans them all). */
+  exclusive?: boolean;
 }
 
 interface LoopDeps {
@@ -61,6 +63,7 @@ export function startConsuming(spec: ConsumeSpec, deps: LoopDeps) {
       clientId,
       topics: spec.topics,
       ...(spec.onAssign && { onAssign: spec.onAssign }),
+      ...(spec.exclusive && { exclusive: true }),
       onLag: (lags) => {
         for (const { topic, partition, lag } of lags) metrics.lag.set({ topic, partition }, lag);
       },

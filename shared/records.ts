@@ -8,6 +8,7 @@ import {
   EnrichedLocation,
   EnrichedVehicle,
   type Ingested,
+  LoginInterval,
   LoginWindowStats,
   RawLocation,
   RawLogin,
@@ -72,6 +73,7 @@ export const DECODERS = {
   [TOPICS.vehiclesEnriched]: (record: InRecord) => decode(EnrichedVehicle, record),
   [TOPICS.locationsEnriched]: (record: InRecord) => decode(EnrichedLocation, record),
   [TOPICS.loginsStats]: (record: InRecord) => decode(LoginWindowStats, record),
+  [TOPICS.loginsIntervals]: (record: InRecord) => decode(LoginInterval, record),
 } satisfies Partial<Record<TopicName, (record: InRecord) => unknown>>;
 
 /**

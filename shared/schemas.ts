@@ -288,6 +288,30 @@ export const LoginWindowStats = eventObject({
   source_offset_end: Count,
 });
 
+const EpochSeconds = v.pipe(v.number(), v.integer(), v.minValue(0));
+/** Offsets or progress per partition of logins.stats, keyed by the partition number as JSON keys are strings. */
+const PerPartition = v.pipe(jsonObject, v.record(v.pipe(v.string(), v.regex(/^\d+$/)), Count));
+
+/**
+ * One event-time window over every partition of logins.raw, on `logins.intervals`: the partials of
+ * `logins.stats` merged, emitted once. Times are epoch seconds. `source_offsets` and `source_progress` say which
+ * partials it accounts for (per stats partition, the next offset not counted, and the end of the latest window
+ * below it, in epoch seconds): the merge restores from them after a restart.
+ */
+export const LoginInterval = eventObject({
+  timestamp_start: EpochSeconds,
+  timestamp_end: EpochSeconds,
+  interval_messages_consumed: Count,
+  total_messages_consumed: Count,
+  interval_device_type_count: Counts,
+  interval_missing_field_count: Counts,
+  total_device_type_count: Counts,
+  total_missing_field_count: Counts,
+  late_messages: Count,
+  source_offsets: PerPartition,
+  source_progress: PerPartition,
+});
+
 export type LocationEvent = v.InferOutput<typeof LocationEvent>;
 export type LoginEvent = v.InferOutput<typeof LoginEvent>;
 /** What a consumer holds of a raw event: its event_id and ingested_at are always known by then. */
@@ -299,3 +323,4 @@ export type VehicleEvent = v.InferOutput<typeof VehicleEvent>;
 export type RawVehicle = v.InferOutput<typeof RawVehicle> & Ingested;
 export type EnrichedVehicle = v.InferOutput<typeof EnrichedVehicle>;
 export type LoginWindowStats = v.InferOutput<typeof LoginWindowStats>;
+export type LoginInterval = v.InferOutput<typeof LoginInterval>;

@@ -10,6 +10,8 @@ export const TOPICS = {
   locationsEnriched: "locations.enriched",
   vehiclesEnriched: "vehicles.enriched",
   loginsStats: "logins.stats",
+  /** One record per window over all partitions, merged from logins.stats by intervals.ts. */
+  loginsIntervals: "logins.intervals",
   /** Login events that arrived after their window closed, with the same context headers as a dead letter. */
   loginsLate: "logins.late",
 } as const;
@@ -27,6 +29,7 @@ const CONSUMED: TopicName[] = [
   TOPICS.vehiclesEnriched,
   TOPICS.loginsStats,
   TOPICS.loginsRaw,
+  TOPICS.loginsIntervals,
 ];
 
 export interface TopicSpec {

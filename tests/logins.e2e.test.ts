@@ -1,13 +1,14 @@
 /**
- * Login statistics end to end on the real broker and PostgreSQL: ingest -> aggregate -> persist -> the
- * `login_stats` view, checked against the statistics recomputed from the events themselves and from the audit
- * table, and across a SIGKILL of aggregate while a window is open.
+ * Login statistics end to end on the real broker and PostgreSQL: ingest -> aggregate -> intervals -> persist ->
+ * `login_intervals` and the `login_stats` view, checked against the statistics recomputed from the events
+ * themselves and from the audit table, and across a SIGKILL of aggregate and of intervals while windows are open.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { recompute, type TimedLogin } from "../aggregate/stats.ts";
 import { createDb } from "../persist/postgres/db.ts";
-import { createProducer, partitionFor, readRange } from "../shared/kafka.ts";
-import { OPTIONAL_LOGIN_FIELDS } from "../shared/schemas.ts";
+import { createProducer, type InRecord, partitionFor, readRange } from "../shared/kafka.ts";
+import { DECODERS } from "../shared/records.ts";
+import { type LoginInterval, OPTIONAL_LOGIN_FIELDS } from "../shared/schemas.ts";
 import { dlqOf, TOPICS } from "../shared/topics.ts";
 import {
   pollUntil,
@@ -126,7 +127,22 @@ async function recomputed(series: string) {
 
 let ingest: Awaited<ReturnType<typeof startIngest>>;
 let aggregate: Stage;
+let intervals: Stage;
 let persist: Stage;
+
+/** The interval records of logins.intervals from `from` to its end now whose window starts in [start, end). */
+async function intervalRecords(from: Awaited<ReturnType<typeof snapshot>>, start: number, end: number) {
+  const records = await readRange({
+    kafka,
+    topic: TOPICS.loginsIntervals,
+    from,
+    until: "end",
+    timeoutMs: 30_000,
+  });
+  return records
+    .map((record): [InRecord, LoginInterval] => [record, DECODERS[TOPICS.loginsIntervals](record)])
+    .filter(([, interval]) => interval.timestamp_start * 1000 >= start && interval.timestamp_start * 1000 < end);
+}
 
 async function post(events: Login[]) {
   const body = events.map((event) => JSON.stringify(event)).join("\n");
@@ -135,8 +151,8 @@ async function post(events: Login[]) {
 }
 
 /**
- * A window boundary ahead of now and of every window this file used before: event time only moves forward per
- * partition, so an earlier start would make a test's events late.
+ * A window boundary ahead of now and of every window this file used before: a partition's watermark reaches the
+ * later of its latest event and the clock, and an event behind it is late.
  */
 let used = 0;
 const nextStart = (windows: number) => {
@@ -147,11 +163,15 @@ const nextStart = (windows: number) => {
 
 beforeAll(async () => {
   ingest = await startIngest();
-  [aggregate, persist] = await Promise.all([spawnStage("aggregate", stageEnv), spawnStage("persist", stageEnv)]);
+  [aggregate, intervals, persist] = await Promise.all([
+    spawnStage("aggregate", stageEnv),
+    spawnStage("intervals", stageEnv),
+    spawnStage("persist", stageEnv),
+  ]);
 });
 
 afterAll(async () => {
-  await Promise.all([aggregate?.stop(), persist?.stop(), ingest?.stop()]);
+  await Promise.all([aggregate?.stop(), intervals?.stop(), persist?.stop(), ingest?.stop()]);
   await sql.end();
 });
 
@@ -176,7 +196,56 @@ describe("login statistics end to end", () => {
     const partitions = await sql`select distinct partition from login_window_stats
       where window_start >= ${new Date(start)} and window_start < ${new Date(start + 4 * WINDOW_MS)}`;
     expect(partitions.length).toBe(2);
-  }, 90_000);
+  }, 150_000);
+
+  test("logins over several partitions in one window are ONE logins.intervals record holding their sum", async () => {
+    const start = nextStart(1);
+    const before = await snapshot(TOPICS.loginsIntervals);
+    // Users on three partitions; the other partitions stay quiet and must not hold the window back.
+    const spread: string[] = [];
+    for (let i = 0; spread.length < 3; i++) {
+      const user = `${run}-spread-${i}`;
+      const taken = spread.map((u) => partitionFor(u, env.TOPIC_PARTITIONS));
+      if (!taken.includes(partitionFor(user, env.TOPIC_PARTITIONS))) spread.push(user);
+    }
+    const events = logins("spread", start, 1, 90).map((event, i) => ({ ...event, user_id: spread[i % 3] as string }));
+    await post(events);
+    const end = start + WINDOW_MS;
+    const [[record, interval]] = (await pollUntil(
+      "the window's interval record",
+      async () => {
+        const found = await intervalRecords(before, start, end);
+        return found.length > 0 ? found : undefined;
+      },
+      60_000,
+    )) as [[InRecord, LoginInterval]];
+    const [want] = [...expected(events).values()];
+    if (!want) throw new Error("the events fill no window");
+    expect({
+      messages: interval.interval_messages_consumed,
+      devices: interval.interval_device_type_count,
+      missing: interval.interval_missing_field_count,
+      late: interval.late_messages,
+      end: interval.timestamp_end * 1000,
+    }).toEqual({ messages: 90, devices: want.devices, missing: want.missing, late: 0, end });
+    // Quiet partitions report their progress: the record comes within window + grace + one idle tick of the
+    // window's end (plus an allowance for the broker and three stages), not when they next see an event.
+    const bound = WINDOW_MS + 1_000 + Number(stageEnv.WINDOW_IDLE_TICK_MS) + 5_000;
+    expect(Number(record.timestamp) - end).toBeLessThanOrEqual(bound);
+    const [row] = await pollUntil("the login_intervals row", async () => {
+      const rows = await sql<{ timestamp_end: Date; interval_messages_consumed: number; total: string }[]>`
+        select timestamp_end, interval_messages_consumed, total_messages_consumed as total from login_intervals
+        where timestamp_start = ${new Date(start)}`;
+      return rows.length > 0 ? rows : undefined;
+    });
+    expect({ end: row?.timestamp_end.getTime(), messages: row?.interval_messages_consumed }).toEqual({
+      end,
+      messages: 90,
+    });
+    expect(Number(row?.total)).toBe(interval.total_messages_consumed);
+    // Once: nothing else on the topic for this window.
+    expect((await intervalRecords(before, start, end)).length).toBe(1);
+  }, 150_000);
 
   test("a late event is counted in the next window and written to logins.late", async () => {
     const start = nextStart(4);
@@ -184,15 +253,22 @@ describe("login statistics end to end", () => {
     const [first] = logins("late-a", start, 1, 1) as [Login];
     await post([first]);
     await waitForWindows([first], start, start + WINDOW_MS);
-    // The first window has closed; an event for it now is late, and the next window of its partition counts it.
+    // The first window has closed; an event for it now is late, and the next window emitted counts it.
     const late = { ...first, event_id: `${run}-late-b-0` };
-    const next = { ...first, event_id: `${run}-late-c-0`, timestamp: new Date(start + 3 * WINDOW_MS).toISOString() };
+    // A window after the wait, which the clock has carried the partition's progress to.
+    const nextWindow = nextStart(1);
+    const next = { ...first, event_id: `${run}-late-c-0`, timestamp: new Date(nextWindow).toISOString() };
     await post([late]);
     await post([next]);
-    const row = await pollUntil("the window after the late event", async () => {
-      const [found] = await viewRows(start + 3 * WINDOW_MS, start + 4 * WINDOW_MS);
-      return found;
-    });
+    // Quiet partitions follow the wall clock, which reaches these future windows only after a while.
+    const row = await pollUntil(
+      "the window after the late event",
+      async () => {
+        const [found] = await viewRows(nextWindow, nextWindow + WINDOW_MS);
+        return found;
+      },
+      60_000,
+    );
     expect(Number(row.late_messages)).toBe(1);
     expect(Number(row.interval_messages_consumed)).toBe(1);
     const letters = await readTopic(TOPICS.loginsLate, before, (all) =>
@@ -200,7 +276,7 @@ describe("login statistics end to end", () => {
     );
     const letter = letters.find((r) => r.value.toString().includes(late.event_id));
     expect(letter?.headers).toMatchObject({ "dlq.error.class": "LateEvent", "dlq.source.topic": TOPICS.loginsRaw });
-  }, 90_000);
+  }, 150_000);
 
   test("a login a plain producer writes to logins.raw (no event_id, no ingested_at, naive time) counts and is stored", async () => {
     const start = nextStart(1);
@@ -242,18 +318,35 @@ describe("login statistics end to end", () => {
     expect(dead.filter((record) => record.key?.toString() === user)).toEqual([]);
   }, 60_000);
 
-  test("SIGKILL of aggregate while a window is open changes no final statistic", async () => {
-    const start = nextStart(6);
-    const events = logins("crash", start, 6, 600);
-    await post(events.slice(0, 300));
+  test("SIGKILL of aggregate and of intervals while windows are open changes and duplicates no statistic", async () => {
+    const start = nextStart(3);
+    const before = await snapshot(TOPICS.loginsIntervals);
+    const early = logins("crash", start, 3, 300);
+    await post(early);
     // Kill once the first window is out and later ones are still open.
-    await pollUntil("the first window", async () =>
-      (await viewRows(start, start + WINDOW_MS)).length ? true : undefined,
+    await pollUntil(
+      "the first window",
+      async () => ((await viewRows(start, start + WINDOW_MS)).length ? true : undefined),
+      60_000,
     );
     expect(await aggregate.stop("SIGKILL")).not.toBe(0);
+    // Posted while aggregate is down, past where the first half's partitions have got to meanwhile.
+    const later = nextStart(3);
+    const events = [...early, ...logins("crash-later", later, 3, 300)];
     await post(events.slice(300));
     aggregate = await spawnStage("aggregate", stageEnv);
-    const { want, rows } = await waitForWindows(events, start, start + 6 * WINDOW_MS);
+    await pollUntil(
+      "a later window",
+      async () => ((await viewRows(later, later + 3 * WINDOW_MS)).length ? true : undefined),
+      60_000,
+    );
+    expect(await intervals.stop("SIGKILL")).not.toBe(0);
+    intervals = await spawnStage("intervals", stageEnv);
+    const { want, rows } = await waitForWindows(events, start, later + 3 * WINDOW_MS);
+    const records = await intervalRecords(before, start, later + 3 * WINDOW_MS);
+    expect(records.map(([, interval]) => interval.timestamp_start * 1000)).toEqual(
+      [...want.keys()].map((key) => Date.parse(key)),
+    );
     expectWindowsMatch(want, rows);
     expect(await recomputed("crash")).toEqual(want);
     const first = rows[0] as ViewRow;
@@ -261,5 +354,5 @@ describe("login statistics end to end", () => {
     expect(Number(last.total_messages_consumed) - Number(first.total_messages_consumed)).toBe(
       events.length - Number(first.interval_messages_consumed),
     );
-  }, 120_000);
+  }, 180_000);
 });

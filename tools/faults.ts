@@ -36,7 +36,7 @@ import { freePort } from "./ports.ts";
 
 const USAGE = `Usage: bun run test:faults [--profile smoke|ci|full] [--seed N] [--foreign-wait S] [--ignore-foreign]
   --profile smoke   no faults, about a minute: checks the harness itself
-  --profile ci      the default, about 2 minutes: each consumer killed twice and ingest once, a broker and a
+  --profile ci      the default, about 2 minutes: each consumer killed twice (intervals once) and ingest once, a broker and a
                     PostgreSQL outage, a second enrich added and removed
   --profile full    about 10 minutes: more traffic, more of every fault, stages killed during outages
   --seed N          replays the same traffic and fault plan (every run prints its seed)
@@ -73,11 +73,11 @@ const run = `ft${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 3).t
 const logDir = mkdtempSync(join(tmpdir(), `faults-${run}-`));
 const windowMs = profile.window.seconds * 1000;
 const started = Date.now();
-const ROLES: ConsumerRole[] = ["enrich", "aggregate", "persist"];
+const ROLES: ConsumerRole[] = ["enrich", "aggregate", "intervals", "persist"];
 /** Each consumer stage's group, and back: members are counted per group, instances per role. */
 const GROUP_OF = new Map(ROLES.map((role) => [groupOf(role) as string, role]));
 const GROUPS = [...GROUP_OF.keys()];
-const INSTANCES = ["ingest", "enrich#1", "aggregate", "persist"];
+const INSTANCES = ["ingest", "enrich#1", "aggregate", "intervals", "persist"];
 /** A killed member stays in its group until its session times out (6 s): so soon after a fault, extra members are ours. */
 const MEMBERSHIP_SETTLE_MS = 20_000;
 

@@ -10,6 +10,7 @@ import type { Subprocess } from "bun";
 import { aggregate } from "../aggregate.ts";
 import { enrich } from "../enrich.ts";
 import { ingest } from "../ingest.ts";
+import { intervals } from "../intervals.ts";
 import { persist } from "../persist.ts";
 import { parseConfig } from "../shared/config.ts";
 import { runStage, type Stage } from "../shared/runner.ts";
@@ -18,7 +19,7 @@ import { pollEvery } from "./poll.ts";
 import { freePort } from "./ports.ts";
 
 /** Every stage, by name; its script is `<name>.ts` at the repository root. */
-export const STAGES = { ingest, enrich, aggregate, persist } satisfies Record<string, Stage>;
+export const STAGES = { ingest, enrich, aggregate, intervals, persist } satisfies Record<string, Stage>;
 
 export type StageName = keyof typeof STAGES;
 

@@ -152,6 +152,7 @@ export async function runStep(
       ingest: delta("ingest", "ingest_events_total", { outcome: "accepted" }) / seconds,
       enrich: delta("enrich", "records_in_total") / seconds,
       aggregate: delta("aggregate", "records_in_total") / seconds,
+      intervals: delta("intervals", "records_in_total") / seconds,
       persist: delta("persist", "records_in_total") / seconds,
     },
     latency,

@@ -18,6 +18,8 @@ export interface TableOptions<T> {
   onConflict: OnConflict;
   /** A column set to the time of each update (not written on insert, where its default applies). */
   updatedAt?: string;
+  /** Which records become rows; the others are consumed and stored as nothing (all of them when not given). */
+  keep?: (row: SinkRow<T>) => boolean;
 }
 
 /** A declared table; see {@link defineTable}. */
@@ -25,6 +27,8 @@ export interface Table<T> {
   name: string;
   key: string[];
   columns: string[];
+  /** Whether the record becomes a row at all. */
+  keeps: (row: SinkRow<T>) => boolean;
   /** The row's values in column order. */
   values: (row: SinkRow<T>) => unknown[];
   /** The `on conflict ...` clause of the final insert. */
@@ -56,6 +60,7 @@ export function defineTable<T>(options: TableOptions<T>): Table<T> {
     name: options.name,
     key: options.key,
     columns,
+    keeps: options.keep ?? (() => true),
     values: (row) => compute.map((value) => value(row) ?? null),
     conflictClause:
       options.onConflict === "ignore" ? `${target} do nothing` : `${target} do update set ${updates.join(", ")}`,

@@ -1,5 +1,5 @@
 /** The port's {@link KafkaConsumer} on @platformatic/kafka. */
-import { Consumer, type Message, MessagesStreamModes } from "@platformatic/kafka";
+import { Consumer, type GroupPartitionsAssigner, type Message, MessagesStreamModes } from "@platformatic/kafka";
 import { clientOptions } from "./connection.ts";
 import type { ConsumerOptions, InRecord, KafkaConsumer, Position } from "./types.ts";
 
@@ -18,6 +18,28 @@ function toRecord(message: Message): InRecord {
     timestamp: message.timestamp,
   };
 }
+
+/**
+ * Gives every partition of the subscribed topics to the member with the lowest id and an empty assignment to
+ * the others, which stay in the group as standbys. The group leader runs it, so all members agree.
+ *
+ * @example
+ * new Consumer({ ..., partitionAssigner: allToOne });
+ */
+export const allToOne: GroupPartitionsAssigner = (_current, members, topics, metadata) => {
+  const ids = [...members.keys()].sort();
+  return ids.map((memberId, i) => ({
+    memberId,
+    assignments: new Map(
+      i > 0
+        ? []
+        : [...topics].map((topic) => {
+            const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+            return [topic, { topic, partitions: Array.from({ length: count }, (_, p) => p) }];
+          }),
+    ),
+  }));
+};
 
 /**
  * Joins `groupId` and reads `topics` with manual commits. Call `batches()` once to start reading.
@@ -39,6 +61,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     maxBytes: 4 * 1024 * 1024,
     maxBytesPerPartition: 1024 * 1024,
     highWaterMark: 256,
+    ...(options.exclusive && { partitionAssigner: allToOne }),
   });
   if (options.onAssign) {
     const onAssign = options.onAssign;

@@ -62,6 +62,11 @@ export interface ConsumerOptions {
   startAt?: Position[];
   /** Called with this member's partitions after every rebalance. */
   onAssign?: (partitions: { topic: string; partition: number }[]) => void;
+  /**
+   * Every partition of `topics` to one member of the group (the lowest member id), none to the others: for a
+   * stage whose state spans all partitions. Extra members stand by and take over when the active one leaves.
+   */
+  exclusive?: boolean;
   /** Called every few seconds with each assigned partition's lag (latest offset minus committed offset). */
   onLag?: (lag: { topic: string; partition: number; lag: number }[]) => void;
 }

@@ -67,6 +67,7 @@ test("every consumed topic has one decoding rule, and the pipeline's own topics 
       TOPICS.locationsEnriched,
       TOPICS.vehiclesEnriched,
       TOPICS.loginsStats,
+      TOPICS.loginsIntervals,
     ].sort(),
   );
   expect(() =>

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { freePort } from "../../tools/ports.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
-const STAGES = ["ingest", "enrich", "aggregate", "persist"];
+const STAGES = ["ingest", "enrich", "aggregate", "intervals", "persist"];
 
 test.each(STAGES)(
   "importing %s.ts connects to nothing and binds no port",
@@ -24,6 +24,7 @@ test.each(STAGES)(
         INGEST_PORT: String(port),
         ENRICH_PORT: String(port),
         AGGREGATE_PORT: String(port),
+      INTERVALS_PORT: String(port),
         PERSIST_PORT: String(port),
       },
       stdout: "pipe",

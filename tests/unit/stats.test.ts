@@ -191,7 +191,9 @@ describe("recompute", () => {
         events.forEach((event, i) => {
           windows.add(0, BigInt(i), event, 0);
         });
-        const emitted = windows.tick(Number.MAX_SAFE_INTEGER);
+        // Closing everything ends with the partition's progress report, an empty window recompute has no key for
+        // (at an instant a Date can still hold, since the report is a window of its own).
+        const emitted = windows.tick(Date.UTC(9999, 0)).filter((w) => w.interval_messages_consumed > 0);
         const got = new Map(
           emitted.map((w) => [
             w.timestamp_start,

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { copyText, copyValue, defineTable, type Table } from "../../persist/postgres/table.ts";
-import { LOCATIONS, LOGIN_WINDOW_STATS, LOGINS, VEHICLE_POSITIONS } from "../../persist/postgres.ts";
+import { LOCATIONS, LOGIN_INTERVALS, LOGIN_WINDOW_STATS, LOGINS, VEHICLE_POSITIONS } from "../../persist/postgres.ts";
 import type { EnrichedLocation, EnrichedVehicle, LoginWindowStats, RawLogin } from "../../shared/schemas.ts";
 
 type Coordinates = { partition: number; offset: bigint };
@@ -397,6 +397,7 @@ describe.each([
   ["VEHICLE_POSITIONS", VEHICLE_POSITIONS],
   ["LOGINS", LOGINS],
   ["LOGIN_WINDOW_STATS", LOGIN_WINDOW_STATS],
+  ["LOGIN_INTERVALS", LOGIN_INTERVALS],
 ])("%s", (_, spec) => {
   test("names only columns of its migrated table, and every column that has no default", () => {
     const table = migratedTables().get(spec.name);
@@ -422,6 +423,26 @@ test("a re-emitted window overwrites every non-key column of its row", () => {
     },
   );
   expect(updated.sort()).toEqual(LOGIN_WINDOW_STATS.columns.filter((c) => !LOGIN_WINDOW_STATS.key.includes(c)).sort());
+});
+
+test("a partition's progress report is no row of login_window_stats; a window that counts anything is", () => {
+  const window = (interval_messages_consumed: number, late_messages: number) =>
+    ({
+      topic: "logins.stats",
+      partition: 0,
+      offset: 0n,
+      value: { interval_messages_consumed, late_messages },
+    }) as never;
+  expect(LOGIN_WINDOW_STATS.keeps(window(0, 0))).toBe(false);
+  expect(LOGIN_WINDOW_STATS.keeps(window(0, 2))).toBe(true);
+  expect(LOGIN_WINDOW_STATS.keeps(window(3, 0))).toBe(true);
+  expect(LOCATIONS.keeps(window(0, 0))).toBe(true);
+});
+
+test("an interval's epoch seconds are stored as timestamps", () => {
+  const value = { timestamp_start: 1694479550, timestamp_end: 1694479560 } as never;
+  const [start, end] = LOGIN_INTERVALS.values({ topic: "logins.intervals", partition: 0, offset: 0n, value });
+  expect([start, end]).toEqual(["2023-09-12T00:45:50.000Z", "2023-09-12T00:46:00.000Z"]);
 });
 
 describe("defineTable", () => {

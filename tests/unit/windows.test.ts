@@ -246,6 +246,17 @@ describe("idle close", () => {
     expect(h.tick(NOW + 12_000)).toEqual([
       closed({ start: 0, messages: 1, devices: { ios: 1 }, totalMessages: 1, totalDevices: { ios: 1 }, offsetEnd: 1 }),
     ]);
+    // Nothing is open any more: a minute later the partition reports its progress, once, for the latest window
+    // the watermark (3s + 60s) closed, with its totals and nothing counted in it.
+    const progress = closed({
+      start: 40_000,
+      messages: 0,
+      devices: {},
+      totalMessages: 1,
+      totalDevices: { ios: 1 },
+      offsetEnd: 1,
+    });
+    expect(h.tick(NOW + 60_000)).toEqual([progress]);
     expect(h.tick(NOW + 60_000)).toEqual([]);
     expect(h.position()).toBe(1n);
   });
@@ -282,7 +293,110 @@ describe("idle close", () => {
     h.add(login(3_000), 1, NOW + 10_000);
     const out = h.tick(NOW + 12_000);
     expect(out.map((w) => w.partition)).toEqual([0]);
-    expect(h.tick(NOW + 22_000).map((w) => w.partition)).toEqual([1]);
+    // Partition 1's window closes 10s later; by then partition 0, with nothing open, reports progress (0 counted).
+    expect(h.tick(NOW + 22_000).map((w) => [w.partition, w.interval_messages_consumed])).toEqual([
+      [0, 0],
+      [1, 1],
+    ]);
+  });
+});
+
+describe("progress reports of partitions with nothing open", () => {
+  test("a quiet partition reports once per window length, not once per tick, each time for the latest window", () => {
+    const h = harness();
+    h.add(login(3_000), 0, NOW);
+    expect(h.tick(NOW + 12_000)).toHaveLength(1); // window 0 closes at 3s + 12s
+    const starts: string[] = [];
+    for (let idle = 12_000; idle <= 42_000; idle += 100)
+      starts.push(...h.tick(NOW + idle).map((w) => w.timestamp_start));
+    // The watermark 3s + idle passes 10s + 10s + 5s at idle 22s, 30s + 5s at idle 32s, 40s + 5s at idle 42s.
+    expect(starts).toEqual([iso(10_000), iso(20_000), iso(30_000)]);
+  });
+
+  test("after a long gap only the latest window closed is reported, with the totals and the pending late count", () => {
+    const h = harness();
+    h.add(login(3_000), 0, NOW);
+    expect(h.tick(NOW + 12_000)).toHaveLength(1);
+    expect(h.add(login(4_000), 0, NOW + 13_000)).toBe("late");
+    // The late arrival restarted the idle clock: the watermark is 4s + 1000s, which closes up to 980s-990s.
+    expect(h.tick(NOW + 13_000 + 1_000_000)).toEqual([
+      closed({
+        start: 980_000,
+        messages: 0,
+        devices: {},
+        late: 1,
+        totalMessages: 2,
+        totalDevices: { ios: 1 },
+        offsetEnd: 2,
+      }),
+    ]);
+    // The late event is carried now: nothing holds the position any more.
+    expect(h.position()).toBe(2n);
+  });
+
+  test("an open window reports instead: nothing is emitted while it waits for its grace", () => {
+    const h = harness();
+    h.add(login(3_000), 0, NOW);
+    h.add(login(45_000), 0, NOW);
+    expect(h.tick(NOW).map((w) => w.timestamp_start)).toEqual([iso(0)]);
+    expect(h.tick(NOW + 4_999)).toEqual([]);
+    expect(h.tick(NOW + 10_000).map((w) => [w.timestamp_start, w.interval_messages_consumed])).toEqual([
+      [iso(40_000), 1],
+    ]);
+  });
+
+  test("following the clock, a quiet partition whose event time trails it reports up to the wall clock", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
+    fold.restore(0, undefined, NOW);
+    fold.restore(1, undefined, NOW);
+    fold.add(0, 0n, login(3_000), NOW);
+    // Event time is years behind the clock: window 0 closes by idleness as before, then the report is for the
+    // latest window the wall clock closed, and an event behind that is late.
+    const [window, report] = fold.tick(NOW + 12_000);
+    expect(window?.timestamp_start).toBe(iso(0));
+    expect(Date.parse(report?.timestamp_end ?? "")).toBeLessThanOrEqual(NOW + 12_000 - GRACE);
+    expect(Date.parse(report?.timestamp_end ?? "")).toBeGreaterThan(NOW + 12_000 - GRACE - WINDOW);
+    expect(fold.add(0, 1n, login(20_000), NOW + 13_000)).toBe("late");
+    // A partition that never had an event still reports nothing.
+    expect(fold.tick(NOW + 100_000).every((w) => w.partition === 0)).toBe(true);
+  });
+
+  test("following the clock, idleness does not carry a partition whose events run ahead past the clock", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
+    fold.restore(0, undefined, T0);
+    fold.add(0, 0n, login(30_000), T0);
+    // Its event time is 30s ahead of the clock: 40s of idleness bring the clock, not the watermark, past 45s.
+    expect(fold.tick(T0 + 40_000)).toEqual([]);
+    expect(fold.tick(T0 + 45_000).map((w) => [w.timestamp_start, w.interval_messages_consumed])).toEqual([
+      [iso(30_000), 1],
+    ]);
+    // An event of the present after all that counts, since nothing reported past it.
+    expect(fold.add(0, 1n, login(46_000), T0 + 46_000)).toBe("counted");
+  });
+
+  test("a partition that never had an event, and was never emitted, reports nothing", () => {
+    const h = harness([0, 1]);
+    h.add(login(3_000), 0, NOW);
+    expect(h.tick(NOW + 100_000).every((w) => w.partition === 0)).toBe(true);
+  });
+
+  test("a restored partition that stays quiet reports from its restored window on, within a window length", () => {
+    const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE });
+    const last = closed({
+      start: 0,
+      messages: 1,
+      devices: { ios: 1 },
+      totalMessages: 1,
+      totalDevices: { ios: 1 },
+      offsetEnd: 9,
+    });
+    fold.restore(0, last, NOW);
+    expect(fold.tick(NOW + WINDOW - 1)).toEqual([]);
+    const [report] = fold.tick(NOW + WINDOW);
+    expect(report).toEqual(
+      closed({ start: 10_000, messages: 0, devices: {}, totalMessages: 1, totalDevices: { ios: 1 }, offsetEnd: 9 }),
+    );
+    expect(v.parse(LoginWindowStats, JSON.parse(JSON.stringify(report)))).toEqual(report as LoginWindowStats);
   });
 });
 
@@ -561,7 +675,8 @@ describe("positions", () => {
     expect(h.position()).toBe(3n);
     h.add(login(32_000)); // 6
     expect(h.add(login(6_000))).toBe("late"); // 7
-    expect(h.tick(NOW + 60_000)).toHaveLength(2);
+    // Windows 20 and 30, then the progress report of a partition with nothing open: none holds a position.
+    expect(h.tick(NOW + 60_000).map((w) => w.interval_messages_consumed)).toEqual([1, 2, 0]);
     expect(h.position()).toBe(8n);
   });
 
@@ -580,7 +695,8 @@ describe("positions", () => {
     h.add(login(1_000)); // 0
     h.add(login(15_000)); // 1
     expect(h.tick()).toHaveLength(1);
-    expect(h.tick(NOW + 30_000)).toHaveLength(1); // idle closes window 10; nothing is open
+    // Idle closes window 10, then reports progress up to window 30: nothing is open.
+    expect(h.tick(NOW + 30_000).map((w) => w.timestamp_start)).toEqual([iso(10_000), iso(30_000)]);
     expect(h.position()).toBe(2n);
     expect(h.add(login(2_000), 0, NOW + 31_000)).toBe("late"); // 2
     h.deadLetter(); // 3

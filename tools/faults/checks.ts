@@ -16,18 +16,23 @@
  *   re-emitted windows). More
  *   would mean persist tried to insert a record twice past its offset store. The sum is a lower bound (a
  *   SIGKILL loses what happened since the last scrape), so only this direction is asserted;
- * - aggregates: each window of the run in `login_stats` equals the statistics recomputed from the stored
- *   `logins` rows, late events (those copied to logins.late) counted in `late_messages` instead; totals grow by
- *   exactly the run's logins, overall and per partition (running totals survive SIGKILL of aggregate).
+ * - aggregates: each window of the run in `login_stats` (the merged windows of `login_intervals`) equals the
+ *   statistics recomputed from the stored `logins` rows, late events (those copied to logins.late) counted in
+ *   `late_messages` instead; totals grow by exactly the run's logins, overall and per partition (running totals
+ *   survive SIGKILL of aggregate);
+ * - intervals: each window of the run is on logins.intervals and equals the recomputation there too, and no
+ *   window was emitted twice with different content (SIGKILL of intervals and of aggregate included).
  *
  * Topics, consumer groups and tables are shared with whatever else runs against the same stack. Other traffic
  * cannot change the per-event checks (they count only the run's event_ids), but it can add late events to the
  * run's windows or conflicts to persist's counters; checks that assume the pipeline to themselves are then
  * reported INCONCLUSIVE instead of failing, and the run says how much other traffic it saw.
  */
-import { recompute, type TimedLogin } from "../../aggregate/stats.ts";
+import { type LoginStats, recompute, type TimedLogin } from "../../aggregate/stats.ts";
 import type { Sql } from "../../persist/postgres/db.ts";
-import type { KafkaConnection, Position } from "../../shared/kafka.ts";
+import { type KafkaConnection, type Position, scanRange } from "../../shared/kafka.ts";
+import { DECODERS } from "../../shared/records.ts";
+import type { LoginInterval } from "../../shared/schemas.ts";
 import { OPTIONAL_LOGIN_FIELDS } from "../../shared/schemas.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { FATES, type Fate, type Ledger, type Table } from "./ledger.ts";
@@ -174,11 +179,35 @@ function sameCounts(a: Counts, b: Counts): boolean {
   return [...keys].every((key) => Number(a[key] ?? 0) === Number(b[key] ?? 0));
 }
 
+/** A window's interval statistics differ from the recomputation's (undefined: the window is missing). */
+function unlike(got: { messages: number; devices: Counts; missing: Counts } | undefined, want: LoginStats): boolean {
+  return (
+    got === undefined ||
+    got.messages !== want.messages ||
+    !sameCounts(got.devices, want.devices) ||
+    !sameCounts(got.missing, want.missing)
+  );
+}
+
+/** The check that `mismatched` windows of what `where` holds differ from the recomputation. */
+const unlikeCheck = (where: string, mismatched: number): Check => ({
+  name: `${where}: windows unlike the recomputation`,
+  value: mismatched,
+  expected: "0",
+  ok: mismatched === 0,
+  assumes: "logins",
+});
+
 /**
  * `login_stats` of the run's windows against a recomputation from the stored `logins` rows; returns how many
- * late events of others logins.late held (they are counted in whichever window of their partition is next).
+ * late events of others logins.late held (they are counted in whichever window of their partition is next),
+ * and the recomputation.
  */
-async function accountAggregates(facts: RunFacts, checks: Check[], details: string[]): Promise<number> {
+async function accountAggregates(
+  facts: RunFacts,
+  checks: Check[],
+  details: string[],
+): Promise<{ otherLate: number; recomputed: Map<string, LoginStats> }> {
   const { sql, run, windowMs, range } = facts;
   const from = new Date(range.from);
   const to = new Date(range.to);
@@ -237,12 +266,7 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
   for (const [key, want] of recomputed) {
     const got = byStart.get(key);
     byStart.delete(key);
-    const same =
-      got !== undefined &&
-      Number(got.messages) === want.messages &&
-      sameCounts(got.devices, want.devices) &&
-      sameCounts(got.missing, want.missing);
-    if (!same) {
+    if (unlike(got && { ...got, messages: Number(got.messages) }, want)) {
       mismatched++;
       if (mismatched <= 5)
         details.push(
@@ -264,13 +288,7 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
 
   checks.push(
     { name: "aggregates: windows of the run", value: recomputed.size, expected: "", ok: undefined },
-    {
-      name: "aggregates: windows unlike the recomputation",
-      value: mismatched,
-      expected: "0",
-      ok: mismatched === 0,
-      assumes: "logins",
-    },
+    unlikeCheck("aggregates", mismatched),
     {
       name: "aggregates: late events (in logins.late, stored)",
       value: `${viewLate} counted / ${stored?.late ?? 0} stored`,
@@ -334,7 +352,64 @@ async function accountAggregates(facts: RunFacts, checks: Check[], details: stri
     ok: badPartitions === 0,
     assumes: "logins",
   });
-  return late.others;
+  return { otherLate: late.others, recomputed };
+}
+
+/**
+ * The run's windows on logins.intervals: every copy of each, which must all be alike, and the last against the
+ * recomputation (the same one login_stats was checked against).
+ */
+async function accountIntervals(
+  facts: RunFacts,
+  recomputed: Map<string, LoginStats>,
+  checks: Check[],
+  details: string[],
+): Promise<void> {
+  const copies = new Map<number, LoginInterval[]>();
+  await scanRange({
+    kafka: facts.kafka,
+    topic: TOPICS.loginsIntervals,
+    from: facts.startOffsets.get(TOPICS.loginsIntervals) ?? [],
+    until: "end",
+    timeoutMs: facts.topicTimeoutMs,
+    visit: (record) => {
+      const interval = DECODERS[TOPICS.loginsIntervals](record);
+      const start = interval.timestamp_start * 1000;
+      if (start < facts.range.from || start >= facts.range.to) return;
+      copies.set(start, [...(copies.get(start) ?? []), interval]);
+    },
+  });
+  let changed = 0;
+  let repeated = 0;
+  for (const [start, emitted] of copies) {
+    repeated += emitted.length - 1;
+    if (emitted.some((interval) => !Bun.deepEquals(interval, emitted[0], true))) {
+      changed++;
+      details.push(`interval ${new Date(start).toISOString()}: emitted differently: ${JSON.stringify(emitted)}`);
+    }
+  }
+  let mismatched = 0;
+  for (const [key, want] of recomputed) {
+    const got = copies.get(Date.parse(key))?.at(-1);
+    const stats = got && {
+      messages: got.interval_messages_consumed,
+      devices: got.interval_device_type_count,
+      missing: got.interval_missing_field_count,
+    };
+    if (unlike(stats, want)) {
+      mismatched++;
+      if (mismatched <= 5)
+        details.push(
+          `interval ${key}: logins.intervals ${JSON.stringify(stats ?? "missing")} vs ${JSON.stringify(want)}`,
+        );
+    }
+  }
+  checks.push(
+    { name: "intervals: windows of the run on logins.intervals", value: copies.size, expected: "", ok: undefined },
+    unlikeCheck("intervals", mismatched),
+    { name: "intervals: windows emitted twice, differently", value: changed, expected: "0", ok: changed === 0 },
+    { name: "intervals: windows emitted twice, alike", value: repeated, expected: "", ok: undefined },
+  );
 }
 
 /** The whole verdict: checks in report order, what other traffic was seen, and details of failed checks. */
@@ -357,7 +432,8 @@ export async function account(
     if (lost.length > 0) details.push(`${table}: lost event_ids (first 10): ${lost.map(([id]) => id).join(", ")}`);
     if (stranded.length > 0) details.push(`${table}: stranded event_ids (first 10): ${stranded.join(", ")}`);
   }
-  const otherLate = await accountAggregates(facts, checks, details);
+  const { otherLate, recomputed } = await accountAggregates(facts, checks, details);
+  await accountIntervals(facts, recomputed, checks, details);
 
   // Copies beyond the first in what persist reads: the most conflicts that replays upstream can explain.
   const replays = new Map<string, number>();

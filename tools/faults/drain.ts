@@ -20,6 +20,7 @@ const CONSUMED = [
   TOPICS.locationsEnriched,
   TOPICS.vehiclesEnriched,
   TOPICS.loginsStats,
+  TOPICS.loginsIntervals,
 ];
 
 /** Every topic the checks read, with its end offsets now. */
@@ -120,6 +121,8 @@ export async function drain(options: DrainOptions): Promise<void> {
       ["persist", TOPICS.vehiclesEnriched, persist],
       ["persist", TOPICS.loginsRaw, persist],
       ["persist", TOPICS.loginsStats, persist],
+      // intervals commits only up to its last record, so it is waited for through what persist stored of it.
+      ["persist", TOPICS.loginsIntervals, persist],
     ];
     if (options.withAggregate) readers.push(["aggregate", TOPICS.loginsRaw, aggregate]);
     behind = [];

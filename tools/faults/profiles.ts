@@ -1,6 +1,6 @@
 /**
  * How hard a fault run pushes: the traffic, which faults and how many, and the deadlines. Measured on a
- * 2-core machine with a quiet stack: `ci` about 2 minutes (10 faults, ~21k events), `full` about 6.5 minutes
+ * 2-core machine with a quiet stack: `ci` about 2 minutes (11 faults, ~21k events), `full` about 6.5 minutes
  * (26 faults, ~340k events, compound faults: a stage killed while the broker or the database is down),
  * `smoke` under a minute with no faults at all. A backlog others left in the topics adds the time to drain it.
  */
@@ -20,7 +20,7 @@ export interface Profile {
   gapMs: [number, number];
   tailMs: number;
   /** SIGKILLs of each stage; killing ingest turns its in-flight requests into indeterminate outcomes. */
-  kills: { enrich: number; aggregate: number; persist: number; ingest: number };
+  kills: { enrich: number; aggregate: number; intervals: number; persist: number; ingest: number };
   /** Broker stops, by signal (SIGTERM: a clean stop; SIGKILL: a crash). */
   broker: ("SIGTERM" | "SIGKILL")[];
   postgres: number;
@@ -48,7 +48,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     warmupMs: 15_000,
     gapMs: [0, 0],
     tailMs: 0,
-    kills: { enrich: 0, aggregate: 0, persist: 0, ingest: 0 },
+    kills: { enrich: 0, aggregate: 0, intervals: 0, persist: 0, ingest: 0 },
     broker: [],
     postgres: 0,
     rebalances: 0,
@@ -68,7 +68,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     warmupMs: 5_000,
     gapMs: [3_000, 6_000],
     tailMs: 4_000,
-    kills: { enrich: 2, aggregate: 2, persist: 2, ingest: 1 },
+    kills: { enrich: 2, aggregate: 2, intervals: 1, persist: 2, ingest: 1 },
     broker: ["SIGTERM"],
     postgres: 1,
     rebalances: 1,
@@ -88,7 +88,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     warmupMs: 10_000,
     gapMs: [5_000, 15_000],
     tailMs: 10_000,
-    kills: { enrich: 4, aggregate: 4, persist: 4, ingest: 2 },
+    kills: { enrich: 4, aggregate: 4, intervals: 2, persist: 4, ingest: 2 },
     broker: ["SIGTERM", "SIGKILL", "SIGTERM"],
     postgres: 3,
     rebalances: 3,
@@ -100,7 +100,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
   },
 };
 
-export type ConsumerRole = "enrich" | "aggregate" | "persist";
+export type ConsumerRole = "enrich" | "aggregate" | "intervals" | "persist";
 export type StageRole = ConsumerRole | "ingest";
 
 /** One fault of the plan. */
@@ -141,7 +141,7 @@ function shuffle<T>(rng: Rng, items: T[]): T[] {
  */
 export function plan(profile: Profile, rng: Rng): Fault[] {
   const faults: Fault[] = [];
-  for (const role of ["enrich", "aggregate", "persist", "ingest"] as const)
+  for (const role of ["enrich", "aggregate", "intervals", "persist", "ingest"] as const)
     for (let i = 0; i < profile.kills[role]; i++) faults.push({ kind: "kill", role });
   profile.broker.forEach((signal, i) => {
     const alsoKill = profile.compound && i === 0 ? pick(rng, ["enrich", "aggregate", "persist"] as const) : undefined;
