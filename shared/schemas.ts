@@ -37,11 +37,19 @@ export function parseTimestamp(input: string | number): number {
   const offset = zone ? zoneOffsetMs(zone) : 0;
   // Date.UTC rolls 2023-02-29 over to March 1st and 24:00 to the next day; a date, time or zone that does not
   // exist is an error, not a guess.
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const daysInMonth = new Date(utc(year, month, 0)).getUTCDate();
   const exists = month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59;
   if (!exists || second > 59 || Number.isNaN(offset)) return Number.NaN;
   const ms = Number(fraction.slice(0, 3).padEnd(3, "0"));
-  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offset;
+  return utc(year, month - 1, day, hour, minute, second, ms) - offset;
+}
+
+/** Date.UTC for every year: Date.UTC itself reads a year from 0 to 99 as 1900 to 1999. */
+function utc(year: number, monthIndex: number, day: number, hour = 0, minute = 0, second = 0, ms = 0): number {
+  const date = new Date(0);
+  date.setUTCFullYear(year, monthIndex, day);
+  date.setUTCHours(hour, minute, second, ms);
+  return date.getTime();
 }
 
 /** The offset of an ISO-8601 zone designator from UTC (`Z`, `+05:30`, `-0800`); NaN for one that cannot be. */

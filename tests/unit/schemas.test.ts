@@ -112,6 +112,8 @@ describe("Timestamp", () => {
     ["naive with more than microseconds", "2023-09-12T00:45:51.1234567"],
     ["naive on a day that does not exist", "2023-02-29 12:00:00"],
     ["naive hour 24", "2023-09-12T24:00:00"],
+    ["a two-digit year, which Date.UTC would read as 1970", "0070-01-01T00:00:00Z"],
+    ["a two-digit year without a zone", "0099-12-31 23:59:59"],
     ["second 60", "2023-09-12T00:45:60Z"],
     ["two spaces between date and time", "2023-09-12  00:45:51"],
     ["month 13", "2023-13-01T00:00:00Z"],
