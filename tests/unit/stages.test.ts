@@ -24,7 +24,7 @@ test.each(STAGES)(
         INGEST_PORT: String(port),
         ENRICH_PORT: String(port),
         AGGREGATE_PORT: String(port),
-      INTERVALS_PORT: String(port),
+        INTERVALS_PORT: String(port),
         PERSIST_PORT: String(port),
       },
       stdout: "pipe",
