@@ -9,6 +9,7 @@ import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import type * as v from "valibot";
 import { parseEvents } from "./ingest/body.ts";
+import { ERRORS } from "./ingest/errors.ts";
 import { guard } from "./ingest/guard.ts";
 import { counter, histogram } from "./shared/metrics.ts";
 import { main, type Stage, type StageContext } from "./shared/runner.ts";
@@ -37,7 +38,7 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
     return async (c: Context) => {
       const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
       if (encoding && encoding !== "identity") {
-        return c.json({ error: `content encoding "${encoding}" is not supported; send the body uncompressed` }, 415);
+        return c.json({ error: ERRORS.compressed(encoding) }, 415);
       }
       const bytes = new Uint8Array(await c.req.arrayBuffer());
       const parsed = parseEvents(schema, c.req.header("content-type"), bytes, config.INGEST_MAX_EVENTS);
@@ -60,10 +61,7 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
         log.warn({ reason: published.reason, topic, events: records.length }, "broker did not acknowledge the events");
         events.inc({ topic, outcome: "unacknowledged" }, records.length);
         c.header("Retry-After", RETRY_AFTER_SECONDS);
-        return c.json(
-          { error: "the broker did not acknowledge the events in time; retry with the same event_ids" },
-          503,
-        );
+        return c.json({ error: ERRORS.notAcknowledged }, 503);
       }
       events.inc({ topic, outcome: "accepted" }, records.length);
       return c.json({ accepted: accepted.length, event_ids: accepted.map((event) => event.event_id) }, 202);
@@ -85,7 +83,7 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
     }),
     bodyLimit({
       maxSize: config.INGEST_BODY_LIMIT_BYTES,
-      onError: (c) => c.json({ error: `body is larger than ${config.INGEST_BODY_LIMIT_BYTES} bytes` }, 413),
+      onError: (c) => c.json({ error: ERRORS.bodyTooLarge(config.INGEST_BODY_LIMIT_BYTES) }, 413),
     }),
   );
   app.post("/v1/locations", accept(TOPICS.locationsRaw, LocationEvent, "user_id"));
