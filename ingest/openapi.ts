@@ -11,8 +11,10 @@ import { TOPICS } from "../shared/topics.ts";
 import { JSON_TYPE, NDJSON_TYPES, parseEvents } from "./body.ts";
 import { ERRORS } from "./errors.ts";
 
-/** An event route: its path, topic, record key, schema, and request examples (each with an event_id, so its
- * 202 is known in advance). `invalid` is rejected; the document's 400 example is what the API answers to it. */
+/**
+ * An event route: its path, topic, record key, schema, and request examples. The valid ones carry their own
+ * event_id, so their 202 is known in advance; the document's 400 example is what the API answers to `invalid`.
+ */
 export interface EventRoute {
   path: string;
   topic: string;
@@ -236,7 +238,9 @@ function eventOperation(route: EventRoute, config: Config) {
           }),
         },
         429: {
-          description: "Over `INGEST_RATE_LIMIT_PER_SECOND` requests per second for the key (or client address)",
+          description:
+            "Over `INGEST_RATE_LIMIT_PER_SECOND` requests per second for the key (or client address); never " +
+            `while it is 0 (off)${config.INGEST_RATE_LIMIT_PER_SECOND === 0 ? ", as on this server" : ""}`,
           headers: retryAfter,
           content: errorContent({
             limited: {
