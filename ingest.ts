@@ -3,20 +3,38 @@
  * means the broker has acknowledged every event of the request; anything else means none of them was accepted
  * (a 503 may still have reached the broker, which is why clients that retry send their own event_id).
  */
+import { dirname, join } from "node:path";
+import { Scalar } from "@scalar/hono-api-reference";
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
-import type * as v from "valibot";
 import { parseEvents } from "./ingest/body.ts";
+import { ERRORS } from "./ingest/errors.ts";
 import { guard } from "./ingest/guard.ts";
+import { buildOpenApi, EVENT_ROUTES, type EventRoute } from "./ingest/openapi.ts";
+import { statusHandler } from "./ingest/status.ts";
 import { counter, histogram } from "./shared/metrics.ts";
 import { main, type Stage, type StageContext } from "./shared/runner.ts";
-import { LocationEvent, LoginEvent, VehicleEvent } from "./shared/schemas.ts";
 import { createPublisher } from "./shared/source.ts";
-import { TOPICS } from "./shared/topics.ts";
 
 const RETRY_AFTER_SECONDS = "1";
+
+/**
+ * The reference page's script, the standalone bundle @scalar/api-reference ships: served from here, because the
+ * middleware's default is a CDN and the page should work where the API does, offline included.
+ */
+const SCALAR_SCRIPT = join(dirname(Bun.resolveSync("@scalar/api-reference", import.meta.dir)), "browser/standalone.js");
+const SCRIPT_HEADERS = { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=3600" };
+
+/** `GET /docs`: Scalar's reference of /openapi.json, with no font, telemetry or script from elsewhere. */
+const docsPage = Scalar({
+  url: "/openapi.json",
+  cdn: "/docs/scalar.js",
+  pageTitle: "event-pipeline ingest API",
+  withDefaultFonts: false,
+  telemetry: false,
+});
 
 /** The ingest routes; the runner adds the health routes and serves them on `INGEST_PORT`. */
 function createIngestApp({ env: config, producer, log, registry }: StageContext) {
@@ -26,18 +44,14 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
   const produceSeconds = histogram(registry, "ingest_produce_seconds", "Time until the broker acked a request");
 
   /**
-   * A handler that validates a body against `schema` and produces it to `topic` keyed by each event's `key`
-   * field, all or nothing.
+   * A handler that validates a body against the route's schema and produces it to its topic keyed by each
+   * event's key field, all or nothing.
    */
-  function accept<K extends string, E extends { event_id?: string | undefined } & Record<K, string>>(
-    topic: string,
-    schema: v.GenericSchema<unknown, E>,
-    key: K,
-  ) {
+  function accept({ topic, schema, key }: EventRoute) {
     return async (c: Context) => {
       const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
       if (encoding && encoding !== "identity") {
-        return c.json({ error: `content encoding "${encoding}" is not supported; send the body uncompressed` }, 415);
+        return c.json({ error: ERRORS.compressed(encoding) }, 415);
       }
       const bytes = new Uint8Array(await c.req.arrayBuffer());
       const parsed = parseEvents(schema, c.req.header("content-type"), bytes, config.INGEST_MAX_EVENTS);
@@ -50,8 +64,10 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
         ...event,
         event_id: event.event_id ?? Bun.randomUUIDv7(),
         ingested_at: ingestedAt,
+        // The route's schema requires its key field as a string, so String() only names the type it has.
+        key: String(event[key]),
       }));
-      const records = accepted.map((event) => ({ topic, key: event[key], value: JSON.stringify(event) }));
+      const records = accepted.map(({ key, ...event }) => ({ topic, key, value: JSON.stringify(event) }));
 
       const timer = produceSeconds.startTimer();
       const published = await publish(records);
@@ -60,10 +76,7 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
         log.warn({ reason: published.reason, topic, events: records.length }, "broker did not acknowledge the events");
         events.inc({ topic, outcome: "unacknowledged" }, records.length);
         c.header("Retry-After", RETRY_AFTER_SECONDS);
-        return c.json(
-          { error: "the broker did not acknowledge the events in time; retry with the same event_ids" },
-          503,
-        );
+        return c.json({ error: ERRORS.notAcknowledged }, 503);
       }
       events.inc({ topic, outcome: "accepted" }, records.length);
       return c.json({ accepted: accepted.length, event_ids: accepted.map((event) => event.event_id) }, 202);
@@ -85,12 +98,15 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
     }),
     bodyLimit({
       maxSize: config.INGEST_BODY_LIMIT_BYTES,
-      onError: (c) => c.json({ error: `body is larger than ${config.INGEST_BODY_LIMIT_BYTES} bytes` }, 413),
+      onError: (c) => c.json({ error: ERRORS.bodyTooLarge(config.INGEST_BODY_LIMIT_BYTES) }, 413),
     }),
   );
-  app.post("/v1/locations", accept(TOPICS.locationsRaw, LocationEvent, "user_id"));
-  app.post("/v1/logins", accept(TOPICS.loginsRaw, LoginEvent, "user_id"));
-  app.post("/v1/vehicles", accept(TOPICS.vehiclesRaw, VehicleEvent, "vehicle_id"));
+  for (const route of EVENT_ROUTES) app.post(route.path, accept(route));
+  const document = buildOpenApi(config);
+  app.get("/openapi.json", (c) => c.json(document));
+  app.get("/docs", docsPage);
+  app.get("/docs/scalar.js", (c) => c.body(Bun.file(SCALAR_SCRIPT).stream(), 200, SCRIPT_HEADERS));
+  app.get("/", statusHandler({ events, brokerReachable: () => producer.ping() }));
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
   app.onError((error, c) => {
     if ("getResponse" in error && typeof error.getResponse === "function") return error.getResponse() as Response;

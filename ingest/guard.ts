@@ -6,6 +6,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { getConnInfo } from "hono/bun";
 import { rateLimiter } from "hono-rate-limiter";
+import { ERRORS } from "./errors.ts";
 
 export interface GuardOptions {
   apiKeys: string[];
@@ -34,9 +35,9 @@ export function guard({ apiKeys, ratePerSecond, behindProxy }: GuardOptions): Mi
     handlers.push(
       bearerAuth({
         token: apiKeys,
-        noAuthenticationHeader: unauthorized("missing bearer token: send Authorization: Bearer <api key>"),
-        invalidAuthenticationHeader: unauthorized("malformed Authorization header: expected Bearer <api key>"),
-        invalidToken: unauthorized("unknown API key"),
+        noAuthenticationHeader: unauthorized(ERRORS.missingKey),
+        invalidAuthenticationHeader: unauthorized(ERRORS.malformedKey),
+        invalidToken: unauthorized(ERRORS.unknownKey),
       }),
     );
   }
@@ -46,7 +47,7 @@ export function guard({ apiKeys, ratePerSecond, behindProxy }: GuardOptions): Mi
         windowMs: 1000,
         limit: ratePerSecond,
         keyGenerator: (c) => clientKey(c, behindProxy),
-        message: { error: `rate limit of ${ratePerSecond} requests per second exceeded` },
+        message: { error: ERRORS.rateLimited(ratePerSecond) },
       }),
     );
   }
