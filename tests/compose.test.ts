@@ -114,6 +114,8 @@ function importClosure(entry: string) {
 
 /** Files read at run time besides imports, by the module that reads them. */
 const RUNTIME_DATA: Record<string, string> = { "persist/postgres/db.ts": "persist/postgres/migrations" };
+/** Files read at run time from a package, by the module that reads them: the image's production install has them. */
+const PACKAGE_DATA: Record<string, string> = { "ingest.ts": "@scalar/api-reference" };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Dockerfile and .dockerignore.
@@ -454,7 +456,9 @@ describe("Dockerfile", () => {
         if (/import\.meta\.(dir|dirname|url|path)\b|process\.cwd\(\)/.test(read(file))) readers.add(file);
       }
     }
-    expect([...readers].sort()).toEqual(Object.keys(RUNTIME_DATA).sort());
+    expect([...readers].sort()).toEqual([...Object.keys(RUNTIME_DATA), ...Object.keys(PACKAGE_DATA)].sort());
+    const dependencies = Object.keys(JSON.parse(read("package.json")).dependencies ?? {});
+    for (const [module, pkg] of Object.entries(PACKAGE_DATA)) expect(dependencies, module).toContain(pkg);
   });
 
   test("installs every package a compose script imports as a production dependency", () => {
