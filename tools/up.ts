@@ -99,7 +99,8 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => vo
 const database = new URL(env.DATABASE_URL);
 database.password = database.password ? "****" : "";
 console.log(`Starting ${chosen.join(", ")}.
-  API          http://127.0.0.1:${env.INGEST_PORT}/v1/locations, /v1/logins (POST)
+  API          http://127.0.0.1:${env.INGEST_PORT}/v1/locations, /v1/logins, /v1/vehicles (POST)
+  reference    http://127.0.0.1:${env.INGEST_PORT}/docs (and /openapi.json); status page http://127.0.0.1:${env.INGEST_PORT}/
   health       ${chosen.map((name) => `${name} http://127.0.0.1:${env[STAGES[name].port]}/readyz`).join("\n               ")}
   metrics      the same ports, /metrics
   broker       ${env.KAFKA_BROKERS.join(",")}   topics: bun run kafka topics --list
