@@ -37,8 +37,6 @@ export interface StageContext {
   producer: KafkaProducer;
   /** Sends `records` and counts them per topic (dead letters as such): the usual way a stage produces. */
   produce: (records: OutRecord[]) => Promise<void>;
-  /** True once shutdown has begun. */
-  stopping: () => boolean;
 }
 
 /** The variable part of a stage, as its `start` builds it. */
@@ -120,7 +118,7 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
 
   let parts: StageParts;
   try {
-    parts = await stage.start({ env, kafka, log, registry, producer, produce, stopping: () => lifecycle.stopping });
+    parts = await stage.start({ env, kafka, log, registry, producer, produce });
   } catch (error) {
     await producer.close().catch(() => {});
     throw error;

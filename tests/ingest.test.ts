@@ -320,7 +320,7 @@ describe("operations", () => {
       output: logPath,
       waitReady: true,
     });
-    const child = stage.child as NonNullable<typeof stage.child>;
+    const { child } = stage;
     const url = stage.url;
     // Stream the body so the request is provably in flight when the signal lands.
     let body!: ReadableStreamDefaultController<Uint8Array>;

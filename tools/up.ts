@@ -5,7 +5,7 @@
  * order, intake first, each finishing its batch.
  */
 import { parseConfig } from "../shared/config.ts";
-import { handleSignalsYourself, STAGES, type StageHandle, type StageName, startStage } from "./harness.ts";
+import { handleSignalsYourself, type ProcessHandle, STAGES, type StageName, startStage } from "./harness.ts";
 
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
@@ -53,14 +53,14 @@ async function relay(stage: string, stream: ReadableStream<Uint8Array>): Promise
   if (pending) console.log(formatLine(stage, pending, pretty));
 }
 
-const running = new Map<StageName, StageHandle>();
+const running = new Map<StageName, ProcessHandle>();
 let stopping = false;
 
 /** Starts `name`, and again after each crash, waiting longer after each quick one. */
 async function supervise(name: StageName, attempt = 0): Promise<void> {
   const port = env[STAGES[name].port];
   const started = Date.now();
-  let handle: StageHandle;
+  let handle: ProcessHandle;
   try {
     handle = await startStage(name, { mode: "process", port, output: "pipe", env: { LOG_LEVEL: env.LOG_LEVEL } });
   } catch (error) {
@@ -68,7 +68,7 @@ async function supervise(name: StageName, attempt = 0): Promise<void> {
     return restart(name, attempt, `could not start: ${(error as Error).message}`);
   }
   running.set(name, handle);
-  const child = handle.child as NonNullable<StageHandle["child"]>;
+  const { child } = handle;
   void relay(name, child.stdout as ReadableStream<Uint8Array>);
   void relay(name, child.stderr as ReadableStream<Uint8Array>);
   const code = await child.exited;

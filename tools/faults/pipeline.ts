@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type StageHandle, type StageName, startStage } from "../harness.ts";
+import { type ProcessHandle, type StageName, startStage } from "../harness.ts";
 import { metricSum } from "../metrics.ts";
 
 export type Role = StageName;
@@ -17,7 +17,7 @@ interface StageProcess {
   /** 1 for the first start of the instance, +1 for each restart. */
   lifetime: number;
   logPath: string;
-  handle: StageHandle;
+  handle: ProcessHandle;
   exited: Promise<number>;
   /** True once this harness has signalled it, so its exit is not a crash. */
   signalled: boolean;
@@ -70,7 +70,7 @@ export class Pipeline {
     this.lifetimes.set(instance, lifetime);
     const logPath = join(this.logDir, `${instance.replace("#", "-")}.${lifetime}.log`);
     const handle = await startStage(role, { mode: "process", port, env: this.env, output: logPath });
-    const exited = (handle.child as NonNullable<StageHandle["child"]>).exited;
+    const exited = handle.child.exited;
     const stage: StageProcess = { instance, lifetime, logPath, handle, exited, signalled: false };
     this.live.set(instance, stage);
     void exited.then(() => this.exited(stage));
