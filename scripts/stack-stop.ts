@@ -1,10 +1,13 @@
 /**
  * `bun run stack:stop`: stops what `bun run stack` started and nothing else: the broker named by its pid file,
- * and the PostgreSQL cluster only if its marker says the stack started it. Idempotent.
+ * MariaDB and versitygw by theirs, and the PostgreSQL cluster only if its marker says the stack started it.
+ * Idempotent.
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { $ } from "bun";
-import { KAFKA_PID_FILE, PG_MARKER_FILE, processExited, runningKafkaPid } from "./stack.ts";
+import { mariaDbDown } from "./stack/mariadb.ts";
+import { versityDown } from "./stack/versitygw.ts";
+import { KAFKA_PID_FILE, MARIADB, PG_MARKER_FILE, processExited, runningKafkaPid, VERSITYGW } from "./stack.ts";
 
 // A single-node broker shuts down in a few seconds; past this it is stuck and gets SIGKILL.
 const KAFKA_STOP_TIMEOUT_MS = 30_000;
@@ -52,7 +55,7 @@ async function stopPostgres(): Promise<void> {
 }
 
 try {
-  await Promise.all([stopKafka(), stopPostgres()]);
+  await Promise.all([stopKafka(), stopPostgres(), mariaDbDown(MARIADB), versityDown(VERSITYGW)]);
 } catch (error) {
   console.error(`stack:stop: ${error instanceof Error ? error.message : error}`);
   process.exit(1);

@@ -121,6 +121,47 @@ const Fields = v.object({
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
   INTERVALS_PORT: port(3004),
+  CAPTURE_PORT: port(3005),
+  /** The database capture.ts reads changes from, over logical replication (its role needs REPLICATION). */
+  CAPTURE_DATABASE_URL: v.pipe(
+    v.optional(v.string(), "postgres://pipeline:pipeline@127.0.0.1:5432/source"),
+    v.regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+    v.check((url) => URL.canParse(url), "must be a postgres:// URL"),
+  ),
+  /** Tables to capture, `schema.table`; each goes to the topic `cdc.<schema>.<table>`. */
+  CAPTURE_TABLES: v.pipe(
+    list("public.users"),
+    v.minLength(1, "must name at least one table"),
+    v.array(v.pipe(v.string(), v.regex(/^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/, "must be schema.table (lower case)"))),
+  ),
+  /** The replication slot and the publication capture.ts creates if missing (one capture process per slot). */
+  CAPTURE_SLOT: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9_]{1,63}$/, "must be a slot name")), "event_pipeline"),
+  CAPTURE_PUBLICATION: v.optional(
+    v.pipe(v.string(), v.regex(/^[a-z0-9_]{1,63}$/, "must be a publication name")),
+    "event_pipeline",
+  ),
+  /** How often capture writes a heartbeat into the WAL, so an idle slot still moves and holds no WAL back. */
+  CAPTURE_HEARTBEAT_MS: integer(10_000, 100, 3_600_000),
+  MYSQL_URL: v.pipe(
+    v.optional(v.string(), "mysql://pipeline:pipeline@127.0.0.1:3306/pipeline"),
+    v.regex(/^mysql:\/\//, "must be a mysql:// URL"),
+    v.check((url) => URL.canParse(url), "must be a mysql:// URL"),
+  ),
+  S3_ENDPOINT: v.pipe(
+    v.optional(v.string(), "http://127.0.0.1:7070"),
+    v.check((url) => URL.canParse(url) && /^https?:$/.test(new URL(url).protocol), "must be an http(s):// URL"),
+  ),
+  S3_BUCKET: v.optional(
+    v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be a bucket name")),
+    "pipeline",
+  ),
+  S3_ACCESS_KEY_ID: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty")), "pipeline"),
+  S3_SECRET_ACCESS_KEY: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty")), "pipeline-secret"),
+  S3_REGION: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty")), "us-east-1"),
+  /** An object holds at most this many records of one partition... */
+  S3_ROTATE_RECORDS: integer(10_000, 1, 10_000_000),
+  /** ...and is closed once its first record is this old (by the record's broker timestamp). */
+  S3_ROTATE_SECONDS: integer(60, 1, 86_400),
   /** Which store persist writes to; persist checks the name against the sinks it knows. */
   PERSIST_SINK: v.optional(
     v.pipe(v.string(), v.trim(), v.regex(/^[a-z][a-z0-9-]*$/, "must be a sink name")),
@@ -197,9 +238,9 @@ export class ConfigError extends Error {
 }
 
 /** Settings whose values are never printed: the error names them, and logs redact them (shared/log.ts). */
-export const SECRET_SETTINGS = ["KAFKA_SASL_PASSWORD"] as const;
+export const SECRET_SETTINGS = ["KAFKA_SASL_PASSWORD", "S3_SECRET_ACCESS_KEY"] as const;
 /** Settings that hold a URL with a password in it: shown and logged with the password replaced. */
-export const URL_SETTINGS = ["DATABASE_URL"] as const;
+export const URL_SETTINGS = ["DATABASE_URL", "CAPTURE_DATABASE_URL", "MYSQL_URL"] as const;
 
 /**
  * `url` with its password replaced by `***`, for messages and logs; text that is no URL is returned as it is.

@@ -47,6 +47,11 @@ export interface StageParts {
   routes?: Hono;
   /** Whether the stage's own dependencies (a database) answer; the broker and the loop are checked anyway. */
   ready?: () => boolean | Promise<boolean>;
+  /**
+   * Stops a source's own intake and finishes its current batch (publish, then acknowledge upstream), before the
+   * producer is flushed: the part of a shutdown a stage that does not consume runs itself.
+   */
+  drain?: () => Promise<void>;
   /** Closes what `start` opened (sinks, pools), after the last batch has committed and the producer flushed. */
   close?: () => Promise<void>;
 }
@@ -123,6 +128,8 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
     await producer.close().catch(() => {});
     throw error;
   }
+  if (parts.drain)
+    lifecycle.onShutdown("finish and commit the current batch", `finish ${stage.name}'s batch`, parts.drain);
   lifecycle.onShutdown("flush the producer", "flush the producer", () => producer.close());
   if (parts.close) lifecycle.onShutdown("close sinks and pools", `close what ${stage.name} opened`, parts.close);
 

@@ -8,6 +8,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { aggregate } from "../aggregate.ts";
+import { capture } from "../capture.ts";
 import { enrich } from "../enrich.ts";
 import { ingest } from "../ingest.ts";
 import { intervals } from "../intervals.ts";
@@ -19,7 +20,7 @@ import { pollEvery } from "./poll.ts";
 import { freePort } from "./ports.ts";
 
 /** Every stage, by name; its script is `<name>.ts` at the repository root. */
-export const STAGES = { ingest, enrich, aggregate, intervals, persist } satisfies Record<string, Stage>;
+export const STAGES = { ingest, enrich, aggregate, intervals, persist, capture } satisfies Record<string, Stage>;
 
 export type StageName = keyof typeof STAGES;
 

@@ -35,7 +35,13 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
       // The client takes the partition modulo the topic's partition count, so the key's hash is enough here.
       const partition = record.partition ?? (key ? keyHash(key) : 0);
       const headers = record.headers && toBufferMap(record.headers);
-      return { topic: record.topic, key, partition, value: Buffer.from(record.value), ...(headers && { headers }) };
+      return {
+        topic: record.topic,
+        key,
+        partition,
+        value: record.value === null ? undefined : Buffer.from(record.value),
+        ...(headers && { headers }),
+      };
     });
     const result = await producer.send({ messages });
     // The broker answers with one base offset per partition; records of a partition follow it in send order.
@@ -53,7 +59,7 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
 
   const coalescer = createCoalescer<OutRecord, Delivery>({
     flush: produce,
-    sizeOf: (record) => (record.key?.length ?? 0) + record.value.length + 64,
+    sizeOf: (record) => (record.key?.length ?? 0) + (record.value?.length ?? 0) + 64,
     maxItems: 20_000,
     maxBytes: MAX_CALL_BYTES,
     maxInFlight: 4,

@@ -29,7 +29,8 @@ export interface OutRecord {
   key: string | Buffer | undefined;
   /** Overrides the key's partition (the aggregate writes each input partition's windows to the same partition). */
   partition?: number;
-  value: string | Buffer;
+  /** null is a tombstone: a compacted topic drops the key's earlier records. */
+  value: string | Buffer | null;
   headers?: Record<string, string>;
 }
 
