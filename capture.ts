@@ -8,7 +8,7 @@
  */
 
 import pg from "pg";
-import { cdcTopic, changeRecords } from "./capture/envelope.ts";
+import { changeRecords } from "./capture/envelope.ts";
 import {
   capturedTables,
   createSlotWithSnapshot,
@@ -21,6 +21,7 @@ import { redactUrl } from "./shared/config.ts";
 import { ensureTopics } from "./shared/kafka.ts";
 import { main, type Stage } from "./shared/runner.ts";
 import { createPublisher } from "./shared/source.ts";
+import { cdcTopicOf } from "./shared/topics.ts";
 
 /** How long one publish may wait for the broker before it counts as failed and is retried. */
 const PUBLISH_TIMEOUT_MS = 30_000;
@@ -48,10 +49,12 @@ export const capture: Stage = {
         await db.end();
       }
     })();
-    const topics = tables.map(({ schema, table }) => cdcTopic(schema, table));
+    // A table beyond the default has no topic from `bun run stack` or compose: capture makes it, with its DLQ.
+    const topics = env.CAPTURE_TABLES.map(cdcTopicOf);
+    const names = topics.flatMap((topic) => [topic, `${topic}.dlq`]);
     await ensureTopics(
       kafka,
-      topics.map((name) => ({ name, partitions: env.TOPIC_PARTITIONS })),
+      names.map((name) => ({ name, partitions: env.TOPIC_PARTITIONS })),
     );
 
     const publish = createPublisher(producer, PUBLISH_TIMEOUT_MS);

@@ -10,11 +10,13 @@ import { SINKS } from "./persist/sinks.ts";
 import { within } from "./shared/deadline.ts";
 import { type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
-import { DECODERS, mapRecords } from "./shared/records.ts";
+import { decoderOf, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
 
 /** Longer than any healthy batch; a write still open by then is stuck. */
 const WRITE_DEADLINE_MS = 60_000;
+/** How often a sink that holds records back (object storage) is asked to write what is due. */
+const FLUSH_EVERY_MS = 1_000;
 
 /** The persist stage, for the sink `PERSIST_SINK` names. */
 export const persist: Stage = {
@@ -36,12 +38,12 @@ export const persist: Stage = {
     ]);
     const replayed = counter(registry, "records_replayed_total", "Records below the stored positions, skipped");
 
-    const decoders = new Map<string, (record: InRecord) => unknown>(Object.entries(DECODERS));
-    const unknown = sink.topics.filter((topic) => !decoders.has(topic));
+    const unknown = sink.topics.filter((topic) => !decoderOf(topic));
     if (unknown.length > 0) throw new Error(`${name} stores topics with no decoding rule: ${unknown.join(", ")}`);
     const rowOf = (record: InRecord): SinkRow => {
-      const value = (decoders.get(record.topic) as (record: InRecord) => unknown)(record);
-      return { topic: record.topic, partition: record.partition, offset: record.offset, value };
+      const value = (decoderOf(record.topic) as (record: InRecord) => unknown)(record);
+      const { topic, partition, offset, key } = record;
+      return { topic, partition, offset, ...(key && { key }), value };
     };
 
     return {
@@ -51,7 +53,8 @@ export const persist: Stage = {
           const { results, deadLetters } = mapRecords(batch, "persist", rowOf);
           await produce(deadLetters);
           const timer = writeSeconds.startTimer();
-          const rows = results.map(({ value }) => value);
+          // A tombstone decodes to null: nothing to store, and its position is still the batch's.
+          const rows = results.map(({ value }) => value).filter((row) => row.value !== null);
           const result = await within(sink.write(rows, nextPositions(batch)), WRITE_DEADLINE_MS, undefined);
           if (!result) {
             // postgres.js never settles a COPY the server rejects (porsager/postgres#1173), and an open
@@ -64,7 +67,9 @@ export const persist: Stage = {
           for (const [table, n] of Object.entries(result.written)) written.inc({ table }, n);
           for (const [table, n] of Object.entries(result.conflicts)) conflicts.inc({ table }, n);
           replayed.inc(result.replayed);
+          return result.positions;
         },
+        ...(sink.flush && { tick: { everyMs: FLUSH_EVERY_MS, run: sink.flush } }),
       },
       ready: () => sink.ready(),
       close: () => sink.close(),

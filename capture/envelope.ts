@@ -2,11 +2,9 @@
  * Row changes as records of `cdc.<schema>.<table>`: the key is the primary key as a JSON object, the value
  * Debezium's change-event envelope (shared/change.ts), and a delete is followed by a tombstone.
  */
-import type { ChangeEnvelope } from "../shared/change.ts";
+import type { ChangeEvent } from "../shared/change.ts";
 import type { OutRecord } from "../shared/kafka.ts";
-
-/** The topic of a captured table. */
-export const cdcTopic = (schema: string, table: string) => `cdc.${schema}.${table}`;
+import { cdcTopicOf } from "../shared/topics.ts";
 
 /** One row change as the stream or the snapshot saw it. */
 export interface RowChange {
@@ -42,8 +40,8 @@ export interface Origin {
 export function changeRecords(change: RowChange, origin: Origin): OutRecord[] {
   const row = (change.op === "d" ? change.before : change.after) ?? {};
   const key = JSON.stringify(Object.fromEntries(change.key.map((column) => [column, row[column] ?? null])));
-  const topic = cdcTopic(change.schema, change.table);
-  const envelope: ChangeEnvelope = {
+  const topic = cdcTopicOf(`${change.schema}.${change.table}`);
+  const envelope: ChangeEvent = {
     before: change.before,
     after: change.after,
     op: change.op,

@@ -9,7 +9,8 @@
  *   skips records below the positions it already holds, so a replay writes nothing twice;
  * - an idempotent store (object storage, a document store) writes every row under a key that depends only on
  *   the record (its event_id, or its topic, partition and offsets), then records the positions; a replay writes
- *   the same keys with the same content.
+ *   the same keys with the same content. A sink that gathers records into objects commits only what its
+ *   uploaded objects hold (`WriteResult.positions`, `flush`).
  */
 import type { Config } from "../shared/config.ts";
 import type { Position } from "../shared/kafka.ts";
@@ -20,6 +21,8 @@ export interface SinkRow<T = unknown> {
   topic: string;
   partition: number;
   offset: bigint;
+  /** The record's key, for a store that keys rows by it (a captured row's primary key). */
+  key?: Buffer;
   value: T;
 }
 
@@ -31,11 +34,19 @@ export interface WriteResult {
   conflicts: Record<string, number>;
   /** Records below the positions the store holds, dropped before writing. */
   replayed: number;
+  /**
+   * What may be committed to Kafka, when it is less than the whole batch: a sink that holds records back until
+   * they fill an object says how far its uploads reach. Absent: the batch's positions.
+   */
+  positions?: Position[];
 }
 
 /** A store, as persist drives it. */
 export interface Sink {
-  /** The topics the sink stores; persist decodes each record by its topic's rule (shared/records.ts). */
+  /**
+   * The topics the sink stores; persist decodes each record by its topic's rule (shared/records.ts) and hands
+   * over no row for a tombstone (a cdc topic's null value after a delete).
+   */
   topics: string[];
   /** Connects and prepares the store (migrations, indexes); throwing stops persist with that message. */
   open: () => Promise<void>;
@@ -45,6 +56,11 @@ export interface Sink {
    * retries the same batch.
    */
   write: (rows: SinkRow[], positions: Position[]) => Promise<WriteResult>;
+  /**
+   * Called every second between batches by a sink that holds records back: writes what is due (an object old
+   * enough to close) and returns the positions that may now be committed.
+   */
+  flush?: () => Promise<Position[]>;
   /** Whether the store answers now, for `/readyz`. */
   ready: () => Promise<boolean>;
   /** Closes the connections; every batch has been written or abandoned by then. */

@@ -2,11 +2,13 @@
  * The sinks persist can run, by the name `PERSIST_SINK` selects. A new sink is a file beside this one that
  * exports a {@link SinkFactory}, and one line here.
  */
+import { mysqlSink } from "./mysql.ts";
 import { postgresSink } from "./postgres.ts";
 import type { SinkFactory } from "./sink.ts";
 
 export const SINKS = {
   postgres: postgresSink,
+  mysql: mysqlSink,
 } satisfies Record<string, SinkFactory>;
 
 export type SinkName = keyof typeof SINKS;

@@ -3,6 +3,7 @@
  * `<source topic>.dlq` with its original key and bytes, and the stage carries on with the rest of the batch.
  */
 import * as v from "valibot";
+import { ChangeEvent } from "./change.ts";
 import type { InRecord, OutRecord } from "./kafka.ts";
 import {
   EnrichedLocation,
@@ -14,7 +15,7 @@ import {
   RawLogin,
   RawVehicle,
 } from "./schemas.ts";
-import { dlqOf, TOPICS, type TopicName } from "./topics.ts";
+import { dlqOf, isCdcTopic, TOPICS, type TopicName } from "./topics.ts";
 
 /** A record whose bytes are not the event its topic carries. */
 export class DecodeError extends Error {
@@ -75,6 +76,34 @@ export const DECODERS = {
   [TOPICS.loginsStats]: (record: InRecord) => decode(LoginWindowStats, record),
   [TOPICS.loginsIntervals]: (record: InRecord) => decode(LoginInterval, record),
 } satisfies Partial<Record<TopicName, (record: InRecord) => unknown>>;
+
+/**
+ * A change event of a `cdc.*` topic, validated as Debezium's envelope; null for a tombstone (the empty value
+ * that follows a delete), which carries nothing to store and is no poison record.
+ *
+ * @example
+ * decodeChange(record)?.op; // "c", "u", "d" or "r"; undefined for a tombstone
+ */
+export function decodeChange(record: InRecord): ChangeEvent | null {
+  if (record.value.length === 0) return null;
+  const event = decode(ChangeEvent, record);
+  let key: unknown;
+  try {
+    key = JSON.parse(record.key?.toString("utf8") ?? "");
+  } catch {
+    // reported below
+  }
+  const fields = key !== null && typeof key === "object" && !Array.isArray(key) ? Object.keys(key) : [];
+  if (fields.length === 0) throw new DecodeError('key must be the primary key as a JSON object, e.g. {"id":42}');
+  return event;
+}
+
+/**
+ * How `topic`'s records decode: its rule in {@link DECODERS}, or the change event rule for any `cdc.*` topic
+ * (the captured tables are configuration, not a fixed list); undefined for a topic nobody decodes.
+ */
+export const decoderOf = (topic: string): ((record: InRecord) => unknown) | undefined =>
+  (DECODERS as Record<string, (record: InRecord) => unknown>)[topic] ?? (isCdcTopic(topic) ? decodeChange : undefined);
 
 /**
  * The dead letter of `record` for `topic` (its DLQ unless another side topic is given): original key, bytes and

@@ -14,12 +14,25 @@ export const TOPICS = {
   loginsIntervals: "logins.intervals",
   /** Login events that arrived after their window closed, with the same context headers as a dead letter. */
   loginsLate: "logins.late",
+  /** Changes of the source database's `public.users` table, written by capture.ts (the default CAPTURE_TABLES). */
+  cdcUsers: "cdc.public.users",
 } as const;
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
 
 /** Dead letters of a consumed topic go to `<topic>.dlq`. */
 export const dlqOf = (topic: TopicName): string => `${topic}.dlq`;
+
+/**
+ * The topic capture.ts writes a table's changes to, for `schema.table` as CAPTURE_TABLES names it.
+ *
+ * @example
+ * cdcTopicOf("public.users"); // "cdc.public.users"
+ */
+export const cdcTopicOf = (table: string): string => `cdc.${table}`;
+
+/** True for a topic of captured changes; its records decode as change events whatever the table. */
+export const isCdcTopic = (topic: string): boolean => topic.startsWith("cdc.") && !topic.endsWith(".dlq");
 
 /** Topics that a stage consumes, and so the ones that get a dead-letter topic. */
 const CONSUMED: TopicName[] = [
@@ -30,6 +43,7 @@ const CONSUMED: TopicName[] = [
   TOPICS.loginsStats,
   TOPICS.loginsRaw,
   TOPICS.loginsIntervals,
+  TOPICS.cdcUsers,
 ];
 
 export interface TopicSpec {

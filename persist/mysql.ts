@@ -1,0 +1,238 @@
+/**
+ * The MySQL/MariaDB sink, a transactional store for captured changes: each `cdc.<schema>.<table>` topic is
+ * mirrored into the table `<schema>_<table>` of MYSQL_URL's database, one row per source primary key.
+ * - The mirror is created from the first change's columns, and a column the source gains is added (MySQL
+ *   commits DDL at once, so schema changes run before the batch's transaction; both are idempotent). Types come
+ *   from the JSON values: whole numbers BIGINT, other numbers DOUBLE, booleans BOOLEAN, objects and arrays
+ *   JSON, key strings VARCHAR(191), other strings and values first seen as null LONGTEXT.
+ * - Creates, updates and snapshot reads are upserts by primary key; deletes delete.
+ * - Exactly once in effect: the rows and the group's positions (`cdc_consumer_offsets`) commit in one
+ *   transaction that first locks the batch's positions and drops every record below them.
+ * - An older change never overwrites a newer one: each row keeps its change's source position
+ *   (`_cdc_commit_lsn`, `_cdc_lsn`), and an upsert or a delete applies only when its position is newer. (A
+ *   change replayed by capture after the row was deleted recreates it until the replayed delete follows.)
+ */
+import mysql from "mysql2/promise";
+import { type ChangeEvent, positionOf, rowOf } from "../shared/change.ts";
+import { within } from "../shared/deadline.ts";
+import type { Position } from "../shared/kafka.ts";
+import { cdcTopicOf } from "../shared/topics.ts";
+import type { SinkFactory, SinkRow } from "./sink.ts";
+
+/** The source position columns every mirror ends with. */
+const POSITION_COLUMNS = ["_cdc_commit_lsn", "_cdc_lsn"] as const;
+
+/** A MySQL identifier, backquoted. */
+const quote = (name: string) => `\`${name.replaceAll("`", "``")}\``;
+
+/** The mirror table of a cdc topic: `cdc.public.users` to `public_users`. */
+export const mirrorOf = (topic: string) => topic.slice("cdc.".length).replace(".", "_");
+
+/** The column type a JSON value suggests; key columns need a bounded type to be indexed. */
+function columnType(value: unknown, isKey: boolean): string {
+  if (typeof value === "number") return Number.isInteger(value) ? "BIGINT" : "DOUBLE";
+  if (typeof value === "boolean") return "BOOLEAN";
+  if (value !== null && typeof value === "object") return "JSON";
+  return isKey ? "VARCHAR(191)" : "LONGTEXT";
+}
+
+/** A JSON value as a MySQL parameter. */
+const parameter = (value: unknown) =>
+  value !== null && typeof value === "object" ? JSON.stringify(value) : value === undefined ? null : value;
+
+/** One row's latest change in a batch. */
+interface Latest {
+  table: string;
+  key: string[];
+  event: ChangeEvent;
+  position: [bigint, bigint];
+}
+
+/** Orders two source positions: commit LSN, then change LSN. */
+const compare = (a: [bigint, bigint], b: [bigint, bigint]) =>
+  a[0] === b[0] ? (a[1] === b[1] ? 0 : a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1;
+
+/** The primary key columns of a change: the fields of its record key, `{"id":42}` (checked by decodeChange). */
+const keyColumns = (row: SinkRow<ChangeEvent>): string[] => Object.keys(JSON.parse(String(row.key)) as object);
+
+/**
+ * The MySQL sink at MYSQL_URL, for the topics of CAPTURE_TABLES.
+ *
+ * @example
+ * const sink = mysqlSink({ env, log, group: "persist-mysql" });
+ * await sink.open(); // creates cdc_consumer_offsets
+ * await sink.write(rows, positions); // mirrors, upserts, deletes, and stores positions, in one transaction
+ */
+export const mysqlSink: SinkFactory = ({ env, log, group }) => {
+  const pool = mysql.createPool({
+    uri: env.MYSQL_URL,
+    connectionLimit: 4,
+    connectTimeout: 5_000,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+  });
+  /** Known columns per mirror table, from the catalog or our own DDL. */
+  const columns = new Map<string, Set<string>>();
+  /** Key columns per mirror table. */
+  const keys = new Map<string, string[]>();
+
+  async function loadColumns(table: string): Promise<Set<string> | undefined> {
+    const [rows] = await pool.query<mysql.RowDataPacket[]>(
+      `select column_name as name, column_key as k from information_schema.columns
+        where table_schema = database() and table_name = ? order by ordinal_position`,
+      [table],
+    );
+    if (rows.length === 0) return undefined;
+    keys.set(
+      table,
+      rows.filter((row) => row.k === "PRI").map((row) => String(row.name)),
+    );
+    return new Set(rows.map((row) => String(row.name)));
+  }
+
+  /** Creates or widens the mirrors the batch's changes need, before its transaction. */
+  async function prepareTables(changes: Latest[]): Promise<void> {
+    for (const { table, key, event } of changes) {
+      const row = rowOf(event);
+      let known = columns.get(table) ?? (await loadColumns(table));
+      if (!known) {
+        const definitions = Object.entries(row).map(
+          ([name, value]) =>
+            `${quote(name)} ${columnType(value, key.includes(name))}${key.includes(name) ? " NOT NULL" : ""}`,
+        );
+        await pool.query(
+          `create table if not exists ${quote(table)} (${definitions.join(", ")},
+             _cdc_commit_lsn BIGINT UNSIGNED NOT NULL, _cdc_lsn BIGINT UNSIGNED NOT NULL,
+             _cdc_updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+             primary key (${key.map(quote).join(", ")}))`,
+        );
+        log.info({ table, columns: Object.keys(row) }, "mirror table created");
+        known = (await loadColumns(table)) as Set<string>;
+      }
+      const added = Object.keys(row).filter((name) => !known.has(name));
+      for (const name of added) {
+        await pool.query(
+          `alter table ${quote(table)} add column if not exists ${quote(name)} ${columnType(row[name], false)} null`,
+        );
+        log.info({ table, column: name }, "mirror column added");
+        known.add(name);
+      }
+      columns.set(table, known);
+    }
+  }
+
+  return {
+    topics: env.CAPTURE_TABLES.map(cdcTopicOf),
+    async open() {
+      await pool
+        .query(
+          `create table if not exists cdc_consumer_offsets (
+             group_id varchar(191) not null, topic varchar(191) not null, \`partition\` int not null,
+             next_offset bigint not null, updated_at timestamp(6) not null default current_timestamp(6),
+             primary key (group_id, topic, \`partition\`))`,
+        )
+        .catch((error: Error) => {
+          throw new Error(`cannot prepare MySQL: is it up at MYSQL_URL? (${error.message})`);
+        });
+    },
+    async write(rows, positions: Position[]) {
+      // Only each row's latest change matters, by source position: a change capture published again after a
+      // crash comes later in the partition but is no newer.
+      const latest = new Map<string, Latest & { offset: bigint; topic: string; partition: number }>();
+      for (const row of rows as SinkRow<ChangeEvent>[]) {
+        const table = mirrorOf(row.topic);
+        const key = keyColumns(row);
+        const source = rowOf(row.value);
+        const id = `${table}\u0000${JSON.stringify(key.map((k) => source[k]))}`;
+        const position = positionOf(row.value);
+        const held = latest.get(id);
+        if (!held || compare(position, held.position) >= 0)
+          latest.set(id, {
+            table,
+            key,
+            event: row.value,
+            position,
+            topic: row.topic,
+            partition: row.partition,
+            offset: row.offset,
+          });
+      }
+      // MySQL commits DDL at once, so the mirrors are made ready before the transaction (idempotently).
+      await prepareTables([...latest.values()]);
+      const connection = await pool.getConnection();
+      try {
+        await connection.beginTransaction();
+        await connection.query(
+          "insert ignore into cdc_consumer_offsets (group_id, topic, `partition`, next_offset) values ?",
+          [positions.map((p) => [group, p.topic, p.partition, 0])],
+        );
+        const [stored] = await connection.query<mysql.RowDataPacket[]>(
+          `select topic, \`partition\`, next_offset from cdc_consumer_offsets
+            where group_id = ? and (topic, \`partition\`) in (?) order by topic, \`partition\` for update`,
+          [group, positions.map((p) => [p.topic, p.partition])],
+        );
+        const floor = new Map(stored.map((s) => [`${s.topic}\u0000${s.partition}`, BigInt(s.next_offset)]));
+        const isFresh = (row: { topic: string; partition: number; offset: bigint }) =>
+          row.offset >= (floor.get(`${row.topic}\u0000${row.partition}`) ?? 0n);
+        const fresh = [...latest.values()].filter(isFresh);
+        const written: Record<string, number> = {};
+        const conflicts: Record<string, number> = {};
+        for (const change of fresh) {
+          const applied = await apply(connection, change, columns.get(change.table) as Set<string>);
+          const counts = applied ? written : conflicts;
+          counts[change.table] = (counts[change.table] ?? 0) + 1;
+        }
+        for (const p of positions)
+          await connection.query(
+            `update cdc_consumer_offsets set next_offset = greatest(next_offset, ?), updated_at = current_timestamp(6)
+              where group_id = ? and topic = ? and \`partition\` = ?`,
+            [p.offset.toString(), group, p.topic, p.partition],
+          );
+        await connection.commit();
+        return { written, conflicts, replayed: rows.filter((row) => !isFresh(row)).length };
+      } catch (error) {
+        await connection.rollback().catch(() => {});
+        throw error;
+      } finally {
+        connection.release();
+      }
+    },
+    ready: () =>
+      within(
+        pool.query("select 1").then(
+          () => true,
+          () => false,
+        ),
+        1_000,
+        false,
+      ),
+    close: () => pool.end(),
+  };
+};
+
+/** Applies one change if it is newer than what the row holds; true when it changed the table. */
+async function apply(connection: mysql.PoolConnection, change: Latest, known: Set<string>): Promise<boolean> {
+  const { table, key, event, position } = change;
+  const [commit, lsn] = position.map(String);
+  const row = rowOf(event);
+  if (event.op === "d") {
+    const [result] = await connection.query<mysql.ResultSetHeader>(
+      `delete from ${quote(table)} where ${key.map((k) => `${quote(k)} = ?`).join(" and ")}
+         and (_cdc_commit_lsn, _cdc_lsn) <= (?, ?)`,
+      [...key.map((k) => parameter(row[k])), commit, lsn],
+    );
+    return result.affectedRows > 0;
+  }
+  const names = [...known].filter((name) => name in row);
+  const newer = "(values(_cdc_commit_lsn), values(_cdc_lsn)) > (_cdc_commit_lsn, _cdc_lsn)";
+  // Assignments run left to right: the position columns go last, so every column compares to the old position.
+  const updates = [...names.filter((n) => !key.includes(n)), ...POSITION_COLUMNS].map(
+    (n) => `${quote(n)} = if(${newer}, values(${quote(n)}), ${quote(n)})`,
+  );
+  const [result] = await connection.query<mysql.ResultSetHeader>(
+    `insert into ${quote(table)} (${[...names, ...POSITION_COLUMNS].map(quote).join(", ")}) values (?)
+     on duplicate key update ${updates.join(", ")}`,
+    [[...names.map((n) => parameter(row[n])), commit, lsn]],
+  );
+  return result.affectedRows > 0;
+}
