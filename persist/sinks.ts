@@ -4,11 +4,13 @@
  */
 import { mysqlSink } from "./mysql.ts";
 import { postgresSink } from "./postgres.ts";
+import { s3Sink } from "./s3.ts";
 import type { SinkFactory } from "./sink.ts";
 
 export const SINKS = {
   postgres: postgresSink,
   mysql: mysqlSink,
+  s3: s3Sink,
 } satisfies Record<string, SinkFactory>;
 
 export type SinkName = keyof typeof SINKS;
