@@ -1,0 +1,265 @@
+/**
+ * Change data capture end to end on the real servers: a table of the source database -> capture.ts -> its cdc
+ * topic -> persist's mysql and s3 sinks. Each run captures a table, slot and publication of its own, dropped
+ * afterwards (a slot left behind would hold WAL back).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { S3Client } from "bun";
+import mysql from "mysql2/promise";
+import pg from "pg";
+import { mirrorOf } from "../persist/mysql.ts";
+import { type ChangeEvent, positionOf } from "../shared/change.ts";
+import { createProducer, type InRecord } from "../shared/kafka.ts";
+import { cdcTopicOf } from "../shared/topics.ts";
+import { pollUntil, readTopic, type Stage, spawnStage, testConfig, testKafka } from "./support.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+const table = `cdc_${run}`;
+const topic = cdcTopicOf(`public.${table}`);
+const env = testConfig();
+const captureEnv = {
+  CAPTURE_TABLES: `public.${table}`,
+  CAPTURE_SLOT: `test_${run}`,
+  CAPTURE_PUBLICATION: `test_${run}`,
+  CAPTURE_HEARTBEAT_MS: "500",
+};
+const source = new pg.Pool({ connectionString: env.CAPTURE_DATABASE_URL, max: 4 });
+const mirror = mysql.createPool({ uri: env.MYSQL_URL, connectionLimit: 2 });
+const bucket = new S3Client({
+  endpoint: env.S3_ENDPOINT,
+  bucket: env.S3_BUCKET,
+  accessKeyId: env.S3_ACCESS_KEY_ID,
+  secretAccessKey: env.S3_SECRET_ACCESS_KEY,
+  region: env.S3_REGION,
+});
+const start = Array.from({ length: env.TOPIC_PARTITIONS }, (_, partition) => ({ topic, partition, offset: 0n }));
+
+let capture: Stage;
+
+/** Every record of the run's topic once `done` holds for them. */
+const records = (done: (all: InRecord[]) => boolean, timeoutMs = 60_000) => readTopic(topic, start, done, timeoutMs);
+const events = (all: InRecord[]) =>
+  all.filter((r) => r.value.length > 0).map((r) => JSON.parse(r.value.toString()) as ChangeEvent);
+const idOf = (event: ChangeEvent) => Number((event.after ?? event.before)?.id);
+
+beforeAll(async () => {
+  await source.query(`create table ${table} (id bigint primary key, email text not null, name text)`);
+  await source.query(
+    `insert into ${table} select i, 'u' || i || '@example.com', 'user ' || i from generate_series(1, 100) as i`,
+  );
+  capture = await spawnStage("capture", captureEnv);
+});
+
+afterAll(async () => {
+  await capture?.stop();
+  await source.query("select pg_drop_replication_slot($1) from pg_replication_slots where slot_name = $1", [
+    captureEnv.CAPTURE_SLOT,
+  ]);
+  await source.query(`drop publication if exists ${captureEnv.CAPTURE_PUBLICATION}`);
+  await source.query(`drop table if exists ${table}`);
+  await source.query("delete from event_pipeline_capture where slot_name = $1", [captureEnv.CAPTURE_SLOT]);
+  await Promise.all([source.end(), mirror.end()]);
+});
+
+describe("capture", () => {
+  test("creates its slot, publishes a snapshot of the rows there, then streams inserts, updates and deletes", async () => {
+    const slots = await source.query("select plugin from pg_replication_slots where slot_name = $1", [
+      captureEnv.CAPTURE_SLOT,
+    ]);
+    expect(slots.rows).toEqual([{ plugin: "pgoutput" }]);
+    const snapshot = events(await records((all) => all.length >= 100));
+    expect(snapshot.map((e) => e.op)).toEqual(Array(100).fill("r"));
+    expect(snapshot.map(idOf).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+
+    await source.query(`insert into ${table} values (101, 'new@example.com', 'new')`);
+    await source.query(`update ${table} set name = 'renamed' where id = 1`);
+    await source.query(`delete from ${table} where id = 2`);
+    const all = await records((found) => found.length >= 105);
+    const [created, updated, deleted] = events(all).slice(100);
+    expect(created).toMatchObject({ op: "c", before: null, after: { id: 101, email: "new@example.com" } });
+    expect(updated).toMatchObject({ op: "u", before: { id: 1, name: "user 1" }, after: { id: 1, name: "renamed" } });
+    expect(deleted).toMatchObject({ op: "d", before: { id: 2, email: "u2@example.com" }, after: null });
+    expect(deleted?.source).toMatchObject({ connector: "postgresql", db: "source", schema: "public", table });
+    const tombstone = all.at(-1) as InRecord;
+    expect([tombstone.key?.toString(), tombstone.value.length]).toEqual(['{"id":2}', 0]);
+    // The same row's changes compare in the order they happened.
+    expect(positionOf(updated as ChangeEvent) > positionOf(snapshot[0] as ChangeEvent)).toBe(true);
+  }, 90_000);
+
+  test("a new column flows through without a restart", async () => {
+    await source.query(`alter table ${table} add column nickname text`);
+    await source.query(`insert into ${table} values (102, 'nick@example.com', 'nick', 'nicky')`);
+    const found = events(await records((all) => events(all).some((e) => idOf(e) === 102)));
+    expect(found.find((e) => idOf(e) === 102)?.after).toEqual({
+      id: 102,
+      email: "nick@example.com",
+      name: "nick",
+      nickname: "nicky",
+    });
+  }, 60_000);
+
+  test("SIGKILL in the middle of a stream, then a restart: every committed change reaches the topic", async () => {
+    const writes = (async () => {
+      for (let i = 0; i < 50; i++)
+        await source.query(
+          `insert into ${table} select i, 'k' || i, null from generate_series(${1000 + i * 20}, ${1019 + i * 20}) as i`,
+        );
+    })();
+    await pollUntil("changes of the stream to arrive", async () =>
+      (await capture.metric("capture_changes_total", { op: "c" })) > 20 ? true : undefined,
+    );
+    expect(await capture.stop("SIGKILL")).not.toBe("0");
+    await writes;
+    capture = await spawnStage("capture", captureEnv);
+    const wanted = Array.from({ length: 1000 }, (_, i) => 1000 + i);
+    const found = events(
+      await records((all) => {
+        const ids = new Set(events(all).map(idOf));
+        return wanted.every((id) => ids.has(id));
+      }, 90_000),
+    );
+    // Not snapshotted again: the slot was there and its snapshot done.
+    expect(found.filter((e) => e.op === "r")).toHaveLength(100);
+  }, 120_000);
+
+  test("a truncate of a captured table is logged and counted, and writes no record", async () => {
+    const before = await capture.metric("capture_truncates_total");
+    await source.query(`truncate ${table}`);
+    await pollUntil("the truncate to be counted", async () =>
+      (await capture.metric("capture_truncates_total")) > before ? true : undefined,
+    );
+    // Restore the rows for the sinks' tests below.
+    await source.query(
+      `insert into ${table} select i, 'u' || i || '@example.com', 'user ' || i, null from generate_series(1, 100) as i`,
+    );
+  }, 60_000);
+});
+
+describe("capture into the mysql and s3 sinks", () => {
+  const sinkEnv = { ...captureEnv, S3_ROTATE_RECORDS: "200", S3_ROTATE_SECONDS: "1" };
+  let persistMysql: Stage;
+  let persistS3: Stage;
+  beforeAll(async () => {
+    [persistMysql, persistS3] = await Promise.all([
+      spawnStage("persist", { ...sinkEnv, PERSIST_SINK: "mysql" }),
+      spawnStage("persist", { ...sinkEnv, PERSIST_SINK: "s3" }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([persistMysql?.stop(), persistS3?.stop()]);
+  });
+
+  const sourceRows = async () =>
+    (await source.query(`select id, email, name, nickname from ${table} order by id`)).rows.map((r) => ({
+      ...r,
+      id: Number(r.id),
+    }));
+  const mirroredRows = async () =>
+    (
+      await mirror
+        .query<mysql.RowDataPacket[]>(`select id, email, name, nickname from ${mirrorOf(topic)} order by id`)
+        .catch(() => [[]])
+    )[0].map((r) => ({ ...r, id: Number(r.id) }));
+
+  test("the mirror table equals the source table through updates, deletes and a new column", async () => {
+    await source.query(`update ${table} set name = 'changed' where id <= 10`);
+    await source.query(`delete from ${table} where id between 11 and 20`);
+    await source.query(`alter table ${table} add column score int`);
+    await source.query(`update ${table} set score = 7 where id = 30`);
+    const expected = await sourceRows();
+    await pollUntil(
+      "the mirror to equal the source",
+      async () => (Bun.deepEquals(await mirroredRows(), expected) ? true : undefined),
+      90_000,
+    );
+    const [[scored]] = (await mirror.query(`select score from ${mirrorOf(topic)} where id = 30`)) as unknown as [
+      { score: number }[],
+    ];
+    expect(Number(scored?.score)).toBe(7);
+  }, 120_000);
+
+  test("an older change never overwrites a newer one", async () => {
+    const all = await records((found) => found.length > 0);
+    const snapshotOf30 = all.find((r) => r.key?.toString() === '{"id":30}' && r.value.length > 0) as InRecord;
+    // The snapshot's change of row 30, published again after its update (as a capture replay would).
+    const producer = createProducer({ kafka: testKafka(), clientId: "test-stale" });
+    await producer.send([{ topic, key: '{"id":30}', value: snapshotOf30.value }]);
+    await producer.send([{ topic, key: '{"id":999999}', value: JSON.stringify(marker()) }]);
+    await producer.close();
+    await pollUntil("the marker behind the stale change to be mirrored", async () => {
+      const [rows] = await mirror.query<mysql.RowDataPacket[]>(`select id from ${mirrorOf(topic)} where id = 999999`);
+      return rows.length > 0 ? true : undefined;
+    });
+    const [rows] = await mirror.query<mysql.RowDataPacket[]>(
+      `select score, name from ${mirrorOf(topic)} where id = 30`,
+    );
+    expect(Number(rows[0]?.score)).toBe(7);
+  }, 60_000);
+
+  test("the bucket holds every change of the topic exactly once, in objects named by their offsets", async () => {
+    const all = await records((found) => found.length > 0);
+    const published = all.filter((r) => r.value.length > 0).length;
+    const lines = async () => {
+      const stored: string[] = [];
+      const page = await bucket.list({ prefix: `${topic}/` });
+      for (const { key } of page.contents ?? []) {
+        expect(key).toMatch(/\/partition=\d\/\d{20}-\d{20}\.ndjson$/);
+        const text = await bucket.file(key).text();
+        for (const line of text.split("\n").filter(Boolean)) {
+          const { partition, offset } = JSON.parse(line) as { partition: number; offset: number };
+          stored.push(`${partition}:${offset}`);
+        }
+      }
+      return stored;
+    };
+    const stored = await pollUntil(
+      `${published} lines in the bucket`,
+      async () => {
+        const found = await lines();
+        return found.length >= published ? found : undefined;
+      },
+      60_000,
+    );
+    expect(new Set(stored).size).toBe(stored.length);
+    const offsets = all.filter((r) => r.value.length > 0).map((r) => `${r.partition}:${r.offset}`);
+    expect(stored.sort()).toEqual(offsets.sort());
+  }, 90_000);
+});
+
+describe("capture's slot", () => {
+  test("a slot dropped under capture shows on /readyz", async () => {
+    expect(await capture.ready()).toBe(200);
+    await pollUntil("the slot to be dropped", async () => {
+      await source.query("select pg_terminate_backend(active_pid) from pg_replication_slots where slot_name = $1", [
+        captureEnv.CAPTURE_SLOT,
+      ]);
+      return source.query("select pg_drop_replication_slot($1)", [captureEnv.CAPTURE_SLOT]).then(
+        () => true,
+        () => undefined,
+      );
+    });
+    await pollUntil("capture to report not ready", async () => ((await capture.ready()) === 503 ? true : undefined));
+  }, 60_000);
+});
+
+/** A newer change of a row of its own, produced behind the stale one to show it was read. */
+function marker(): ChangeEvent {
+  return {
+    before: null,
+    after: { id: 999999, email: "marker", name: null, nickname: null, score: null },
+    op: "c",
+    ts_ms: Date.now(),
+    source: {
+      connector: "postgresql",
+      name: "test",
+      ts_ms: Date.now(),
+      snapshot: "false",
+      db: "source",
+      sequence: JSON.stringify(["99999999999", "99999999999"]),
+      schema: "public",
+      table,
+      txId: 1,
+      lsn: 99999999999,
+    },
+  };
+}
