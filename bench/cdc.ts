@@ -8,9 +8,9 @@
  * Works on a table, slots, topic and mirror of its own, dropped at the end. Needs the local stack.
  * Options, as flags or environment: --events / BENCH_EVENTS (50000), --timeout / BENCH_TIMEOUT_S (300).
  */
-import { S3Client } from "bun";
 import mysql from "mysql2/promise";
 import pg from "pg";
+import { bucketClient } from "../persist/s3.ts";
 import { parseConfig } from "../shared/config.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
 import { startStage } from "../tools/harness.ts";
@@ -34,13 +34,7 @@ async function main(): Promise<number> {
   const source = new pg.Client({ connectionString: env.CAPTURE_DATABASE_URL });
   await source.connect();
   const mirror = mysql.createPool({ uri: env.MYSQL_URL, connectionLimit: 1 });
-  const s3 = new S3Client({
-    endpoint: env.S3_ENDPOINT,
-    bucket: env.S3_BUCKET,
-    accessKeyId: env.S3_ACCESS_KEY_ID,
-    secretAccessKey: env.S3_SECRET_ACCESS_KEY,
-    region: env.S3_REGION,
-  });
+  const s3 = bucketClient(env);
   const rawSlot = `bench_raw_${run}`;
   const timed = async (work: () => Promise<unknown>) => {
     const start = performance.now();

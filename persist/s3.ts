@@ -16,6 +16,7 @@
  * so records waiting in memory are read again after a crash. The secret key is only handed to the client.
  */
 import { S3Client } from "bun";
+import type { Config } from "../shared/config.ts";
 import { within } from "../shared/deadline.ts";
 import type { Position } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
@@ -27,6 +28,21 @@ const NAME = /\/(\d{20})-(\d{20})\.ndjson$/;
 /** The object of `topic`'s partition holding offsets `first` to `last`. */
 export const objectName = (topic: string, partition: number, first: bigint, last: bigint) =>
   `${topic}/partition=${partition}/${String(first).padStart(OFFSET_DIGITS, "0")}-${String(last).padStart(OFFSET_DIGITS, "0")}.ndjson`;
+
+/**
+ * A client of the bucket the S3_* settings name; the secret key goes only to the client.
+ *
+ * @example
+ * const keys = (await bucketClient(config()).list({ prefix: "cdc.public.users/" })).contents?.map((o) => o.key);
+ */
+export const bucketClient = (env: Config) =>
+  new S3Client({
+    endpoint: env.S3_ENDPOINT,
+    bucket: env.S3_BUCKET,
+    accessKeyId: env.S3_ACCESS_KEY_ID,
+    secretAccessKey: env.S3_SECRET_ACCESS_KEY,
+    region: env.S3_REGION,
+  });
 
 /** An object's offset range, inclusive. */
 interface Range {
@@ -64,13 +80,7 @@ interface PartitionState {
  * const { positions } = await sink.write(rows, batchEnds); // commit only these: the rest waits in open objects
  */
 export const s3Sink: SinkFactory = ({ env, log }) => {
-  const client = new S3Client({
-    endpoint: env.S3_ENDPOINT,
-    bucket: env.S3_BUCKET,
-    accessKeyId: env.S3_ACCESS_KEY_ID,
-    secretAccessKey: env.S3_SECRET_ACCESS_KEY,
-    region: env.S3_REGION,
-  });
+  const client = bucketClient(env);
   const rotateRecords = BigInt(env.S3_ROTATE_RECORDS);
   const rotateMs = env.S3_ROTATE_SECONDS * 1000;
   const states = new Map<string, PartitionState>();

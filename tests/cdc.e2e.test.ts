@@ -4,10 +4,10 @@
  * afterwards (a slot left behind would hold WAL back).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { S3Client } from "bun";
 import mysql from "mysql2/promise";
 import pg from "pg";
 import { mirrorOf } from "../persist/mysql.ts";
+import { bucketClient } from "../persist/s3.ts";
 import { type ChangeEvent, positionOf } from "../shared/change.ts";
 import { createProducer, type InRecord } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
@@ -25,13 +25,7 @@ const captureEnv = {
 };
 const source = new pg.Pool({ connectionString: env.CAPTURE_DATABASE_URL, max: 4 });
 const mirror = mysql.createPool({ uri: env.MYSQL_URL, connectionLimit: 2 });
-const bucket = new S3Client({
-  endpoint: env.S3_ENDPOINT,
-  bucket: env.S3_BUCKET,
-  accessKeyId: env.S3_ACCESS_KEY_ID,
-  secretAccessKey: env.S3_SECRET_ACCESS_KEY,
-  region: env.S3_REGION,
-});
+const bucket = bucketClient(env);
 const start = Array.from({ length: env.TOPIC_PARTITIONS }, (_, partition) => ({ topic, partition, offset: 0n }));
 
 let capture: Stage;

@@ -3,9 +3,10 @@
  * under the stack's home, so nothing of the system's own MariaDB (or its service manager) is touched. Reused
  * when something already answers on the port of MYSQL_URL; the user and database of the URL are created.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
+import { portAnswers, runningPid, stopServer } from "./process.ts";
 
 /** Where the stack's MariaDB keeps its data, socket, pid and log. */
 export interface MariaDbPaths {
@@ -30,20 +31,6 @@ export const mariaDbPaths = (stackHome: string): MariaDbPaths => {
 
 const START_TIMEOUT_MS = 30_000;
 
-/** True when a TCP connection to host:port succeeds within a second. */
-export async function portAnswers(host: string, port: number): Promise<boolean> {
-  try {
-    const socket = await Promise.race([
-      Bun.connect({ hostname: host, port, socket: { data() {} } }),
-      Bun.sleep(1000).then(() => undefined),
-    ]);
-    socket?.end();
-    return socket !== undefined;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Runs `sql` as MariaDB's root, by unix-socket authentication as the OS root: over the private socket of the
  * stack's server, else over the default one (Debian's own service, started by the package where systemd runs).
@@ -54,15 +41,7 @@ const asRoot = (paths: MariaDbPaths, sql: string) => {
 };
 
 /** The pid of the MariaDB this stack started, while it runs. */
-export function runningMariaDbPid(paths: MariaDbPaths): number | undefined {
-  if (!existsSync(paths.pidFile)) return undefined;
-  const pid = Number(readFileSync(paths.pidFile, "utf8").trim());
-  try {
-    return pid > 0 && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("mariadbd") ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
+export const runningMariaDbPid = (paths: MariaDbPaths) => runningPid(paths.pidFile, "mariadbd");
 
 /**
  * Makes MYSQL_URL's server answer: reuses whatever listens on its port, else starts `mariadbd` on the private
@@ -134,14 +113,4 @@ export async function mariaDbUp(mysqlUrl: string, paths: MariaDbPaths): Promise<
 }
 
 /** Stops the MariaDB this stack started (none else); resolves once it has exited. */
-export async function mariaDbDown(paths: MariaDbPaths): Promise<void> {
-  const pid = runningMariaDbPid(paths);
-  if (!pid) {
-    console.log("mariadb: no server started by the stack is running");
-    return;
-  }
-  process.kill(pid, "SIGTERM");
-  const deadline = Date.now() + 30_000;
-  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await Bun.sleep(100);
-  console.log(`mariadb: stopped pid ${pid}`);
-}
+export const mariaDbDown = (paths: MariaDbPaths) => stopServer("mariadb", paths.pidFile, "mariadbd", 30_000);

@@ -3,10 +3,10 @@
  * under the stack's home. Built once with `go install` (about two minutes) into the stack's home, never into
  * the work tree; reused when something already answers on the port of S3_ENDPOINT.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { $ } from "bun";
-import { portAnswers } from "./mariadb.ts";
+import { portAnswers, stopServer } from "./process.ts";
 
 export const VERSITYGW_VERSION = "v1.8.0";
 const GO = "/usr/local/go/bin/go";
@@ -51,17 +51,6 @@ async function ensureBinary(paths: VersityPaths): Promise<void> {
   renameSync(join(partial, "versitygw"), paths.binary);
 }
 
-/** The pid of the versitygw this stack started, while it runs. */
-export function runningVersityPid(paths: VersityPaths): number | undefined {
-  if (!existsSync(paths.pidFile)) return undefined;
-  const pid = Number(readFileSync(paths.pidFile, "utf8").trim());
-  try {
-    return pid > 0 && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("versitygw") ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Makes S3_ENDPOINT answer with S3_BUCKET in it: reuses a server on its port, else builds (once) and starts
  * versitygw; the bucket is a directory of the posix backend's root, created here.
@@ -103,14 +92,4 @@ export async function versityUp(settings: S3Settings, paths: VersityPaths): Prom
 }
 
 /** Stops the versitygw this stack started (none else). */
-export async function versityDown(paths: VersityPaths): Promise<void> {
-  const pid = runningVersityPid(paths);
-  if (!pid) {
-    console.log("versitygw: no server started by the stack is running");
-    return;
-  }
-  process.kill(pid, "SIGTERM");
-  const deadline = Date.now() + 10_000;
-  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await Bun.sleep(100);
-  console.log(`versitygw: stopped pid ${pid}`);
-}
+export const versityDown = (paths: VersityPaths) => stopServer("versitygw", paths.pidFile, "versitygw", 10_000);

@@ -1,18 +1,13 @@
 /** The S3 sink against the sink conformance suite, on the real broker and the stack's versitygw. */
-import { S3Client } from "bun";
+
+import { bucketClient } from "../../persist/s3.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { testConfig } from "../support.ts";
 import { invalidChange, userCreated } from "./changes.ts";
 import { describeSinkConformance } from "./conformance.ts";
 
 const env = testConfig();
-const client = new S3Client({
-  endpoint: env.S3_ENDPOINT,
-  bucket: env.S3_BUCKET,
-  accessKeyId: env.S3_ACCESS_KEY_ID,
-  secretAccessKey: env.S3_SECRET_ACCESS_KEY,
-  region: env.S3_REGION,
-});
+const client = bucketClient(env);
 
 /** Object contents by name and ETag: an object is only ever rewritten with the same lines. */
 const cache = new Map<string, string[]>();
