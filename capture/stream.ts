@@ -7,8 +7,8 @@
  * PostgreSQL, not in memory.
  *
  * When the captured tables are idle the slot still moves: every CAPTURE_HEARTBEAT_MS a non-transactional
- * logical message is written to the WAL, and a message or a server keepalive that arrives with nothing in
- * flight moves the confirmed position up to it. A truncate of a captured table is logged and counted, and
+ * logical message is written to the WAL, and when it arrives with nothing in flight (as a transaction with no
+ * captured change does) the confirmed position moves up to it. A truncate of a captured table is logged and counted, and
  * writes no record (as Debezium's default, `skipped.operations=t`): sinks keep their rows.
  */
 
@@ -217,8 +217,9 @@ export async function startStream(options: StreamOptions) {
     });
     service = current;
     current.on("data", (lsn: string, message: Pgoutput.Message) => handle(message, lsnValue(lsn)));
-    current.on("heartbeat", (lsn: string, _time: number, shouldRespond: boolean) => {
-      idleAt(lsnValue(lsn));
+    // A keepalive only gets an answer: its position may lie past messages still queued for the handler, so it
+    // moves nothing. Heartbeat messages come in WAL order, behind those, and move the slot instead.
+    current.on("heartbeat", (_lsn: string, _time: number, shouldRespond: boolean) => {
       if (shouldRespond) void report(confirmed);
     });
     current.on("start", () => {
