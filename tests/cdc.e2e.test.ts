@@ -221,6 +221,25 @@ describe("capture into the mysql and s3 sinks", () => {
 });
 
 describe("capture's slot", () => {
+  test("moves while the captured table is idle (heartbeats), and its lag is a metric", async () => {
+    // WAL written elsewhere (the pipeline database): nothing for the slot to publish, only to pass.
+    const pipeline = new pg.Client({ connectionString: env.DATABASE_URL });
+    await pipeline.connect();
+    await pipeline.query("select pg_logical_emit_message(false, 'test', 'elsewhere')");
+    const [{ lsn }] = (await pipeline.query<{ lsn: string }>("select pg_current_wal_lsn()::text as lsn")).rows as [
+      { lsn: string },
+    ];
+    await pipeline.end();
+    await pollUntil("the slot to pass a position written while the table was idle", async () => {
+      const { rows } = await source.query(
+        "select confirmed_flush_lsn >= $2::pg_lsn as passed from pg_replication_slots where slot_name = $1",
+        [captureEnv.CAPTURE_SLOT, lsn],
+      );
+      return rows[0]?.passed ? true : undefined;
+    });
+    expect((await capture.metrics()) ?? "").toContain("capture_slot_lag_bytes");
+  }, 60_000);
+
   test("a slot dropped under capture shows on /readyz", async () => {
     expect(await capture.ready()).toBe(200);
     await pollUntil("the slot to be dropped", async () => {
