@@ -209,8 +209,12 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
       return { written, conflicts: {}, replayed, positions: result };
     },
     async flush() {
+      const before = new Map([...states].map(([id, state]) => [id, committable(state).offset]));
       await rollOver(Date.now());
-      return [...states.values()].filter((s) => s.consumed !== undefined).map(committable);
+      // Only the partitions a rollover moved: a quiet partition is not committed every second.
+      return [...states]
+        .filter(([id, state]) => state.consumed !== undefined && committable(state).offset !== before.get(id))
+        .map(([, state]) => committable(state));
     },
     ready: () =>
       within(
