@@ -52,6 +52,8 @@ afterAll(async () => {
   await source.query(`drop publication if exists ${captureEnv.CAPTURE_PUBLICATION}`);
   await source.query(`drop table if exists ${table}`);
   await source.query("delete from event_pipeline_capture where slot_name = $1", [captureEnv.CAPTURE_SLOT]);
+  await mirror.query(`drop table if exists ${mirrorOf(topic)}`);
+  for (const { key } of (await bucket.list({ prefix: `${topic}/` })).contents ?? []) await bucket.delete(key);
   await Promise.all([source.end(), mirror.end()]);
 });
 
