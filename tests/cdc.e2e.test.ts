@@ -11,18 +11,15 @@ import { bucketClient } from "../persist/s3.ts";
 import { type ChangeEvent, positionOf } from "../shared/change.ts";
 import { createProducer, type InRecord } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
+import { ownCapture } from "./capture.ts";
 import { pollUntil, readTopic, type Stage, spawnStage, testConfig, testKafka } from "./support.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const table = `cdc_${run}`;
 const topic = cdcTopicOf(`public.${table}`);
 const env = testConfig();
-const captureEnv = {
-  CAPTURE_TABLES: `public.${table}`,
-  CAPTURE_SLOT: `test_${run}`,
-  CAPTURE_PUBLICATION: `test_${run}`,
-  CAPTURE_HEARTBEAT_MS: "500",
-};
+const own = ownCapture(run);
+const captureEnv = { ...own.env, CAPTURE_TABLES: `public.${table}`, CAPTURE_HEARTBEAT_MS: "500" };
 const source = new pg.Pool({ connectionString: env.CAPTURE_DATABASE_URL, max: 4 });
 const mirror = mysql.createPool({ uri: env.MYSQL_URL, connectionLimit: 2 });
 const bucket = bucketClient(env);
@@ -46,12 +43,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await capture?.stop();
-  await source.query("select pg_drop_replication_slot($1) from pg_replication_slots where slot_name = $1", [
-    captureEnv.CAPTURE_SLOT,
-  ]);
-  await source.query(`drop publication if exists ${captureEnv.CAPTURE_PUBLICATION}`);
+  await own.drop();
   await source.query(`drop table if exists ${table}`);
-  await source.query("delete from event_pipeline_capture where slot_name = $1", [captureEnv.CAPTURE_SLOT]);
   await mirror.query(`drop table if exists ${mirrorOf(topic)}`);
   for (const { key } of (await bucket.list({ prefix: `${topic}/` })).contents ?? []) await bucket.delete(key);
   await Promise.all([source.end(), mirror.end()]);

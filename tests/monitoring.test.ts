@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { STAGES, type StageHandle, type StageName, startStage } from "../tools/harness.ts";
+import { ownCapture } from "./capture.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
@@ -188,11 +189,16 @@ describe("the dashboard's queries", () => {
   describe("name metrics the stages export (each stage started, its /metrics read)", () => {
     const exported = new Set<string>();
     const running: StageHandle[] = [];
+    // capture on a slot of its own, dropped afterwards.
+    const capture = ownCapture(`monitoring_${crypto.randomUUID().slice(0, 8)}`);
 
     beforeAll(async () => {
       // Finds the live broker and database; only these tests need them.
       await import("./setup.ts");
-      for (const name of STAGE_NAMES) running.push(await startStage(name, { waitReady: true }));
+      for (const name of STAGE_NAMES) {
+        const env = name === "capture" ? capture.env : {};
+        running.push(await startStage(name, { env, waitReady: true }));
+      }
       for (const stage of running) {
         const exposition = await stage.metrics();
         expect(exposition, `${stage.name}'s /metrics`).toBeDefined();
@@ -201,6 +207,7 @@ describe("the dashboard's queries", () => {
     });
     afterAll(async () => {
       await Promise.all(running.map((stage) => stage.stop()));
+      await capture.drop();
     });
 
     test("every metric of every query", () => {
