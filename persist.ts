@@ -5,7 +5,7 @@
  * with the positions it ends at, and committed to Kafka only once the sink has made it durable.
  */
 
-import type { SinkRow } from "./persist/sink.ts";
+import type { SinkRow, WriteResult } from "./persist/sink.ts";
 import { SINKS } from "./persist/sinks.ts";
 import { within } from "./shared/deadline.ts";
 import { type InRecord, nextPositions } from "./shared/kafka.ts";
@@ -46,6 +46,15 @@ export const persist: Stage = {
       return { topic, partition, offset, ...(key && { key }), value };
     };
 
+    /** Counts what a write or a flush did; returns the positions it says may be committed. */
+    const count = (result: WriteResult) => {
+      for (const [table, n] of Object.entries(result.written)) written.inc({ table }, n);
+      for (const [table, n] of Object.entries(result.conflicts)) conflicts.inc({ table }, n);
+      replayed.inc(result.replayed);
+      return result.positions;
+    };
+    const flush = sink.flush;
+
     return {
       consume: {
         topics: sink.topics,
@@ -64,12 +73,9 @@ export const persist: Stage = {
             process.exit(1);
           }
           timer();
-          for (const [table, n] of Object.entries(result.written)) written.inc({ table }, n);
-          for (const [table, n] of Object.entries(result.conflicts)) conflicts.inc({ table }, n);
-          replayed.inc(result.replayed);
-          return result.positions;
+          return count(result);
         },
-        ...(sink.flush && { tick: { everyMs: FLUSH_EVERY_MS, run: sink.flush } }),
+        ...(flush && { tick: { everyMs: FLUSH_EVERY_MS, run: async () => count(await flush()) ?? [] } }),
       },
       ready: () => sink.ready(),
       close: () => sink.close(),

@@ -12,6 +12,7 @@ import mysql from "mysql2/promise";
 import pg from "pg";
 import { bucketClient } from "../persist/s3.ts";
 import { parseConfig } from "../shared/config.ts";
+import { groupLag, kafkaConnection } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
 import { startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
@@ -36,6 +37,8 @@ async function main(): Promise<number> {
   const mirror = mysql.createPool({ uri: env.MYSQL_URL, connectionLimit: 1 });
   const s3 = bucketClient(env);
   const rawSlot = `bench_raw_${run}`;
+  const topic = cdcTopicOf(`public.${table}`);
+  const kafka = kafkaConnection(env);
   const timed = async (work: () => Promise<unknown>) => {
     const start = performance.now();
     await work();
@@ -68,24 +71,22 @@ async function main(): Promise<number> {
         timeoutMs,
         50,
       ),
-    );
-    await capture.stop();
+    ).finally(() => capture.stop());
 
-    const sinkRun = async (sink: string, done: (p: Awaited<ReturnType<typeof startStage>>) => Promise<boolean>) => {
+    // A sink is done once its group committed the whole topic: both commit only what their store holds.
+    const sinkRun = async (sink: string) => {
       const persist = await startStage("persist", { mode: "process", env: { ...stageEnv, PERSIST_SINK: sink } });
-      const took = await timed(() =>
+      return timed(() =>
         pollEvery(
           `persist ${sink} to store every change`,
-          async () => ((await done(persist)) ? true : undefined),
+          async () => ((await groupLag(kafka, `persist-${sink}`, [topic])) === 0 ? true : undefined),
           timeoutMs,
           50,
         ),
-      );
-      await persist.stop();
-      return took;
+      ).finally(() => persist.stop());
     };
-    const mysqlTook = await sinkRun("mysql", async (p) => (await p.metric("rows_written_total")) >= count);
-    const s3Took = await sinkRun("s3", async (p) => (await p.metric("rows_written_total")) >= count);
+    const mysqlTook = await sinkRun("mysql");
+    const s3Took = await sinkRun("s3");
 
     // Ceilings on the same rows.
     await mirror.query(`create table bench_bulk_${run} (id bigint primary key, email longtext, name longtext)`);
@@ -95,7 +96,7 @@ async function main(): Promise<number> {
         await mirror.query(`insert into bench_bulk_${run} values ?`, [rows.slice(i, i + 5_000)]);
     });
     // The sink's objects, uploaded again under other names: the same count and sizes, one PUT each.
-    const written = (await s3.list({ prefix: `${cdcTopicOf(`public.${table}`)}/` })).contents ?? [];
+    const written = (await s3.list({ prefix: `${topic}/` })).contents ?? [];
     const bytes = written.reduce((sum, o) => sum + (o.size ?? 0), 0);
     const upload = await timed(async () => {
       for (const [i, object] of written.entries())
@@ -124,7 +125,7 @@ async function main(): Promise<number> {
     await source.query(`drop table if exists ${table}`);
     await source.query("delete from event_pipeline_capture where slot_name = $1", [stageEnv.CAPTURE_SLOT]);
     await mirror.query(`drop table if exists bench_bulk_${run}, public_${table}`);
-    for (const prefix of [`${cdcTopicOf(`public.${table}`)}/`, `bench-raw-${run}/`])
+    for (const prefix of [`${topic}/`, `bench-raw-${run}/`])
       for (const { key } of (await s3.list({ prefix })).contents ?? []) await s3.delete(key);
     await source.end();
     await mirror.end();

@@ -209,12 +209,14 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
       return { written, conflicts: {}, replayed, positions: result };
     },
     async flush() {
+      written = {};
       const before = new Map([...states].map(([id, state]) => [id, committable(state).offset]));
       await rollOver(Date.now());
       // Only the partitions a rollover moved: a quiet partition is not committed every second.
-      return [...states]
+      const positions = [...states]
         .filter(([id, state]) => state.consumed !== undefined && committable(state).offset !== before.get(id))
         .map(([, state]) => committable(state));
+      return { written, conflicts: {}, replayed: 0, positions };
     },
     ready: () =>
       within(

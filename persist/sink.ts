@@ -58,9 +58,9 @@ export interface Sink {
   write: (rows: SinkRow[], positions: Position[]) => Promise<WriteResult>;
   /**
    * Called every second between batches by a sink that holds records back: writes what is due (an object old
-   * enough to close) and returns the positions that may now be committed.
+   * enough to close); its `positions` are what may now be committed.
    */
-  flush?: () => Promise<Position[]>;
+  flush?: () => Promise<WriteResult>;
   /** Whether the store answers now, for `/readyz`. */
   ready: () => Promise<boolean>;
   /** Closes the connections; every batch has been written or abandoned by then. */
