@@ -35,13 +35,8 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
       // The client takes the partition modulo the topic's partition count, so the key's hash is enough here.
       const partition = record.partition ?? (key ? keyHash(key) : 0);
       const headers = record.headers && toBufferMap(record.headers);
-      return {
-        topic: record.topic,
-        key,
-        partition,
-        value: record.value === null ? undefined : Buffer.from(record.value),
-        ...(headers && { headers }),
-      };
+      const value = record.value === null ? undefined : Buffer.from(record.value); // no value: a tombstone
+      return { topic: record.topic, key, partition, value, ...(headers && { headers }) };
     });
     const result = await producer.send({ messages });
     // The broker answers with one base offset per partition; records of a partition follow it in send order.
