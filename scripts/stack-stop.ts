@@ -1,9 +1,10 @@
 /**
  * `bun run stack:stop`: stops what `bun run stack` started and nothing else: the broker named by its pid file,
- * and the PostgreSQL cluster only if its marker says the stack started it. Idempotent.
+ * the FerretDB named by its pid file, and the PostgreSQL cluster only if its marker says the stack started it. Idempotent.
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { $ } from "bun";
+import { FERRETDB_PID_FILE, runningFerretDbPid } from "./ferretdb.ts";
 import { KAFKA_PID_FILE, PG_MARKER_FILE, processExited, runningKafkaPid } from "./stack.ts";
 
 // A single-node broker shuts down in a few seconds; past this it is stuck and gets SIGKILL.
@@ -51,8 +52,21 @@ async function stopPostgres(): Promise<void> {
   console.log(`postgres: stopped cluster ${version}/${cluster}`);
 }
 
+async function stopFerretDb(): Promise<void> {
+  const pid = runningFerretDbPid();
+  if (pid === undefined) {
+    console.log("ferretdb: no FerretDB started by the stack is running");
+    rmSync(FERRETDB_PID_FILE, { force: true });
+    return;
+  }
+  process.kill(pid, "SIGTERM");
+  if (!(await waitForExit(pid, 10_000))) process.kill(pid, "SIGKILL");
+  rmSync(FERRETDB_PID_FILE, { force: true });
+  console.log(`ferretdb: stopped pid ${pid}`);
+}
+
 try {
-  await Promise.all([stopKafka(), stopPostgres()]);
+  await Promise.all([stopKafka(), stopPostgres(), stopFerretDb()]);
 } catch (error) {
   console.error(`stack:stop: ${error instanceof Error ? error.message : error}`);
   process.exit(1);

@@ -1,6 +1,6 @@
 /**
- * `bun run stack`: the Kafka broker and PostgreSQL that every script and integration test talks to, with the
- * pipeline's topics created. There is no container engine here, so Kafka runs from jars that Maven resolves and
+ * `bun run stack`: the Kafka broker, PostgreSQL and the document store (FerretDB, scripts/ferretdb.ts) that every
+ * script and integration test talks to, with the pipeline's topics created. There is no container engine here, so Kafka runs from jars that Maven resolves and
  * PostgreSQL is the Debian cluster. Idempotent: whatever already answers is reused, and only what this script
  * started is recorded, so `bun run stack:stop` never stops a server someone else runs.
  * Importing it has no side effects: `bun run kafka` (scripts/kafka.ts) and `stack:stop` use its exports.
@@ -37,6 +37,7 @@ import {
   SERVER_CERT_FILE,
   SERVER_KEY_FILE,
 } from "./certs.ts";
+import { ferretDbUp } from "./ferretdb.ts";
 
 const POM = join(import.meta.dir, "..", "stack", "pom.xml");
 const PROPERTIES_TEMPLATE = join(import.meta.dir, "..", "stack", "kafka.properties");
@@ -479,8 +480,11 @@ async function main(): Promise<void> {
   const kafka = kafkaConnection(env);
   mkdirSync(STACK_HOME, { recursive: true });
   const started = Date.now();
-  // The broker's JVM takes seconds to start; PostgreSQL comes up meanwhile.
-  await Promise.all([kafkaUp(kafka), postgresUp(env.DATABASE_URL)]);
+  // The broker's JVM takes seconds to start; PostgreSQL and FerretDB come up meanwhile.
+  const documentStore = ferretDbUp(env.MONGODB_URL).catch((error: Error) => {
+    throw new StackError(error.message);
+  });
+  await Promise.all([kafkaUp(kafka), postgresUp(env.DATABASE_URL), documentStore]);
   await Promise.all([topicsUp(kafka, env.TOPIC_PARTITIONS), saslSslUp(kafka)]);
   console.log(`tls: trust ${LOCAL_CA_FILE} (KAFKA_TLS_CA_FILE, DATABASE_TLS_CA_FILE) for the local servers`);
   console.log(`stack: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
