@@ -47,6 +47,11 @@ export interface StageParts {
   routes?: Hono;
   /** Whether the stage's own dependencies (a database) answer; the broker and the loop are checked anyway. */
   ready?: () => boolean | Promise<boolean>;
+  /**
+   * Stops an intake of the stage's own (a poll loop) and waits for the work in hand to be published; runs with
+   * the last batch, before the producer is flushed.
+   */
+  stop?: () => Promise<void>;
   /** Closes what `start` opened (sinks, pools), after the last batch has committed and the producer flushed. */
   close?: () => Promise<void>;
 }
@@ -123,6 +128,8 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
     await producer.close().catch(() => {});
     throw error;
   }
+  if (parts.stop)
+    lifecycle.onShutdown("finish and commit the current batch", `finish ${stage.name}'s intake`, parts.stop);
   lifecycle.onShutdown("flush the producer", "flush the producer", () => producer.close());
   if (parts.close) lifecycle.onShutdown("close sinks and pools", `close what ${stage.name} opened`, parts.close);
 

@@ -44,8 +44,11 @@ export interface StepResult {
   /** Seconds from the first request to the last answer. */
   seconds: number;
   load: LoadResult;
-  /** Events per second each stage took in over the sending window (ingest: accepted; others: records_in). */
-  stageRates: Record<StageName, number>;
+  /**
+   * Events per second each stage took in over the sending window (ingest: accepted; others: records_in); the
+   * load comes through ingest, so poll has no part in it.
+   */
+  stageRates: Record<Exclude<StageName, "poll">, number>;
   latency: Record<Table, LatencyResult>;
   /** Location events' time per hop, from the records' creation times. */
   hops: Hops;

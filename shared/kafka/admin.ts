@@ -139,7 +139,8 @@ export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promis
     const missing = specs.filter((spec) => !existing.has(spec.name));
     for (const spec of missing) {
       // -1 replicas takes the broker's default.replication.factor: 1 locally, 3 on a real cluster.
-      await admin.createTopics({ topics: [spec.name], partitions: spec.partitions, replicas: -1 });
+      const configs = Object.entries(spec.configs ?? {}).map(([name, value]) => ({ name, value }));
+      await admin.createTopics({ topics: [spec.name], partitions: spec.partitions, replicas: -1, configs });
     }
     return missing.map((spec) => spec.name);
   });
