@@ -1,13 +1,16 @@
 /**
  * The MongoDB sink, an idempotent store: enriched locations and vehicle positions as documents keyed by their
- * event_id (`_id`), written with ordered bulk upserts that only ever insert (`$setOnInsert`), so a replayed
- * event finds its document and changes nothing. The group's positions go to `consumer_offsets` after the
+ * event_id (`_id`). Each batch is one unordered bulk insert per collection; a document whose `_id` is already
+ * there is refused with a duplicate-key error, which counts as a conflict (a replayed event), so nothing is
+ * ever written twice or overwritten. Inserts rather than upserts (`$setOnInsert`): FerretDB 1.24 leaks one
+ * PostgreSQL connection for every upsert that finds its document and stops answering once its pool is gone,
+ * while an insert refused for its key costs nothing. The group's positions go to `consumer_offsets` after the
  * documents are acknowledged; the next batch drops records below them, so a replay after a crash or a group
  * reset mostly writes nothing at all, and what slips through (positions not yet recorded) meets its key. At
  * least once plus deterministic keys: exactly once in effect. Any MongoDB-protocol store works; locally it is
  * FerretDB (scripts/ferretdb.ts).
  */
-import { type AnyBulkWriteOperation, type Collection, type Db, MongoClient } from "mongodb";
+import { type Collection, type Db, MongoBulkWriteError, MongoClient } from "mongodb";
 import { within } from "../shared/deadline.ts";
 import type { Position } from "../shared/kafka.ts";
 import type { EnrichedLocation, EnrichedVehicle } from "../shared/schemas.ts";
@@ -126,18 +129,14 @@ export const mongodbSink: SinkFactory = ({ env, log, group }) => {
       const written: Record<string, number> = {};
       const conflicts: Record<string, number> = {};
       for (const [topic, spec] of Object.entries(COLLECTION_OF)) {
-        const operations: AnyBulkWriteOperation<Document>[] = fresh
+        const persistedAt = new Date();
+        const documents = fresh
           .filter((row) => row.topic === topic)
-          .map((row) => {
-            const { _id, ...fields } = spec.document(row);
-            const document = { ...fields, persisted_at: new Date() };
-            return { updateOne: { filter: { _id }, update: { $setOnInsert: document }, upsert: true } };
-          });
-        if (operations.length === 0) continue;
-        // Ordered: a failure stops at the first document not written, and the retry writes the same keys again.
-        const result = await collection(spec).bulkWrite(operations, { ordered: true });
-        written[spec.name] = result.upsertedCount;
-        conflicts[spec.name] = result.matchedCount;
+          .map((row) => ({ ...spec.document(row), persisted_at: persistedAt }));
+        if (documents.length === 0) continue;
+        const counts = await insertNew(collection(spec), documents);
+        written[spec.name] = counts.written;
+        conflicts[spec.name] = counts.conflicts;
       }
       await recordPositions(db, group, positions);
       return { written, conflicts, replayed: rows.length - fresh.length };
@@ -154,6 +153,29 @@ export const mongodbSink: SinkFactory = ({ env, log, group }) => {
     close: () => client.close(),
   };
 };
+
+/** MongoDB's code for a key that is already there. */
+const DUPLICATE_KEY = 11000;
+
+/**
+ * Inserts `documents`, each unless its `_id` is stored already: how many were written, and how many met their
+ * key. Unordered, so one duplicate does not hold back the rest; any other error is thrown, and the retry of the
+ * batch finds what this attempt wrote as duplicates.
+ */
+async function insertNew(collection: Collection<Document>, documents: Document[]) {
+  try {
+    const result = await collection.bulkWrite(
+      documents.map((document) => ({ insertOne: { document } })),
+      { ordered: false },
+    );
+    return { written: result.insertedCount, conflicts: 0 };
+  } catch (error) {
+    if (!(error instanceof MongoBulkWriteError)) throw error;
+    const failures = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+    if (failures.some((failure) => failure.code !== DUPLICATE_KEY)) throw error;
+    return { written: error.result.insertedCount, conflicts: failures.length };
+  }
+}
 
 /** Moves each partition's stored position forward to `positions`; `$max`, so a stale member never moves one back. */
 async function recordPositions(db: Db, group: string, positions: Position[]): Promise<void> {

@@ -1,8 +1,10 @@
 /**
  * The local document store of `bun run stack`: FerretDB, which speaks MongoDB's wire protocol, since MongoDB is
- * not in Debian. It is built once from its Go module source and cached beside the Kafka jars; it stores its data
- * in SQLite files there (the `sqlite` handler), so it needs no other server and a FerretDB restart, the outage
- * tests' fault, touches nothing the other stores use. Like the rest of the stack: whatever answers on
+ * not in Debian. It is built once from its Go module source and cached beside the Kafka jars, and keeps its
+ * documents in the local PostgreSQL, in a database of its own (`ferretdb`, owned by DATABASE_URL's user). Its
+ * SQLite handler needs no other server, but it deadlocked here under concurrent clients (every connection
+ * waiting for the one SQLite connection while a metadata lock was held), so PostgreSQL it is. A FerretDB
+ * restart, the outage tests' fault, leaves PostgreSQL running. Like the rest of the stack: whatever answers on
  * MONGODB_URL's port is reused, and only a server this script started is recorded for `stack:stop`. Errors are
  * meant for the person running the stack: their messages say what to do.
  */
@@ -29,7 +31,6 @@ const STACK_HOME = join(homedir(), ".cache", "event-pipeline");
 export const FERRETDB_VERSION = "v1.24.2";
 const FERRETDB_HOME = join(STACK_HOME, `ferretdb-${FERRETDB_VERSION.slice(1)}`);
 const BINARY = join(FERRETDB_HOME, "ferretdb");
-const DATA = join(FERRETDB_HOME, "data");
 const LOG = join(STACK_HOME, "ferretdb.log");
 /** Pid of the FerretDB this script started; `stack:stop` signals only this one. */
 export const FERRETDB_PID_FILE = join(STACK_HOME, "ferretdb.pid");
@@ -108,15 +109,27 @@ async function ensureBinary(): Promise<void> {
   renameSync(partial, BINARY);
 }
 
-function spawnFerretDb(listen: string): number {
-  mkdirSync(DATA, { recursive: true });
+/**
+ * The PostgreSQL database FerretDB stores its documents in: DATABASE_URL's server and user, database `ferretdb`.
+ *
+ * @example
+ * ferretDbBackendUrl("postgres://pipeline:pipeline@127.0.0.1:5432/pipeline"); // ".../ferretdb"
+ */
+export function ferretDbBackendUrl(databaseUrl: string): string {
+  const url = new URL(databaseUrl);
+  url.pathname = "/ferretdb";
+  url.search = "";
+  return url.href;
+}
+
+function spawnFerretDb(listen: string, backendUrl: string): number {
+  mkdirSync(FERRETDB_HOME, { recursive: true });
   if (existsSync(LOG)) renameSync(LOG, `${LOG}.1`);
   const log = openSync(LOG, "a");
   const server = Bun.spawn(
     [
       BINARY,
-      "--handler=sqlite",
-      `--sqlite-url=file:${DATA}/`,
+      "--handler=postgresql",
       `--listen-addr=${listen}`,
       `--state-dir=${FERRETDB_HOME}`,
       // No metrics/pprof listener (it would take 8088) and no telemetry: there is no network to send it to.
@@ -124,29 +137,36 @@ function spawnFerretDb(listen: string): number {
       "--telemetry=disable",
       "--log-level=warn",
     ],
-    { cwd: FERRETDB_HOME, detached: true, stdio: ["ignore", log, log] },
+    // The backend URL holds a password: in the environment, not on a command line every user can read.
+    {
+      cwd: FERRETDB_HOME,
+      detached: true,
+      stdio: ["ignore", log, log],
+      env: { ...process.env, FERRETDB_POSTGRESQL_URL: backendUrl },
+    },
   );
   closeSync(log);
   server.unref();
   writeFileSync(FERRETDB_PID_FILE, `${server.pid}\n`);
-  console.log(`ferretdb: started pid ${server.pid}, data ${DATA}, log ${LOG}`);
+  console.log(`ferretdb: started pid ${server.pid}, documents in PostgreSQL database ferretdb, log ${LOG}`);
   return server.pid;
 }
 
 /**
  * Starts FerretDB on MONGODB_URL's host and port unless a server answers there, and waits until it does.
+ * PostgreSQL must be up, with the database of {@link ferretDbBackendUrl}.
  *
  * @example
- * await ferretDbUp("mongodb://127.0.0.1:27017/pipeline");
+ * await ferretDbUp("mongodb://127.0.0.1:27017/pipeline", "postgres://pipeline:pipeline@127.0.0.1:5432/pipeline");
  */
-export async function ferretDbUp(url: string): Promise<void> {
+export async function ferretDbUp(url: string, databaseUrl: string): Promise<void> {
   const { hostname, port } = new URL(url);
   if (await documentStoreAnswers(url)) {
     console.log(`ferretdb: reusing the server answering on ${hostname}:${port || 27017}`);
     return;
   }
   await ensureBinary();
-  const pid = runningFerretDbPid() ?? spawnFerretDb(`${hostname}:${port || 27017}`);
+  const pid = runningFerretDbPid() ?? spawnFerretDb(`${hostname}:${port || 27017}`, ferretDbBackendUrl(databaseUrl));
   const started = Date.now();
   while (!(await documentStoreAnswers(url, 1_000))) {
     if (!isFerretDb(pid)) {

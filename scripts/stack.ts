@@ -37,7 +37,7 @@ import {
   SERVER_CERT_FILE,
   SERVER_KEY_FILE,
 } from "./certs.ts";
-import { ferretDbUp } from "./ferretdb.ts";
+import { ferretDbBackendUrl, ferretDbUp } from "./ferretdb.ts";
 
 const POM = join(import.meta.dir, "..", "stack", "pom.xml");
 const PROPERTIES_TEMPLATE = join(import.meta.dir, "..", "stack", "kafka.properties");
@@ -390,6 +390,8 @@ async function postgresUp(databaseUrl: string): Promise<void> {
   }
   await waitForPostgres(url.hostname, port);
   await ensureRoleAndDatabase(url, port);
+  // FerretDB's documents: a database of their own on the same cluster, for the same user.
+  await ensureRoleAndDatabase(new URL(ferretDbBackendUrl(databaseUrl)), port);
   await ensurePostgresTls(port);
   // The check that matters: the pipeline's own login over TCP, as the services and tests will connect.
   await $`psql ${databaseUrl} -X -Atqc ${"select 1"}`.env({ ...process.env, PGCONNECT_TIMEOUT: "5" }).quiet();
@@ -480,11 +482,13 @@ async function main(): Promise<void> {
   const kafka = kafkaConnection(env);
   mkdirSync(STACK_HOME, { recursive: true });
   const started = Date.now();
-  // The broker's JVM takes seconds to start; PostgreSQL and FerretDB come up meanwhile.
-  const documentStore = ferretDbUp(env.MONGODB_URL).catch((error: Error) => {
-    throw new StackError(error.message);
-  });
-  await Promise.all([kafkaUp(kafka), postgresUp(env.DATABASE_URL), documentStore]);
+  // The broker's JVM takes seconds to start; PostgreSQL, then FerretDB on it, come up meanwhile.
+  const stores = postgresUp(env.DATABASE_URL).then(() =>
+    ferretDbUp(env.MONGODB_URL, env.DATABASE_URL).catch((error: Error) => {
+      throw new StackError(error.message);
+    }),
+  );
+  await Promise.all([kafkaUp(kafka), stores]);
   await Promise.all([topicsUp(kafka, env.TOPIC_PARTITIONS), saslSslUp(kafka)]);
   console.log(`tls: trust ${LOCAL_CA_FILE} (KAFKA_TLS_CA_FILE, DATABASE_TLS_CA_FILE) for the local servers`);
   console.log(`stack: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -4,7 +4,9 @@
  */
 import "./setup.ts";
 import { expect } from "bun:test";
+import type { Db } from "mongodb";
 import type { Sql } from "../persist/postgres/db.ts";
+import { documentStoreAnswers, ferretDbUp, runningFerretDbPid } from "../scripts/ferretdb.ts";
 import { type Config, parseConfig } from "../shared/config.ts";
 import {
   createProducer,
@@ -171,5 +173,49 @@ export async function localCluster(): Promise<((action: "stop" | "start") => Pro
   if (!cluster) return undefined;
   return async (action) => {
     await Bun.$`pg_ctlcluster ${cluster.version} ${cluster.cluster} ${action}`.quiet();
+  };
+}
+
+/**
+ * The series of {@link storedSeries} in a MongoDB collection: `count` says how many documents of a series are
+ * stored; `expectDocuments` waits until `expected` are, then checks that they are exactly the posted ones.
+ *
+ * @example
+ * const { expectDocuments } = storedDocuments(db, "locations", run);
+ * await expectDocuments("main", 10_000);
+ */
+export function storedDocuments(db: Db, collection: string, run: string) {
+  const filter = (series: string) => ({ _id: { $regex: `^${run}-${series}-` } }) as never;
+  const count = (series: string) => db.collection(collection).countDocuments(filter(series));
+  async function expectDocuments(series: string, expected: number, timeoutMs = 90_000): Promise<void> {
+    await pollUntil(
+      `${expected} documents of ${series} in ${collection}`,
+      async () => ((await count(series)) >= expected ? true : undefined),
+      timeoutMs,
+    );
+    const stored = await db
+      .collection(collection)
+      .find(filter(series), { projection: { _id: 1 } })
+      .toArray();
+    const posted = Array.from({ length: expected }, (_, i) => `${run}-${series}-${i}`).sort();
+    expect(stored.map((doc) => String(doc._id)).sort()).toEqual(posted);
+  }
+  return { count, expectDocuments };
+}
+
+/**
+ * Stops or starts the FerretDB behind MONGODB_URL, when `bun run stack` started it; undefined otherwise (a
+ * server someone else runs), so outage tests can skip.
+ */
+export function localFerretDb(): ((action: "stop" | "start") => Promise<void>) | undefined {
+  const { MONGODB_URL: url, DATABASE_URL } = testConfig();
+  if (runningFerretDbPid() === undefined) return undefined;
+  return async (action) => {
+    if (action === "start") return ferretDbUp(url, DATABASE_URL);
+    const pid = runningFerretDbPid();
+    if (pid !== undefined) process.kill(pid, "SIGTERM");
+    await pollUntil("FerretDB to stop answering", async () =>
+      (await documentStoreAnswers(url, 500)) ? undefined : true,
+    );
   };
 }

@@ -177,6 +177,23 @@ export function deleteGroup(kafka: KafkaConnection, groupId: string): Promise<vo
 }
 
 /**
+ * Sets the committed offsets of `groupId` to `positions` (`rpk group seek`): where its next member starts. The
+ * group must have no members then.
+ *
+ * @example
+ * await seekGroup(kafka, "persist-mongodb", await endOffsets(kafka, "locations.enriched")); // skip the backlog
+ */
+export function seekGroup(kafka: KafkaConnection, groupId: string, positions: Position[]): Promise<void> {
+  const topics = [...new Set(positions.map((position) => position.topic))].map((name) => ({
+    name,
+    partitionOffsets: positions
+      .filter((position) => position.topic === name)
+      .map(({ partition, offset }) => ({ partition, offset })),
+  }));
+  return withAdmin(kafka, (admin) => admin.alterConsumerGroupOffsets({ groupId, topics }));
+}
+
+/**
  * The offsets `groupId` has committed, per topic-partition; -1 for a partition it never committed.
  *
  * @example
