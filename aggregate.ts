@@ -14,6 +14,8 @@ import type { LoginWindowStats } from "./shared/schemas.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 const GROUP = "aggregate";
+/** End offsets no partition has reached: a tick with these closes only what events closed. */
+const CATCHING_UP: ReadonlyMap<number, bigint> = new Map();
 
 class LateEvent extends Error {
   override name = "LateEvent";
@@ -46,22 +48,16 @@ export const aggregate: Stage = {
 
     /** Starts partitions this member has no state for from the last window each emitted, replaying from the commit. */
     async function restore(partitions: number[]) {
-      const [last, committed, ends] = await Promise.all([
+      const [last, committed] = await Promise.all([
         lastRecords(kafka, TOPICS.loginsStats),
         committedOffsets(kafka, GROUP),
-        endOffsets(kafka, TOPICS.loginsRaw),
       ]);
       for (const partition of partitions) {
         const record = last.get(partition);
         const position = committed.find((p) => p.topic === TOPICS.loginsRaw && p.partition === partition)?.offset;
         // -1: never committed; the client then starts at the earliest record, wherever that is now.
         const resumeAt = position !== undefined && position >= 0n ? position : undefined;
-        // With nothing to replay the partition has been quiet since its last window was written: its idle clock
-        // runs from then, so its progress reports catch up with the wall clock instead of starting over.
-        const quiet =
-          record && resumeAt !== undefined && resumeAt === ends.find((e) => e.partition === partition)?.offset;
-        const since = quiet ? Number(record.timestamp) : Date.now();
-        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), since, resumeAt);
+        fold.restore(partition, record && DECODERS[TOPICS.loginsStats](record), Date.now(), resumeAt);
       }
       log.info({ partitions }, "restored window state from logins.stats");
     }
@@ -85,7 +81,8 @@ export const aggregate: Stage = {
         const late = new LateEvent("arrived after its window closed");
         outbox.push(deadLetter(record, late, "aggregate", TOPICS.loginsLate));
       });
-      outbox.push(...deadLetters, ...fold.tick(now).map(toRecord));
+      // Only what the events closed: idleness is the idle tick's to judge, with the end offsets in hand.
+      outbox.push(...deadLetters, ...fold.tick(now, CATCHING_UP).map(toRecord));
     }
 
     /** Sends the outbox and returns the input positions it makes safe to commit. */
@@ -119,7 +116,10 @@ export const aggregate: Stage = {
             // A partition with nothing to replay still reports its progress (intervals waits for it), so every
             // assigned partition gets its state back, not only those that deliver records.
             await restoreMissing(assigned);
-            outbox.push(...fold.tick(Date.now()).map(toRecord));
+            // A partition is idle only once it has read up to its end offset; one still replaying is not.
+            const ends = await endOffsets(kafka, TOPICS.loginsRaw);
+            const byPartition = new Map(ends.map(({ partition, offset }) => [partition, offset]));
+            outbox.push(...fold.tick(Date.now(), byPartition).map(toRecord));
             return flush();
           },
         },

@@ -192,10 +192,23 @@ export function createWindowFold(options: { windowMs: number; graceMs: number; f
      * The windows closed since the last tick: those events closed as they arrived, then those the idle watermark
      * closes at wall-clock `now`, then the progress reports of partitions left with no open window. Call it
      * before `positions()`: a closed window not yet handed out is in neither.
+     *
+     * Idleness only counts for a partition that has read everything there is: `ends` holds each partition's end
+     * offset, and a partition whose position is short of it is still catching up (a replay after a restart, a
+     * backlog), so its time without arrivals says nothing about its events. Closing or reporting its windows then
+     * would turn the records still to come into late ones, or, below a restored window's `source_offset_end`,
+     * into records taken as already counted. Without `ends` every partition counts as caught up, as when the
+     * caller hands over every record there is.
+     *
+     * @example
+     * const closed = fold.tick(Date.now(), new Map([[0, 1204n], [1, 977n]]));
      */
-    tick(now: number): LoginWindowStats[] {
+    tick(now: number, ends?: ReadonlyMap<number, bigint>): LoginWindowStats[] {
       const out = closedByEvents.splice(0);
       for (const [partition, s] of partitions) {
+        const end = ends === undefined ? undefined : (ends.get(partition) ?? Number.POSITIVE_INFINITY);
+        // Never committed: the consumer starts at the earliest record, which is at least offset 0.
+        if (end !== undefined && (s.nextOffset ?? s.resumeAt ?? 0n) < end) continue;
         const idle = s.maxEventTime + Math.max(0, now - s.lastArrival);
         const watermark = options.followClock ? Math.max(s.maxEventTime, Math.min(idle, now)) : idle;
         closeDue(partition, s, watermark, out);

@@ -374,6 +374,86 @@ describe("progress reports of partitions with nothing open", () => {
     expect(fold.add(0, 1n, login(46_000), T0 + 46_000)).toBe("counted");
   });
 
+  describe("idleness counts only for a partition that has read up to its end offset", () => {
+    // The window before the crash: offsets 0-9 counted in it, and 10-13 were counted in the next window, which
+    // was still open when the process died. The committed offset is 10, the records end at 20.
+    const last = closed({
+      start: 0,
+      messages: 10,
+      devices: { ios: 10 },
+      totalMessages: 10,
+      totalDevices: { ios: 10 },
+      offsetEnd: 14,
+    });
+    const backlog = Array.from({ length: 10 }, (_, i) => ({ offset: BigInt(10 + i), event: login(10_000 + i * 500) }));
+    const ends = new Map([[0, 20n]]);
+
+    /** A fold following the clock, restored at wall-clock `at` long after the events, as after a crash. */
+    function restored(at: number) {
+      const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
+      fold.restore(0, last, at, 10n);
+      return fold;
+    }
+
+    test("a restored partition still replaying reports no progress, so its replay counts every record again", () => {
+      const at = T0 + 3_600_000;
+      const fold = restored(at);
+      // Ticks before the replay's first record arrives: the clock is an hour past the events, the partition has
+      // nothing open, and yet nothing closes or is reported, because records up to offset 20 are still to come.
+      expect(fold.tick(at + 60_000, ends)).toEqual([]);
+      const outcomes = backlog.map(({ offset, event }) => fold.add(0, offset, event, at + 61_000));
+      expect(outcomes).toEqual(backlog.map(() => "counted"));
+      // Read up to the end: idle from now on, so ten seconds later idleness closes the window with all ten.
+      expect(fold.tick(at + 70_999, ends)).toEqual([]);
+      const [window, report] = fold.tick(at + 71_000, ends);
+      expect(window).toEqual(
+        closed({
+          start: 10_000,
+          messages: 10,
+          devices: { ios: 10 },
+          totalMessages: 20,
+          totalDevices: { ios: 20 },
+          offsetEnd: 20,
+        }),
+      );
+      expect(Date.parse(report?.timestamp_end ?? "")).toBeGreaterThan(at + 71_000 - GRACE - WINDOW);
+    });
+
+    test("the same ticks with every partition taken as caught up would have lost the replay", () => {
+      // What the fold did when idleness counted during a replay: the report jumps to the wall clock, then the
+      // records below the restored source_offset_end are taken as counted and the rest as late.
+      const at = T0 + 3_600_000;
+      const fold = restored(at);
+      expect(fold.tick(at + 60_000).length).toBe(1);
+      const outcomes = backlog.map(({ offset, event }) => fold.add(0, offset, event, at + 61_000));
+      expect(outcomes).toEqual([...Array(4).fill("already counted"), ...Array(6).fill("late")]);
+    });
+
+    test("a partition short of its end offset closes nothing by idleness, only by events", () => {
+      const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
+      fold.restore(0, undefined, T0);
+      fold.add(0, 0n, login(1_000), T0 + 1_000);
+      expect(fold.tick(T0 + 30_000, new Map([[0, 2n]]))).toEqual([]);
+      const [window] = fold.tick(T0 + 30_000, new Map([[0, 1n]]));
+      expect([window?.timestamp_start, window?.interval_messages_consumed]).toEqual([iso(0), 1]);
+    });
+
+    test("a partition missing from the end offsets is not taken as caught up", () => {
+      const fold = createWindowFold({ windowMs: WINDOW, graceMs: GRACE, followClock: true });
+      fold.restore(0, undefined, T0);
+      fold.add(0, 0n, login(1_000), T0 + 1_000);
+      expect(fold.tick(T0 + 30_000, new Map([[1, 0n]]))).toEqual([]);
+    });
+
+    test("a restored partition with nothing to replay reports up to the wall clock at once", () => {
+      const at = T0 + 3_600_000;
+      const fold = restored(at);
+      const [report] = fold.tick(at, new Map([[0, 10n]]));
+      expect(report?.interval_messages_consumed).toBe(0);
+      expect(Date.parse(report?.timestamp_end ?? "")).toBeGreaterThan(at - GRACE - WINDOW);
+    });
+  });
+
   test("a partition that never had an event, and was never emitted, reports nothing", () => {
     const h = harness([0, 1]);
     h.add(login(3_000), 0, NOW);
