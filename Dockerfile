@@ -24,6 +24,7 @@ COPY enrich ./enrich
 COPY aggregate ./aggregate
 COPY intervals ./intervals
 COPY persist ./persist
+COPY poll ./poll
 # Compose's topic-plan service.
 COPY scripts/topics.ts ./scripts/
 # Where topic-plan writes the topic plan for topic-init: a fresh named volume takes this directory's owner, and

@@ -257,7 +257,7 @@ describe("compose.yaml", () => {
           expect(parsed[key], `${stage}: ${key}`).toEqual(COMPOSE_ONLY[key as keyof typeof COMPOSE_ONLY]);
           continue;
         }
-        if (key === "KAFKA_BROKERS" || key === "DATABASE_URL") continue;
+        if (key === "KAFKA_BROKERS" || key === "DATABASE_URL" || key === "MONGODB_URL") continue;
         expect(parsed[key], `${stage}: ${key}`).toEqual(CODE_DEFAULTS[key]);
       }
       // Docker waits stop_grace_period before SIGKILL; the stage needs SHUTDOWN_TIMEOUT_MS to drain.

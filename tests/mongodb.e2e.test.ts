@@ -1,21 +1,20 @@
 /**
  * The MongoDB sink end to end on the real broker, PostgreSQL and FerretDB: locations posted to ingest and
  * polled by poll.ts from a real HTTP API flow through enrich into both stores (a persist per sink), each event
- * once; then a group reset, a SIGKILL of persist and a FerretDB restart, with nothing lost or written twice.
+ * once. Replays, a SIGKILL of persist and a FerretDB restart are the sink conformance suite's
+ * (tests/sinks/mongodb.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MongoClient } from "mongodb";
-import { POSITIONS_COLLECTION } from "../persist/mongodb.ts";
 import { createDb } from "../persist/postgres/db.ts";
 import { documentStoreAnswers } from "../scripts/ferretdb.ts";
-import { endOffsets, groupLag, type Position, seekGroup } from "../shared/kafka.ts";
+import { endOffsets, type Position, seekGroup } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { groupOf } from "../tools/harness.ts";
 import { type PolledApi, startPolledApi } from "./polled-api.ts";
 import {
   type Ingest,
   KNOWN_PLACES,
-  localFerretDb,
   pollUntil,
   postInBatches,
   type Stage,
@@ -155,75 +154,4 @@ describe("MongoDB sink end to end", () => {
     expect(await keys("locations")).toContainEqual({ user_id: 1, event_time: -1 });
     expect(await keys("vehicle_positions")).toContainEqual({ vehicle_id: 1, event_time: -1 });
   });
-
-  test("replays write nothing twice: group reset, then stored positions rewound as well", async () => {
-    const caughtUp = async () => {
-      await pollUntil(
-        "persist-mongodb to catch up",
-        async () => ((await groupLag(kafka, group, STORED)) === 0 ? true : undefined),
-        90_000,
-      );
-      const [written, replayed, conflicts] = await Promise.all([
-        persistMongo.metric("rows_written_total", { table: "locations" }),
-        persistMongo.metric("records_replayed_total"),
-        persistMongo.metric("rows_conflicting_total", { table: "locations" }),
-      ]);
-      return { written, replayed, conflicts };
-    };
-    await persistMongo.stop();
-    await seekGroup(kafka, group, start);
-    persistMongo = await spawnStage("persist", MONGODB);
-    // Kafka replays the run's records; the positions stored in MongoDB drop them before any write.
-    const reset = await caughtUp();
-    expect(reset.replayed).toBeGreaterThanOrEqual(2_020);
-    expect({ written: reset.written, conflicts: reset.conflicts }).toEqual({ written: 0, conflicts: 0 });
-
-    await persistMongo.stop();
-    await seekGroup(kafka, group, start);
-    const positions = db.collection(POSITIONS_COLLECTION);
-    for (const { topic, partition, offset } of start)
-      await positions.updateOne({ _id: `${group}/${topic}/${partition}` } as never, {
-        $set: { offset: Number(offset) },
-      });
-    persistMongo = await spawnStage("persist", MONGODB);
-    // With the positions back where the run began every record reaches the collections again, and its _id
-    // turns it away.
-    const forgotten = await caughtUp();
-    expect(forgotten.conflicts).toBeGreaterThanOrEqual(2_020);
-    expect({ written: forgotten.written, replayed: forgotten.replayed }).toEqual({ written: 0, replayed: 0 });
-    await documents.expectDocuments("main", 2_000);
-  }, 240_000);
-
-  test("SIGKILL of persist in the middle of a stream loses nothing", async () => {
-    const list = locations("crash", 10_000);
-    await postInBatches(ingest, "/v1/locations", list.slice(0, 5_000));
-    await pollUntil(
-      "documents to start arriving",
-      async () => ((await documents.count("crash")) > 0 ? true : undefined),
-      60_000,
-    );
-    expect(await persistMongo.stop("SIGKILL")).toBe("SIGKILL");
-    await postInBatches(ingest, "/v1/locations", list.slice(5_000));
-    persistMongo = await spawnStage("persist", MONGODB);
-    await documents.expectDocuments("crash", 10_000);
-  }, 180_000);
-
-  test("a FerretDB restart delays documents, loses and duplicates none, and shows on /readyz", async () => {
-    const ferretdb = localFerretDb();
-    if (!ferretdb) return console.warn("skipped: FerretDB was not started by `bun run stack`");
-    const list = locations("outage", 4_000);
-    await postInBatches(ingest, "/v1/locations", list.slice(0, 2_000));
-    await ferretdb("stop");
-    try {
-      await postInBatches(ingest, "/v1/locations", list.slice(2_000));
-      await pollUntil("persist to report not ready", async () =>
-        (await persistMongo.ready()) === 503 ? true : undefined,
-      );
-    } finally {
-      await ferretdb("start");
-    }
-    await documents.expectDocuments("outage", 4_000);
-    await pollUntil("persist to report ready", async () => ((await persistMongo.ready()) === 200 ? true : undefined));
-    expect(await persistMongo.metric("batch_failures_total")).toBeGreaterThan(0);
-  }, 180_000);
 });
