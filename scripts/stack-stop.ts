@@ -9,6 +9,7 @@ import { KAFKA_PID_FILE, PG_MARKER_FILE, processExited, runningKafkaPid } from "
 
 // A single-node broker shuts down in a few seconds; past this it is stuck and gets SIGKILL.
 const KAFKA_STOP_TIMEOUT_MS = 30_000;
+const FERRETDB_STOP_TIMEOUT_MS = 10_000;
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -19,22 +20,25 @@ async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-async function stopKafka(): Promise<void> {
-  const pid = runningKafkaPid();
+/**
+ * Stops the server this stack started, `pid` (undefined when none runs): SIGTERM, then SIGKILL once `timeoutMs`
+ * has passed; removes its pid file either way.
+ */
+async function stopServer(name: string, pid: number | undefined, pidFile: string, timeoutMs: number): Promise<void> {
   if (pid === undefined) {
-    console.log("kafka: no broker started by the stack is running");
-    rmSync(KAFKA_PID_FILE, { force: true });
+    console.log(`${name}: none started by the stack is running`);
+    rmSync(pidFile, { force: true });
     return;
   }
   const started = Date.now();
   process.kill(pid, "SIGTERM");
-  if (!(await waitForExit(pid, KAFKA_STOP_TIMEOUT_MS))) {
-    console.log(`kafka: pid ${pid} still running after ${KAFKA_STOP_TIMEOUT_MS / 1000} s; sending SIGKILL`);
+  if (!(await waitForExit(pid, timeoutMs))) {
+    console.log(`${name}: pid ${pid} still running after ${timeoutMs / 1000} s; sending SIGKILL`);
     process.kill(pid, "SIGKILL");
     await waitForExit(pid, 5_000);
   }
-  rmSync(KAFKA_PID_FILE, { force: true });
-  console.log(`kafka: stopped pid ${pid} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  rmSync(pidFile, { force: true });
+  console.log(`${name}: stopped pid ${pid} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 
 async function stopPostgres(): Promise<void> {
@@ -52,21 +56,12 @@ async function stopPostgres(): Promise<void> {
   console.log(`postgres: stopped cluster ${version}/${cluster}`);
 }
 
-async function stopFerretDb(): Promise<void> {
-  const pid = runningFerretDbPid();
-  if (pid === undefined) {
-    console.log("ferretdb: no FerretDB started by the stack is running");
-    rmSync(FERRETDB_PID_FILE, { force: true });
-    return;
-  }
-  process.kill(pid, "SIGTERM");
-  if (!(await waitForExit(pid, 10_000))) process.kill(pid, "SIGKILL");
-  rmSync(FERRETDB_PID_FILE, { force: true });
-  console.log(`ferretdb: stopped pid ${pid}`);
-}
-
 try {
-  await Promise.all([stopKafka(), stopPostgres(), stopFerretDb()]);
+  await Promise.all([
+    stopServer("kafka", runningKafkaPid(), KAFKA_PID_FILE, KAFKA_STOP_TIMEOUT_MS),
+    stopPostgres(),
+    stopServer("ferretdb", runningFerretDbPid(), FERRETDB_PID_FILE, FERRETDB_STOP_TIMEOUT_MS),
+  ]);
 } catch (error) {
   console.error(`stack:stop: ${error instanceof Error ? error.message : error}`);
   process.exit(1);

@@ -219,3 +219,22 @@ export function localFerretDb(): ((action: "stop" | "start") => Promise<void>) |
     );
   };
 }
+
+/**
+ * The `i`-th enriched location of `series`, as enrich writes it to locations.enriched: what the sink
+ * conformance tests produce. Its event_id is `<series>-<i>`.
+ *
+ * @example
+ * JSON.stringify(enrichedLocation("run1-main", 0)); // {"event_id":"run1-main-0","user_id":"run1-main-user-0",...}
+ */
+export const enrichedLocation = (series: string, i: number) => ({
+  event_id: `${series}-${i}`,
+  user_id: `${series}-user-${i % 20}`,
+  timestamp: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
+  ingested_at: new Date().toISOString(),
+  lat: 51.5074,
+  long: -0.1278,
+  timezone: "Europe/London",
+  utc_offset_minutes: 0,
+  local_time: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
+});

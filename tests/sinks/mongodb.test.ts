@@ -5,7 +5,7 @@ import { POSITIONS_COLLECTION } from "../../persist/mongodb.ts";
 import { endOffsets, type Position, seekGroup } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { groupOf } from "../../tools/harness.ts";
-import { localFerretDb, testConfig, testKafka } from "../support.ts";
+import { enrichedLocation, localFerretDb, testConfig, testKafka } from "../support.ts";
 import { describeSinkConformance } from "./conformance.ts";
 
 const env = { PERSIST_SINK: "mongodb" };
@@ -38,25 +38,12 @@ async function rewindPositions(): Promise<void> {
     );
 }
 
-/** The `i`-th enriched location of `series`, as enrich writes it. */
-const location = (series: string, i: number) => ({
-  event_id: `${series}-${i}`,
-  user_id: `${series}-user-${i % 20}`,
-  timestamp: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
-  ingested_at: new Date().toISOString(),
-  lat: 51.5074,
-  long: -0.1278,
-  timezone: "Europe/London",
-  utc_offset_minutes: 0,
-  local_time: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
-});
-
 describeSinkConformance({
   sink: "mongodb",
   env,
   topic: TOPICS.locationsEnriched,
   record: (series, i) => {
-    const value = location(series, i);
+    const value = enrichedLocation(series, i);
     return { key: value.user_id, value: JSON.stringify(value), id: value.event_id };
   },
   // The _id is the event_id, which the store holds once at most; the exact list shows a missing or foreign one.
@@ -67,7 +54,7 @@ describeSinkConformance({
         .find({ _id: { $regex: `^${series}-` } } as never, { projection: { _id: 1 } })
         .toArray()
     ).map((doc) => String(doc._id)),
-  violation: (series) => JSON.stringify({ ...location(series, 0), lat: 123 }),
+  violation: (series) => JSON.stringify({ ...enrichedLocation(series, 0), lat: 123 }),
   // Back to where the run began rather than deleted: the run's records reach the store again, others' do not.
   forgetPositions: rewindPositions,
   ...(ferretdb && { outage: { stop: () => ferretdb("stop"), start: () => ferretdb("start") } }),
