@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { MongoClient } from "mongodb";
 import { createDb } from "../persist/postgres/db.ts";
 import { documentStoreAnswers } from "../scripts/ferretdb.ts";
-import { endOffsets, type Position, seekGroup } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { groupOf } from "../tools/harness.ts";
 import { type PolledApi, startPolledApi } from "./polled-api.ts";
@@ -19,6 +18,7 @@ import {
   postInBatches,
   type Stage,
   spawnStage,
+  startGroupAtEnd,
   startIngest,
   storedDocuments,
   storedSeries,
@@ -53,17 +53,20 @@ let enrich: Stage;
 let persistPostgres: Stage;
 let persistMongo: Stage;
 let poll: Stage;
-/** Where the stored topics ended when the run began: its group starts there, and replays go back to it. */
-let start: Position[];
 const STORED = [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched];
+/** What persist reads with the PostgreSQL sink. */
+const persistTopics = [...STORED, TOPICS.loginsRaw, TOPICS.loginsStats, TOPICS.loginsIntervals];
 
 beforeAll(async () => {
   if (!(await documentStoreAnswers(env.MONGODB_URL)))
     throw new Error(`no MongoDB-protocol server answers at MONGODB_URL; start FerretDB with \`bun run stack\``);
   api = startPolledApi();
-  // What other runs left in the topics is not this run's to store (a shared broker holds millions of records).
-  start = (await Promise.all(STORED.map((topic) => endOffsets(kafka, topic)))).flat();
-  await seekGroup(kafka, group, start);
+  // What other runs left in the topics is not this run's to enrich or store.
+  await Promise.all([
+    startGroupAtEnd(groupOf("enrich") as string, [TOPICS.locationsRaw, TOPICS.vehiclesRaw]),
+    startGroupAtEnd(groupOf("persist") as string, persistTopics),
+    startGroupAtEnd(group, STORED),
+  ]);
   ingest = await startIngest();
   [enrich, persistPostgres, persistMongo, poll] = await Promise.all([
     spawnStage("enrich"),

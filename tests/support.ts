@@ -17,6 +17,7 @@ import {
   type Position,
   partitionFor,
   readRange,
+  seekGroup,
 } from "../shared/kafka.ts";
 import { dlqOf, type TopicName } from "../shared/topics.ts";
 import { type StageName, startStage } from "../tools/harness.ts";
@@ -238,3 +239,18 @@ export const enrichedLocation = (series: string, i: number) => ({
   utc_offset_minutes: 0,
   local_time: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
 });
+
+/**
+ * Moves `group` to the end of `topics` and returns where that is: a test that reads only its own records need
+ * not wait for a backlog others left on a shared broker (millions of records, at times). The group must have no
+ * members; under the servers' lock no other test uses it meanwhile.
+ *
+ * @example
+ * const start = await startGroupAtEnd("persist-mongodb", [TOPICS.locationsEnriched]);
+ */
+export async function startGroupAtEnd(group: string, topics: string[]): Promise<Position[]> {
+  const kafka = testKafka();
+  const ends = (await Promise.all(topics.map((topic) => endOffsets(kafka, topic)))).flat();
+  await seekGroup(kafka, group, ends);
+  return ends;
+}

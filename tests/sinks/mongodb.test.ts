@@ -2,10 +2,10 @@
 import { afterAll, beforeAll } from "bun:test";
 import { MongoClient } from "mongodb";
 import { POSITIONS_COLLECTION } from "../../persist/mongodb.ts";
-import { endOffsets, type Position, seekGroup } from "../../shared/kafka.ts";
+import type { Position } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { groupOf } from "../../tools/harness.ts";
-import { enrichedLocation, localFerretDb, testConfig, testKafka } from "../support.ts";
+import { enrichedLocation, localFerretDb, startGroupAtEnd, testConfig } from "../support.ts";
 import { describeSinkConformance } from "./conformance.ts";
 
 const env = { PERSIST_SINK: "mongodb" };
@@ -19,11 +19,7 @@ let start: Position[] = [];
 // What other runs left in the topics is not this run's to store (a shared broker can hold millions of records):
 // the group and the sink's own positions start where the topics end now. Runs before the suite's own hooks.
 beforeAll(async () => {
-  const kafka = testKafka();
-  start = (
-    await Promise.all([TOPICS.locationsEnriched, TOPICS.vehiclesEnriched].map((t) => endOffsets(kafka, t)))
-  ).flat();
-  await seekGroup(kafka, group, start);
+  start = await startGroupAtEnd(group, [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched]);
   await rewindPositions();
 });
 afterAll(() => mongo.close());
