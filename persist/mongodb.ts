@@ -17,8 +17,12 @@ import type { EnrichedLocation, EnrichedVehicle } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import type { SinkFactory, SinkRow } from "./sink.ts";
 
-/** How long a store that does not answer holds one attempt; persist retries the batch after that. */
-const SERVER_SELECTION_MS = 5_000;
+/**
+ * How long an operation waits for a store that does not answer before it fails. Short, as PostgreSQL's refused
+ * connection is: the batch fails and persist retries it with backoff (paused, not ready, nothing committed),
+ * rather than a write hanging on through a short outage unseen.
+ */
+const SERVER_SELECTION_MS = 1_000;
 const PING_MS = 2_000;
 
 type Enriched = EnrichedLocation | EnrichedVehicle;
@@ -107,7 +111,7 @@ export const mongodbSink: SinkFactory = ({ env, log, group }) => {
   // Majority and journaled: an acknowledged bulk write survives the primary's crash on a real replica set.
   const client = new MongoClient(env.MONGODB_URL, {
     serverSelectionTimeoutMS: SERVER_SELECTION_MS,
-    connectTimeoutMS: SERVER_SELECTION_MS,
+    connectTimeoutMS: 5_000,
     writeConcern: { w: "majority", journal: true },
   });
   const db = client.db();
