@@ -23,12 +23,10 @@ import {
   storedDocuments,
   storedSeries,
   testConfig,
-  testKafka,
 } from "./support.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
-const kafka = testKafka();
 const sql = createDb(env, 2);
 const mongo = new MongoClient(env.MONGODB_URL, { serverSelectionTimeoutMS: 5_000 });
 const db = mongo.db();
