@@ -25,6 +25,7 @@ COPY aggregate ./aggregate
 COPY intervals ./intervals
 COPY persist ./persist
 COPY capture ./capture
+COPY poll ./poll
 # Compose's topic-plan service.
 COPY scripts/topics.ts ./scripts/
 # Where topic-plan writes the topic plan for topic-init: a fresh named volume takes this directory's owner, and

@@ -1,10 +1,11 @@
 /**
  * `bun run stack:stop`: stops what `bun run stack` started and nothing else: the broker named by its pid file,
- * MariaDB and versitygw by theirs, and the PostgreSQL cluster only if its marker says the stack started it.
+ * MariaDB, versitygw and FerretDB by theirs, and the PostgreSQL cluster only if its marker says the stack started it.
  * Idempotent.
  */
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { $ } from "bun";
+import { ferretDbDown } from "./stack/ferretdb.ts";
 import { mariaDbDown } from "./stack/mariadb.ts";
 import { versityDown } from "./stack/versitygw.ts";
 import { KAFKA_PID_FILE, MARIADB, PG_MARKER_FILE, processExited, runningKafkaPid, VERSITYGW } from "./stack.ts";
@@ -55,7 +56,7 @@ async function stopPostgres(): Promise<void> {
 }
 
 try {
-  await Promise.all([stopKafka(), stopPostgres(), mariaDbDown(MARIADB), versityDown(VERSITYGW)]);
+  await Promise.all([stopKafka(), stopPostgres(), mariaDbDown(MARIADB), versityDown(VERSITYGW), ferretDbDown()]);
 } catch (error) {
   console.error(`stack:stop: ${error instanceof Error ? error.message : error}`);
   process.exit(1);

@@ -1,9 +1,10 @@
 /**
- * `bun run stack`: the Kafka broker and PostgreSQL that every script and integration test talks to, with the
- * pipeline's topics created. There is no container engine here, so Kafka runs from jars that Maven resolves and
- * PostgreSQL is the Debian cluster. Idempotent: whatever already answers is reused, and only what this script
- * started is recorded, so `bun run stack:stop` never stops a server someone else runs.
- * Importing it has no side effects: `bun run kafka` (scripts/kafka.ts) and `stack:stop` use its exports.
+ * `bun run stack`: every server the scripts and integration tests talk to: the Kafka broker with the pipeline's
+ * topics, PostgreSQL (also the capture source, with logical WAL), MariaDB and versitygw for the cdc sinks, and
+ * FerretDB, a MongoDB-protocol document store (scripts/stack/*.ts). There is no container engine here, so Kafka
+ * runs from jars that Maven resolves and PostgreSQL is the Debian cluster. Idempotent: whatever already answers
+ * is reused, and only what this script started is recorded, so `bun run stack:stop` never stops a server someone
+ * else runs. Importing it has no side effects: `bun run kafka` (scripts/kafka.ts) and `stack:stop` use its exports.
  */
 import {
   closeSync,
@@ -37,6 +38,7 @@ import {
   SERVER_CERT_FILE,
   SERVER_KEY_FILE,
 } from "./certs.ts";
+import { ferretDbBackendUrl, ferretDbUp } from "./stack/ferretdb.ts";
 import { mariaDbPaths, mariaDbUp } from "./stack/mariadb.ts";
 import { versityPaths, versityUp } from "./stack/versitygw.ts";
 
@@ -399,6 +401,8 @@ async function postgresUp(databaseUrl: string, captureUrl: string): Promise<void
   await waitForPostgres(url.hostname, port);
   await ensureRoleAndDatabase(url, port);
   await ensureSourceDatabase(new URL(captureUrl), port);
+  // FerretDB's documents: a database of their own on the same cluster, for the same user.
+  await ensureRoleAndDatabase(new URL(ferretDbBackendUrl(databaseUrl)), port);
   await ensurePostgresTls(port);
   // The check that matters: the pipeline's own login over TCP, as the services and tests will connect.
   await $`psql ${databaseUrl} -X -Atqc ${"select 1"}`.env({ ...process.env, PGCONNECT_TIMEOUT: "5" }).quiet();
@@ -522,13 +526,14 @@ async function main(): Promise<void> {
   const kafka = kafkaConnection(env);
   mkdirSync(STACK_HOME, { recursive: true });
   const started = Date.now();
-  // The broker's JVM takes seconds to start; PostgreSQL comes up meanwhile.
-  await Promise.all([
-    kafkaUp(kafka),
-    postgresUp(env.DATABASE_URL, env.CAPTURE_DATABASE_URL),
-    mariaDbUp(env.MYSQL_URL, MARIADB),
-    versityUp(env, VERSITYGW),
-  ]);
+  // The broker's JVM takes seconds to start; PostgreSQL (then FerretDB, which stores on it), MariaDB and
+  // versitygw come up meanwhile.
+  const stores = postgresUp(env.DATABASE_URL, env.CAPTURE_DATABASE_URL).then(() =>
+    ferretDbUp(env.MONGODB_URL, env.DATABASE_URL).catch((error: Error) => {
+      throw new StackError(error.message);
+    }),
+  );
+  await Promise.all([kafkaUp(kafka), stores, mariaDbUp(env.MYSQL_URL, MARIADB), versityUp(env, VERSITYGW)]);
   await Promise.all([topicsUp(kafka, env.TOPIC_PARTITIONS), saslSslUp(kafka)]);
   console.log(`tls: trust ${LOCAL_CA_FILE} (KAFKA_TLS_CA_FILE, DATABASE_TLS_CA_FILE) for the local servers`);
   console.log(`stack: ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -82,6 +82,33 @@ const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"
 
 const hostPort = v.pipe(v.string(), v.regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"));
 
+/** A Kafka topic name, as the broker accepts one. */
+const topicName = v.pipe(v.string(), v.trim(), v.regex(/^[A-Za-z0-9._-]{1,249}$/, "must be a Kafka topic name"));
+
+/** A field of a polled record: one name, no path. */
+const fieldName = v.pipe(v.string(), v.trim(), v.regex(/^[^.\s]+$/, "must be a field name (no dots or spaces)"));
+
+/** HTTP headers as a JSON object of strings: `{"Authorization":"Bearer ..."}`. */
+const headerObject = v.pipe(
+  v.string(),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    try {
+      return JSON.parse(dataset.value) as unknown;
+    } catch {
+      addIssue({ message: 'must be a JSON object of header names to values, e.g. {"Authorization":"Bearer ..."}' });
+      return NEVER;
+    }
+  }),
+  v.record(
+    v.pipe(v.string(), v.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "has a header name that is not a token")),
+    v.string("must map each header name to a string"),
+    'must be a JSON object of header names to values, e.g. {"Authorization":"Bearer ..."}',
+  ),
+);
+
+/** The event schemas a poll source can validate its records against. */
+export const POLL_SCHEMAS = ["location", "vehicle", "login"] as const;
+
 const Fields = v.object({
   KAFKA_BROKERS: v.pipe(
     list("127.0.0.1:19092"),
@@ -107,6 +134,13 @@ const Fields = v.object({
     ),
   ),
   DATABASE_TLS_CA_FILE: optionalText(readableFile),
+  MONGODB_URL: v.pipe(
+    v.optional(v.string(), "mongodb://127.0.0.1:27017/pipeline"),
+    v.trim(),
+    v.regex(/^mongodb(\+srv)?:\/\//, "must be a mongodb:// or mongodb+srv:// URL"),
+    v.check((url) => URL.canParse(url), "must be a mongodb:// or mongodb+srv:// URL"),
+    v.check((url) => !URL.canParse(url) || new URL(url).pathname.length > 1, "must name the database, e.g. /pipeline"),
+  ),
   TOPIC_PARTITIONS: integer(6, 1, 1000),
   LOG_LEVEL: v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`), "info"),
   SHUTDOWN_TIMEOUT_MS: integer(10_000, 100),
@@ -162,6 +196,30 @@ const Fields = v.object({
   S3_ROTATE_RECORDS: integer(10_000, 1, 10_000_000),
   /** ...and is closed once its first record is this old (by the record's broker timestamp). */
   S3_ROTATE_SECONDS: integer(60, 1, 86_400),
+  POLL_PORT: port(3006),
+  /** Required by poll.ts (which says so at start); every other stage ignores it. */
+  POLL_URL: optionalText(
+    v.pipe(
+      v.string(),
+      v.check(
+        (url) => URL.canParse(url) && /^https?:$/.test(new URL(url).protocol),
+        "must be an http:// or https:// URL",
+      ),
+    ),
+  ),
+  POLL_INTERVAL_MS: integer(10_000, 100, 86_400_000),
+  POLL_TIMEOUT_MS: integer(10_000, 100, 300_000),
+  /** Where the records' array is in the response, e.g. `data.items`; empty for a response that is the array. */
+  POLL_RECORDS_PATH: v.pipe(
+    v.optional(v.string(), ""),
+    v.trim(),
+    v.regex(/^([^.\s]+(\.[^.\s]+)*)?$/, "must be a dotted path such as data.items, or empty"),
+  ),
+  POLL_KEY_FIELD: v.optional(fieldName, "user_id"),
+  POLL_ID_FIELD: v.optional(fieldName, "id"),
+  POLL_TOPIC: v.optional(topicName, "locations.raw"),
+  POLL_HEADERS: optionalText(headerObject),
+  POLL_SCHEMA: v.optional(v.picklist(POLL_SCHEMAS, `must be one of ${POLL_SCHEMAS.join(", ")}`), "location"),
   /** Which store persist writes to; persist checks the name against the sinks it knows. */
   PERSIST_SINK: v.optional(
     v.pipe(v.string(), v.trim(), v.regex(/^[a-z][a-z0-9-]*$/, "must be a sink name")),
@@ -238,9 +296,9 @@ export class ConfigError extends Error {
 }
 
 /** Settings whose values are never printed: the error names them, and logs redact them (shared/log.ts). */
-export const SECRET_SETTINGS = ["KAFKA_SASL_PASSWORD", "S3_SECRET_ACCESS_KEY"] as const;
+export const SECRET_SETTINGS = ["KAFKA_SASL_PASSWORD", "S3_SECRET_ACCESS_KEY", "POLL_HEADERS"] as const;
 /** Settings that hold a URL with a password in it: shown and logged with the password replaced. */
-export const URL_SETTINGS = ["DATABASE_URL", "CAPTURE_DATABASE_URL", "MYSQL_URL"] as const;
+export const URL_SETTINGS = ["DATABASE_URL", "CAPTURE_DATABASE_URL", "MYSQL_URL", "MONGODB_URL"] as const;
 
 /**
  * `url` with its password replaced by `***`, for messages and logs; text that is no URL is returned as it is.

@@ -13,6 +13,7 @@ export {
   ensureTopics,
   groupLag,
   groupMembers,
+  seekGroup,
 } from "./kafka/admin.ts";
 export { KafkaAccessError, kafkaConnection } from "./kafka/connection.ts";
 export { createConsumer } from "./kafka/consumer.ts";

@@ -30,6 +30,16 @@ export function decode<S extends v.GenericSchema>(schema: S, record: InRecord): 
   } catch (error) {
     throw new DecodeError(`value is not JSON: ${(error as Error).message}`);
   }
+  return validate(schema, json);
+}
+
+/**
+ * `json` validated by `schema`; throws a {@link DecodeError} that names each wrong field.
+ *
+ * @example
+ * validate(LocationEvent, { user_id: "u1", timestamp: 1694479551, lat: 123, long: 0 }); // throws "lat: must be ..."
+ */
+export function validate<S extends v.GenericSchema>(schema: S, json: unknown): v.InferOutput<S> {
   const result = v.safeParse(schema, json, { abortPipeEarly: true });
   if (result.success) return result.output;
   const problems = result.issues.map((issue) => `${v.getDotPath(issue) ?? "value"}: ${issue.message}`);
@@ -115,21 +125,36 @@ export function deadLetter(
   stage: string,
   topic = dlqOf(record.topic as TopicName),
 ): OutRecord {
-  const failure = error instanceof Error ? error : new Error(String(error));
   return {
     topic,
     key: record.key,
     value: record.value,
-    headers: {
-      ...record.headers,
-      "dlq.error.class": failure.name,
-      "dlq.error.message": failure.message.slice(0, 4096),
-      "dlq.source.topic": record.topic,
-      "dlq.source.partition": String(record.partition),
-      "dlq.source.offset": String(record.offset),
-      "dlq.stage": stage,
-      "dlq.time": new Date().toISOString(),
-    },
+    headers: { ...record.headers, ...deadLetterHeaders(record, error, stage) },
+  };
+}
+
+/**
+ * The `dlq.*` headers every dead letter carries: why it was set aside, where it came from, by which stage and
+ * when. A record that never was on a topic (a polled one) names the topic it was meant for, at partition and
+ * offset -1.
+ *
+ * @example
+ * deadLetterHeaders({ topic: "locations.raw", partition: -1, offset: -1n }, new DecodeError("lat: ..."), "poll");
+ */
+export function deadLetterHeaders(
+  source: Pick<InRecord, "topic" | "partition" | "offset">,
+  error: unknown,
+  stage: string,
+): Record<string, string> {
+  const failure = error instanceof Error ? error : new Error(String(error));
+  return {
+    "dlq.error.class": failure.name,
+    "dlq.error.message": failure.message.slice(0, 4096),
+    "dlq.source.topic": source.topic,
+    "dlq.source.partition": String(source.partition),
+    "dlq.source.offset": String(source.offset),
+    "dlq.stage": stage,
+    "dlq.time": new Date().toISOString(),
   };
 }
 

@@ -49,6 +49,8 @@ const CONSUMED: TopicName[] = [
 export interface TopicSpec {
   name: string;
   partitions: number;
+  /** Topic settings at creation, e.g. `{ "cleanup.policy": "compact" }` for a topic keyed by identity. */
+  configs?: Record<string, string>;
 }
 
 /** Every topic the pipeline needs, each with `partitions` partitions (the `TOPIC_PARTITIONS` setting). */

@@ -67,6 +67,7 @@ const SERVICE_ADDRESSES: string[] = [
   "CAPTURE_DATABASE_URL",
   "MYSQL_URL",
   "S3_ENDPOINT",
+  "MONGODB_URL",
 ];
 
 /** The stages: every .ts file at the repository root is one. */

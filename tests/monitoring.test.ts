@@ -195,10 +195,12 @@ describe("the dashboard's queries", () => {
     beforeAll(async () => {
       // Finds the live broker and database; only these tests need them.
       await import("./setup.ts");
-      for (const name of STAGE_NAMES) {
-        const env = name === "capture" ? capture.env : {};
-        running.push(await startStage(name, { env, waitReady: true }));
-      }
+      // poll needs an API to poll: an empty page from a real server here.
+      const api = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.json([]) });
+      afterAll(() => api.stop(true));
+      const envOf = (name: StageName): Record<string, string> =>
+        name === "capture" ? capture.env : name === "poll" ? { POLL_URL: `http://127.0.0.1:${api.port}/` } : {};
+      for (const name of STAGE_NAMES) running.push(await startStage(name, { env: envOf(name), waitReady: true }));
       for (const stage of running) {
         const exposition = await stage.metrics();
         expect(exposition, `${stage.name}'s /metrics`).toBeDefined();

@@ -4,7 +4,9 @@
  */
 import "./setup.ts";
 import { expect } from "bun:test";
+import type { Db } from "mongodb";
 import type { Sql } from "../persist/postgres/db.ts";
+import { documentStoreAnswers, ferretDbUp, runningFerretDbPid } from "../scripts/stack/ferretdb.ts";
 import { type Config, parseConfig } from "../shared/config.ts";
 import {
   createProducer,
@@ -15,6 +17,7 @@ import {
   type Position,
   partitionFor,
   readRange,
+  seekGroup,
 } from "../shared/kafka.ts";
 import { dlqOf, type TopicName } from "../shared/topics.ts";
 import { type StageName, startStage } from "../tools/harness.ts";
@@ -172,4 +175,82 @@ export async function localCluster(): Promise<((action: "stop" | "start") => Pro
   return async (action) => {
     await Bun.$`pg_ctlcluster ${cluster.version} ${cluster.cluster} ${action}`.quiet();
   };
+}
+
+/**
+ * The series of {@link storedSeries} in a MongoDB collection: `count` says how many documents of a series are
+ * stored; `expectDocuments` waits until `expected` are, then checks that they are exactly the posted ones.
+ *
+ * @example
+ * const { expectDocuments } = storedDocuments(db, "locations", run);
+ * await expectDocuments("main", 10_000);
+ */
+export function storedDocuments(db: Db, collection: string, run: string) {
+  const filter = (series: string) => ({ _id: { $regex: `^${run}-${series}-` } }) as never;
+  const count = (series: string) => db.collection(collection).countDocuments(filter(series));
+  async function expectDocuments(series: string, expected: number, timeoutMs = 90_000): Promise<void> {
+    await pollUntil(
+      `${expected} documents of ${series} in ${collection}`,
+      async () => ((await count(series)) >= expected ? true : undefined),
+      timeoutMs,
+    );
+    const stored = await db
+      .collection(collection)
+      .find(filter(series), { projection: { _id: 1 } })
+      .toArray();
+    const posted = Array.from({ length: expected }, (_, i) => `${run}-${series}-${i}`).sort();
+    expect(stored.map((doc) => String(doc._id)).sort()).toEqual(posted);
+  }
+  return { count, expectDocuments };
+}
+
+/**
+ * Stops or starts the FerretDB behind MONGODB_URL, when `bun run stack` started it; undefined otherwise (a
+ * server someone else runs), so outage tests can skip.
+ */
+export function localFerretDb(): ((action: "stop" | "start") => Promise<void>) | undefined {
+  const { MONGODB_URL: url, DATABASE_URL } = testConfig();
+  if (runningFerretDbPid() === undefined) return undefined;
+  return async (action) => {
+    if (action === "start") return ferretDbUp(url, DATABASE_URL);
+    const pid = runningFerretDbPid();
+    if (pid !== undefined) process.kill(pid, "SIGTERM");
+    await pollUntil("FerretDB to stop answering", async () =>
+      (await documentStoreAnswers(url, 500)) ? undefined : true,
+    );
+  };
+}
+
+/**
+ * The `i`-th enriched location of `series`, as enrich writes it to locations.enriched: what the sink
+ * conformance tests produce. Its event_id is `<series>-<i>`.
+ *
+ * @example
+ * JSON.stringify(enrichedLocation("run1-main", 0)); // {"event_id":"run1-main-0","user_id":"run1-main-user-0",...}
+ */
+export const enrichedLocation = (series: string, i: number) => ({
+  event_id: `${series}-${i}`,
+  user_id: `${series}-user-${i % 20}`,
+  timestamp: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
+  ingested_at: new Date().toISOString(),
+  lat: 51.5074,
+  long: -0.1278,
+  timezone: "Europe/London",
+  utc_offset_minutes: 0,
+  local_time: new Date(Date.UTC(2023, 10, 14, 22) + i * 1000).toISOString(),
+});
+
+/**
+ * Moves `group` to the end of `topics` and returns where that is: a test that reads only its own records need
+ * not wait for a backlog others left on a shared broker (millions of records, at times). The group must have no
+ * members; under the servers' lock no other test uses it meanwhile.
+ *
+ * @example
+ * const start = await startGroupAtEnd("persist-mongodb", [TOPICS.locationsEnriched]);
+ */
+export async function startGroupAtEnd(group: string, topics: string[]): Promise<Position[]> {
+  const kafka = testKafka();
+  const ends = (await Promise.all(topics.map((topic) => endOffsets(kafka, topic)))).flat();
+  await seekGroup(kafka, group, ends);
+  return ends;
 }

@@ -15,18 +15,21 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { MongoClient } from "mongodb";
 import { createDb } from "../persist/postgres/db.ts";
+import { documentStoreAnswers } from "../scripts/stack/ferretdb.ts";
 import { config } from "../shared/config.ts";
-import { brokerAnswers, ensureTopics, kafkaConnection } from "../shared/kafka.ts";
-import { topicSpecs } from "../shared/topics.ts";
+import { brokerAnswers, endOffsets, ensureTopics, kafkaConnection, seekGroup } from "../shared/kafka.ts";
+import { TOPICS, topicSpecs } from "../shared/topics.ts";
+import { localFerretDb } from "../tests/support.ts";
 import { account, type Check, type Contamination } from "./faults/checks.ts";
-import { drain, nextFreeWindow, sendClosers, snapshot } from "./faults/drain.ts";
+import { drain, MONGODB_GROUP, nextFreeWindow, sendClosers, snapshot } from "./faults/drain.ts";
 import { groupMembers } from "./faults/groups.ts";
 import { ensureBroker, postgresAnswers, postgresControl, stackBrokerPid } from "./faults/infra.ts";
 import { createInjector } from "./faults/inject.ts";
 import { Ledger } from "./faults/ledger.ts";
 import { loadLine, type Stream, startLoad } from "./faults/load.ts";
-import { Pipeline, type Role } from "./faults/pipeline.ts";
+import { MONGODB_PERSIST, Pipeline, type Role } from "./faults/pipeline.ts";
 import { type ConsumerRole, describe, type Fault, PROFILES, plan } from "./faults/profiles.ts";
 import { printSummary } from "./faults/summary.ts";
 import { between, mulberry32, seedOf } from "./generators.ts";
@@ -87,6 +90,11 @@ function say(line: string): void {
 
 const sql = createDb(env, 2);
 const postgres = await postgresControl(env);
+// The MongoDB sink runs beside PostgreSQL's when a MongoDB-protocol server answers (FerretDB from the stack).
+const withMongodb = await documentStoreAnswers(env.MONGODB_URL);
+const mongo = withMongodb ? new MongoClient(env.MONGODB_URL, { serverSelectionTimeoutMS: 5_000 }) : undefined;
+const ferretdb = withMongodb ? localFerretDb() : undefined;
+if (withMongodb) INSTANCES.push(MONGODB_PERSIST);
 const stageEnv = {
   LOG_LEVEL: "info",
   WINDOW_SECONDS: String(profile.window.seconds),
@@ -121,6 +129,16 @@ async function preflight(): Promise<void> {
     problems.push({ text: "broker faults skipped: the broker was not started by `bun run stack`", fatal: false });
   if (!postgres)
     problems.push({ text: "PostgreSQL faults skipped: no local cluster behind DATABASE_URL", fatal: false });
+  if (!withMongodb) problems.push({ text: "MongoDB sink not run: nothing answers at MONGODB_URL", fatal: false });
+  else if (!ferretdb) problems.push({ text: "FerretDB restarts skipped: not the stack's FerretDB", fatal: false });
+  if (withMongodb) {
+    // Its group starts where the stored topics end: what others left there is not the run's to store, and a
+    // shared broker can hold millions of records.
+    const ends = await Promise.all(
+      [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched].map((t) => endOffsets(kafka, t)),
+    );
+    await seekGroup(kafka, MONGODB_GROUP, ends.flat());
+  }
   const alone = async () => {
     const busy = [...(await groupMembers(kafka, GROUPS))].filter(([, members]) => members.length > 0);
     if (busy.length === 0) return true;
@@ -175,6 +193,7 @@ async function runFaults(faults: Fault[]): Promise<void> {
     profile,
     rng,
     postgres,
+    ferretdb,
     requestsSoFar: () => streams.reduce((n, s) => n + s.tally.requests, 0),
   });
   // These sleeps shape the run (faults land at random moments under load); every wait on the pipeline polls.
@@ -194,7 +213,7 @@ async function runFaults(faults: Fault[]): Promise<void> {
 }
 
 const drained = (what: string, withAggregate = true) =>
-  drain({ kafka, sql, what, timeoutMs: profile.drainTimeoutMs, withAggregate, say });
+  drain({ kafka, sql, what, timeoutMs: profile.drainTimeoutMs, withAggregate, withMongodb, say });
 
 let checks: Check[] = [];
 let details: string[] = [];
@@ -249,6 +268,7 @@ try {
   const totals = pipeline.persistTotals();
   ({ checks, contamination, details } = await account({
     sql,
+    mongo: mongo?.db(),
     kafka,
     run,
     ledger,
@@ -275,6 +295,7 @@ try {
   // Other sessions use both servers: whatever happened, leave them running.
   for (const problem of [await ensureBroker(kafka, logDir), await postgres?.ensure()])
     if (problem) problems.push({ text: problem, fatal: true });
+  if (ferretdb && !(await documentStoreAnswers(env.MONGODB_URL))) await ferretdb("start");
 }
 const status = printSummary({
   title: `fault run ${run}, profile ${profileName}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(0)} s`,
@@ -291,4 +312,5 @@ const status = printSummary({
   logDir,
 });
 await sql.end({ timeout: 2 });
+await mongo?.close();
 process.exit(status);

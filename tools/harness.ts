@@ -13,6 +13,7 @@ import { enrich } from "../enrich.ts";
 import { ingest } from "../ingest.ts";
 import { intervals } from "../intervals.ts";
 import { persist } from "../persist.ts";
+import { poll } from "../poll.ts";
 import { parseConfig } from "../shared/config.ts";
 import { runStage, type Stage } from "../shared/runner.ts";
 import { metricSum, scrape } from "./metrics.ts";
@@ -20,7 +21,7 @@ import { pollEvery } from "./poll.ts";
 import { freePort } from "./ports.ts";
 
 /** Every stage, by name; its script is `<name>.ts` at the repository root. */
-export const STAGES = { ingest, enrich, aggregate, intervals, persist, capture } satisfies Record<string, Stage>;
+export const STAGES = { ingest, poll, enrich, aggregate, intervals, persist, capture } satisfies Record<string, Stage>;
 
 export type StageName = keyof typeof STAGES;
 

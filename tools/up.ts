@@ -20,7 +20,11 @@ if (unknown.length > 0) {
   console.error(`unknown stage(s): ${unknown.join(", ")}; the stages are ${names.join(", ")}`);
   process.exit(2);
 }
-const chosen = names.filter((name) => wanted.length === 0 || wanted.includes(name));
+// poll needs an API to poll: run by default only when POLL_URL names one.
+const chosen = names.filter((name) =>
+  wanted.length === 0 ? name !== "poll" || env.POLL_URL !== undefined : wanted.includes(name),
+);
+if (wanted.length === 0 && env.POLL_URL === undefined) console.log("poll is not started: POLL_URL is unset");
 const pretty = process.stdout.isTTY === true;
 const width = Math.max(...chosen.map((name) => name.length));
 const LEVELS: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };

@@ -44,8 +44,11 @@ export interface StepResult {
   /** Seconds from the first request to the last answer. */
   seconds: number;
   load: LoadResult;
-  /** Events per second each stage took in over the sending window (ingest: accepted; others: records_in); capture is not in the load this drives. */
-  stageRates: Record<Exclude<StageName, "capture">, number>;
+  /**
+   * Events per second each stage took in over the sending window (ingest: accepted; others: records_in); the
+   * load comes through ingest, so the other sources (capture, poll) have no part in it.
+   */
+  stageRates: Record<Exclude<StageName, "capture" | "poll">, number>;
   latency: Record<Table, LatencyResult>;
   /** Location events' time per hop, from the records' creation times. */
   hops: Hops;

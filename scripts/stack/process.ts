@@ -1,4 +1,4 @@
-/** What the stack's own servers (MariaDB, versitygw) share: a port check, and their pid files. */
+/** What the stack's own servers (MariaDB, versitygw, FerretDB) share: a port check, and their pid files. */
 import { existsSync, readFileSync } from "node:fs";
 
 /** True when a TCP connection to host:port succeeds within a second. */

@@ -139,7 +139,8 @@ export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promis
     const missing = specs.filter((spec) => !existing.has(spec.name));
     for (const spec of missing) {
       // -1 replicas takes the broker's default.replication.factor: 1 locally, 3 on a real cluster.
-      await admin.createTopics({ topics: [spec.name], partitions: spec.partitions, replicas: -1 });
+      const configs = Object.entries(spec.configs ?? {}).map(([name, value]) => ({ name, value }));
+      await admin.createTopics({ topics: [spec.name], partitions: spec.partitions, replicas: -1, configs });
     }
     return missing.map((spec) => spec.name);
   });
@@ -173,6 +174,23 @@ export function endOffsets(kafka: KafkaConnection, topic: string): Promise<Posit
  */
 export function deleteGroup(kafka: KafkaConnection, groupId: string): Promise<void> {
   return withAdmin(kafka, (admin) => admin.deleteGroups({ groups: [groupId] }));
+}
+
+/**
+ * Sets the committed offsets of `groupId` to `positions` (`rpk group seek`): where its next member starts. The
+ * group must have no members then.
+ *
+ * @example
+ * await seekGroup(kafka, "persist-mongodb", await endOffsets(kafka, "locations.enriched")); // skip the backlog
+ */
+export function seekGroup(kafka: KafkaConnection, groupId: string, positions: Position[]): Promise<void> {
+  const topics = [...new Set(positions.map((position) => position.topic))].map((name) => ({
+    name,
+    partitionOffsets: positions
+      .filter((position) => position.topic === name)
+      .map(({ partition, offset }) => ({ partition, offset })),
+  }));
+  return withAdmin(kafka, (admin) => admin.alterConsumerGroupOffsets({ groupId, topics }));
 }
 
 /**

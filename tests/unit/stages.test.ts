@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { freePort } from "../../tools/ports.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
-const STAGES = ["ingest", "enrich", "aggregate", "intervals", "persist"];
+const STAGES = ["ingest", "poll", "enrich", "aggregate", "intervals", "persist"];
 
 test.each(STAGES)(
   "importing %s.ts connects to nothing and binds no port",
@@ -26,6 +26,7 @@ test.each(STAGES)(
         AGGREGATE_PORT: String(port),
         INTERVALS_PORT: String(port),
         PERSIST_PORT: String(port),
+        POLL_PORT: String(port),
       },
       stdout: "pipe",
       stderr: "pipe",

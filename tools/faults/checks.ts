@@ -28,6 +28,8 @@
  * run's windows or conflicts to persist's counters; checks that assume the pipeline to themselves are then
  * reported INCONCLUSIVE instead of failing, and the run says how much other traffic it saw.
  */
+
+import type { Db } from "mongodb";
 import { type LoginStats, recompute, type TimedLogin } from "../../aggregate/stats.ts";
 import type { Sql } from "../../persist/postgres/db.ts";
 import { type KafkaConnection, type Position, scanRange } from "../../shared/kafka.ts";
@@ -72,6 +74,8 @@ export function resultOf(check: Check, contamination: Contamination): Result {
 
 export interface RunFacts {
   sql: Sql;
+  /** The MongoDB sink's database, when the run had persist write there too. */
+  mongo: Db | undefined;
   kafka: KafkaConnection;
   /** Every event_id and user_id of the run starts with `${run}-`. */
   run: string;
@@ -97,17 +101,31 @@ const TOPIC_OF: Record<Table, string> = {
   logins: TOPICS.loginsRaw,
 };
 
+/** Where the run's events are stored: PostgreSQL's tables, or the MongoDB sink's collections of the same names. */
+type Store = { kind: "postgres"; sql: Sql } | { kind: "mongodb"; db: Db };
+
 /** Stored event_ids of the run in `table` (a scan: `like` cannot use the key's index under this collation). */
-async function storedIds(sql: Sql, table: Table, run: string): Promise<string[]> {
+async function storedIds(store: Store, table: Table, run: string): Promise<string[]> {
+  if (store.kind === "mongodb") {
+    const filter = { _id: { $regex: `^${run}-` } } as never;
+    const documents = await store.db
+      .collection(table)
+      .find(filter, { projection: { _id: 1 } })
+      .toArray();
+    return documents.map((document) => String(document._id));
+  }
+  const { sql } = store;
   const rows = await sql<{ event_id: string }[]>`
     select event_id from ${sql(table)} where event_id like ${`${run}-%`}`;
   return rows.map((row) => row.event_id);
 }
 
 /** The ledger against the rows of one table and the copies of the run's events in its raw topic. */
-async function accountTable(facts: RunFacts, table: Table, raw: Map<string, number>, checks: Check[]) {
-  const { sql, run, ledger } = facts;
-  const ids = await storedIds(sql, table, run);
+async function accountTable(facts: RunFacts, store: Store, table: Table, raw: Map<string, number>, checks: Check[]) {
+  const { run, ledger } = facts;
+  const ids = await storedIds(store, table, run);
+  // PostgreSQL's checks keep their names; the MongoDB sink's say whose they are.
+  const where = store.kind === "postgres" ? table : `mongodb ${table}`;
   const stored = new Set(ids);
   const fates = ledger.fates[table];
   const present = new Map<Fate, number>(FATES.map((f) => [f, 0]));
@@ -122,34 +140,34 @@ async function accountTable(facts: RunFacts, table: Table, raw: Map<string, numb
   const n = (map: Map<Fate, number>, fate: Fate) => map.get(fate) ?? 0;
 
   checks.push(
-    { name: `${table}: acked events`, value: n(present, "ok") + n(absent, "ok"), expected: "", ok: undefined },
-    { name: `${table}: lost (acked, no row)`, value: n(absent, "ok"), expected: "0", ok: n(absent, "ok") === 0 },
+    { name: `${where}: acked events`, value: n(present, "ok") + n(absent, "ok"), expected: "", ok: undefined },
+    { name: `${where}: lost (acked, no row)`, value: n(absent, "ok"), expected: "0", ok: n(absent, "ok") === 0 },
     {
-      name: `${table}: stranded (in ${TOPIC_OF[table]}, no row)`,
+      name: `${where}: stranded (in ${TOPIC_OF[table]}, no row)`,
       value: stranded.length,
       expected: "0",
       ok: stranded.length === 0,
     },
     {
-      name: `${table}: duplicates (event_ids with >1 row)`,
+      name: `${where}: duplicates (event_ids with >1 row)`,
       value: ids.length - stored.size,
       expected: "0",
       ok: ids.length === stored.size,
     },
     {
-      name: `${table}: unexpected (4xx or never sent, yet stored)`,
+      name: `${where}: unexpected (4xx or never sent, yet stored)`,
       value: n(present, "rejected") + unknown,
       expected: "0",
       ok: n(present, "rejected") + unknown === 0,
     },
     {
-      name: `${table}: 5xx events present / absent`,
+      name: `${where}: 5xx events present / absent`,
       value: `${n(present, "unacknowledged")} / ${n(absent, "unacknowledged")}`,
       expected: "either",
       ok: undefined,
     },
     {
-      name: `${table}: unanswered events present / absent`,
+      name: `${where}: unanswered events present / absent`,
       value: `${n(present, "indeterminate")} / ${n(absent, "indeterminate")}`,
       expected: "either",
       ok: undefined,
@@ -159,7 +177,7 @@ async function accountTable(facts: RunFacts, table: Table, raw: Map<string, numb
       // sends an unacknowledged batch again under a new producer id, so the broker cannot tell it is a copy. Each
       // copy carries its event_id, and the stores and the window fold count an event_id once: the checks above
       // and below hold the pipeline to that.
-      name: `${table}: the client wrote a batch twice (extra copies in ${TOPIC_OF[table]})`,
+      name: `${where}: the client wrote a batch twice (extra copies in ${TOPIC_OF[table]})`,
       value: extraCopies(written),
       expected: "",
       ok: undefined,
@@ -428,9 +446,15 @@ export async function account(
       facts.topicTimeoutMs,
     );
     raw.set(table, copies);
-    const { stranded, lost } = await accountTable(facts, table, copies.copies, checks);
-    if (lost.length > 0) details.push(`${table}: lost event_ids (first 10): ${lost.map(([id]) => id).join(", ")}`);
-    if (stranded.length > 0) details.push(`${table}: stranded event_ids (first 10): ${stranded.join(", ")}`);
+    const stores: Store[] = [{ kind: "postgres", sql: facts.sql }];
+    // The MongoDB sink stores the enriched topics only, under the same collection names.
+    if (facts.mongo && table !== "logins") stores.push({ kind: "mongodb", db: facts.mongo });
+    for (const store of stores) {
+      const { stranded, lost } = await accountTable(facts, store, table, copies.copies, checks);
+      const where = store.kind === "postgres" ? table : `mongodb ${table}`;
+      if (lost.length > 0) details.push(`${where}: lost event_ids (first 10): ${lost.map(([id]) => id).join(", ")}`);
+      if (stranded.length > 0) details.push(`${where}: stranded event_ids (first 10): ${stranded.join(", ")}`);
+    }
   }
   const { otherLate, recomputed } = await accountAggregates(facts, checks, details);
   await accountIntervals(facts, recomputed, checks, details);

@@ -12,6 +12,9 @@ import { pollEvery } from "../poll.ts";
 import { post, type RequestResult } from "../traffic.ts";
 import { committedOffsets, slot } from "./groups.ts";
 
+/** The group of persist's MongoDB sink. */
+export const MONGODB_GROUP = groupOf("persist", { ...process.env, PERSIST_SINK: "mongodb" }) as string;
+
 /** The topics some stage of the run consumes: the pipeline has drained once each is consumed to its end. */
 const CONSUMED = [
   TOPICS.locationsRaw,
@@ -90,6 +93,8 @@ export interface DrainOptions {
   timeoutMs: number;
   /** Also wait for the aggregate, which commits only up to its oldest open window. */
   withAggregate: boolean;
+  /** Also wait for persist's MongoDB sink, whose group commits to Kafka right after each acknowledged write. */
+  withMongodb: boolean;
   say: (line: string) => void;
 }
 
@@ -106,9 +111,10 @@ export async function drain(options: DrainOptions): Promise<void> {
     const ends = new Map<string, Position[]>(
       await Promise.all(CONSUMED.map(async (t) => [t, await endOffsets(kafka, t)] as const)),
     );
-    const [enrich, aggregate] = await Promise.all([
+    const [enrich, aggregate, mongodb] = await Promise.all([
       committedOffsets(kafka, groupOf("enrich") as string),
       committedOffsets(kafka, groupOf("aggregate") as string),
+      committedOffsets(kafka, MONGODB_GROUP),
     ]);
     // persist's source of truth is the offsets PostgreSQL keeps with its rows, not the group's Kafka commits.
     const stored = await sql<{ topic: string; partition: number; next_offset: string }[]>`
@@ -125,6 +131,9 @@ export async function drain(options: DrainOptions): Promise<void> {
       ["persist", TOPICS.loginsIntervals, persist],
     ];
     if (options.withAggregate) readers.push(["aggregate", TOPICS.loginsRaw, aggregate]);
+    if (options.withMongodb)
+      for (const topic of [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched])
+        readers.push([MONGODB_GROUP, topic, mongodb]);
     behind = [];
     for (const [group, topic, committed] of readers) {
       let lag = 0n;

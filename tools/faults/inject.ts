@@ -19,6 +19,8 @@ export interface InjectorDeps {
   logDir: string;
   profile: Profile;
   rng: Rng;
+  /** Stops and starts FerretDB; undefined when the stack did not start it or the run has no MongoDB sink. */
+  ferretdb: ((action: "stop" | "start") => Promise<void>) | undefined;
   /** Stops and starts the database; undefined when there is no local cluster. */
   postgres: { stop: () => Promise<void>; start: () => Promise<void> } | undefined;
   /** Requests sent so far, to show the broker went down under load. */
@@ -41,8 +43,9 @@ export function createInjector(deps: InjectorDeps) {
       60_000,
     );
 
-  async function killAndRestart(role: StageRole): Promise<string> {
-    const instance = await victim(role);
+  async function killAndRestart(role: StageRole, named?: string): Promise<string> {
+    if (named && !pipeline.live.has(named)) return `skipped: ${named} is not running`;
+    const instance = named ?? (await victim(role));
     const exit = await pipeline.stop(instance, "SIGKILL");
     const down = between(rng, ...profile.downMs.stage);
     await Bun.sleep(down);
@@ -103,7 +106,15 @@ export function createInjector(deps: InjectorDeps) {
   return async function inject(fault: Fault): Promise<string> {
     switch (fault.kind) {
       case "kill":
-        return killAndRestart(fault.role);
+        return killAndRestart(fault.role, fault.instance);
+      case "ferretdb": {
+        if (!deps.ferretdb) return "skipped: FerretDB was not started by `bun run stack`";
+        await deps.ferretdb("stop");
+        const down = between(rng, ...profile.downMs.postgres);
+        await Bun.sleep(down);
+        await deps.ferretdb("start");
+        return `FerretDB down ${down} ms, back`;
+      }
       case "scale-up":
         await pipeline.start("enrich#2");
         return "enrich#2 joined";

@@ -43,6 +43,12 @@ export interface Crash {
 
 export const roleOf = (instance: string): Role => instance.split("#")[0] as Role;
 
+/** persist with the MongoDB sink: its own instance and group (persist-mongodb), beside the PostgreSQL one. */
+export const MONGODB_PERSIST = "persist#mongodb";
+/** Settings of an instance beyond the run's: the sink of {@link MONGODB_PERSIST}. */
+const instanceEnv = (instance: string): Record<string, string> =>
+  instance === MONGODB_PERSIST ? { PERSIST_SINK: "mongodb" } : {};
+
 /** Instances of the stages, started, killed and restarted by name ("enrich#2"). */
 export class Pipeline {
   readonly live = new Map<string, StageProcess>();
@@ -69,7 +75,8 @@ export class Pipeline {
     const lifetime = (this.lifetimes.get(instance) ?? 0) + 1;
     this.lifetimes.set(instance, lifetime);
     const logPath = join(this.logDir, `${instance.replace("#", "-")}.${lifetime}.log`);
-    const handle = await startStage(role, { mode: "process", port, env: this.env, output: logPath });
+    const env = { ...this.env, ...instanceEnv(instance) };
+    const handle = await startStage(role, { mode: "process", port, env, output: logPath });
     const exited = handle.child.exited;
     const stage: StageProcess = { instance, lifetime, logPath, handle, exited, signalled: false };
     this.live.set(instance, stage);
@@ -113,10 +120,10 @@ export class Pipeline {
     return exit;
   }
 
-  /** Records the current counters of every live persist lifetime. */
+  /** Records the current counters of every live lifetime of the PostgreSQL persist (the checks are about it). */
   async scrapePersist(): Promise<void> {
     for (const stage of this.live.values()) {
-      if (roleOf(stage.instance) !== "persist") continue;
+      if (roleOf(stage.instance) !== "persist" || stage.instance === MONGODB_PERSIST) continue;
       const text = await stage.handle.metrics();
       if (text === undefined) continue;
       this.persistCounters.set(`${stage.instance}.${stage.lifetime}`, {

@@ -5,6 +5,7 @@
  * `smoke` under a minute with no faults at all. A backlog others left in the topics adds the time to drain it.
  */
 import { between, pick, type Rng } from "../generators.ts";
+import { MONGODB_PERSIST } from "./pipeline.ts";
 
 export interface Profile {
   /** Events per second of each stream. */
@@ -24,6 +25,8 @@ export interface Profile {
   /** Broker stops, by signal (SIGTERM: a clean stop; SIGKILL: a crash). */
   broker: ("SIGTERM" | "SIGKILL")[];
   postgres: number;
+  /** SIGKILLs of persist#mongodb (persist with the MongoDB sink) and restarts of FerretDB; none without one. */
+  mongodb: { kills: number; restarts: number };
   /** Times a second enrich instance joins and later leaves. */
   rebalances: number;
   /** A stage killed while the broker, or the database, is down. */
@@ -51,6 +54,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     kills: { enrich: 0, aggregate: 0, intervals: 0, persist: 0, ingest: 0 },
     broker: [],
     postgres: 0,
+    mongodb: { kills: 0, restarts: 0 },
     rebalances: 0,
     compound: false,
     downMs: { stage: [0, 0], broker: [0, 0], postgres: [0, 0] },
@@ -71,6 +75,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     kills: { enrich: 2, aggregate: 2, intervals: 1, persist: 2, ingest: 1 },
     broker: ["SIGTERM"],
     postgres: 1,
+    mongodb: { kills: 1, restarts: 1 },
     rebalances: 1,
     compound: false,
     downMs: { stage: [0, 2_000], broker: [1_000, 4_000], postgres: [2_000, 5_000] },
@@ -91,6 +96,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     kills: { enrich: 4, aggregate: 4, intervals: 2, persist: 4, ingest: 2 },
     broker: ["SIGTERM", "SIGKILL", "SIGTERM"],
     postgres: 3,
+    mongodb: { kills: 2, restarts: 2 },
     rebalances: 3,
     compound: true,
     downMs: { stage: [0, 5_000], broker: [1_000, 10_000], postgres: [2_000, 15_000] },
@@ -105,7 +111,8 @@ export type StageRole = ConsumerRole | "ingest";
 
 /** One fault of the plan. */
 export type Fault =
-  | { kind: "kill"; role: StageRole }
+  | { kind: "kill"; role: StageRole; instance?: string }
+  | { kind: "ferretdb" }
   | { kind: "broker"; signal: "SIGTERM" | "SIGKILL"; alsoKill?: ConsumerRole }
   | { kind: "postgres"; alsoKill?: ConsumerRole }
   | { kind: "scale-up" }
@@ -115,7 +122,9 @@ export type Fault =
 export function describe(fault: Fault): string {
   switch (fault.kind) {
     case "kill":
-      return `SIGKILL ${fault.role}`;
+      return `SIGKILL ${fault.instance ?? fault.role}`;
+    case "ferretdb":
+      return "restart FerretDB";
     case "broker":
       return `${fault.signal} broker${fault.alsoKill ? ` + SIGKILL ${fault.alsoKill} while it is down` : ""}`;
     case "postgres":
@@ -147,6 +156,9 @@ export function plan(profile: Profile, rng: Rng): Fault[] {
     const alsoKill = profile.compound && i === 0 ? pick(rng, ["enrich", "aggregate", "persist"] as const) : undefined;
     faults.push({ kind: "broker", signal, ...(alsoKill && { alsoKill }) });
   });
+  for (let i = 0; i < profile.mongodb.kills; i++)
+    faults.push({ kind: "kill", role: "persist", instance: MONGODB_PERSIST });
+  for (let i = 0; i < profile.mongodb.restarts; i++) faults.push({ kind: "ferretdb" });
   for (let i = 0; i < profile.postgres; i++)
     faults.push({ kind: "postgres", ...(profile.compound && i === 0 && { alsoKill: "persist" as const }) });
   shuffle(rng, faults);
