@@ -54,9 +54,9 @@ export const persist: Stage = {
           const rows = results.map(({ value }) => value);
           const result = await within(sink.write(rows, nextPositions(batch)), WRITE_DEADLINE_MS, undefined);
           if (!result) {
-            // postgres.js never settles a COPY the server rejects (porsager/postgres#1173), and an open
-            // transaction holds the offset locks, so a retry would wait forever; exiting closes the connection
-            // and the store rolls the batch back. The supervisor restarts the stage, which replays the batch.
+            // A write that never settles (a connection that stopped answering mid-transaction) holds the offset
+            // locks, so a retry would wait forever; exiting closes the connection and the store rolls the batch
+            // back. The supervisor restarts the stage, which replays the batch.
             log.fatal({ records: batch.length, deadlineMs: WRITE_DEADLINE_MS }, "a batch write hung, exiting");
             process.exit(1);
           }
