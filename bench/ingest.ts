@@ -36,7 +36,7 @@ const WRK_SCRIPTS = join(import.meta.dir, "wrk");
 const WRK_INSTALL = "apt-get update && apt-get install -y wrk";
 const NOOP_TIMEOUT_MS = 30_000;
 const SINGLE_TARGET_RATIO = 0.5;
-const NDJSON_TARGET_EVENTS = 250_000;
+const NDJSON_TARGET_EVENTS = 400_000;
 
 /** What wrk's done() in bench/wrk/report.lua prints. */
 interface WrkResult {
