@@ -7,6 +7,7 @@
 
 import type { SinkRow } from "./persist/sink.ts";
 import { SINKS } from "./persist/sinks.ts";
+import { preparing } from "./shared/consume.ts";
 import { within } from "./shared/deadline.ts";
 import { type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
@@ -44,11 +45,15 @@ export const persist: Stage = {
       return { topic: record.topic, partition: record.partition, offset: record.offset, value };
     };
 
+    // Each batch is decoded while the one before it is being written.
+    const decoded = preparing((batch) => mapRecords(batch, "persist", rowOf));
+
     return {
       consume: {
         topics: sink.topics,
+        prepare: decoded.prepare,
         async handle(batch) {
-          const { results, deadLetters } = mapRecords(batch, "persist", rowOf);
+          const { results, deadLetters } = decoded.take(batch);
           await produce(deadLetters);
           const timer = writeSeconds.startTimer();
           const rows = results.map(({ value }) => value);
