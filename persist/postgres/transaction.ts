@@ -27,7 +27,8 @@ export interface PendingRow {
   values: unknown[];
 }
 
-const slot = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+/** One key per topic partition. */
+export const slot = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /**
  * Writes `rows` and advances `groupId`'s offsets to `next` (one position per partition of the batch, past its
