@@ -10,7 +10,9 @@ import { testConfig } from "./support.ts";
 const sql = createDb(testConfig(), 1);
 const TABLE = `copy_test_${Date.now().toString(36)}`;
 
-beforeAll(() => sql.unsafe(`create table ${TABLE} (id text primary key)`));
+beforeAll(async () => {
+  await sql.unsafe(`create table ${TABLE} (id text primary key)`);
+});
 afterAll(async () => {
   await sql.unsafe(`drop table if exists ${TABLE}`);
   await sql.end({ timeout: 1 });
