@@ -225,7 +225,7 @@ function compileNode(node: AnyNode): Node {
  * @example
  * const check = compileSchema(RawLocation);
  * const value = check(JSON.parse(text));
- * if (value === INVALID) throw new Error(describeIssues(RawLocation, JSON.parse(text)));
+ * if (value === INVALID) v.parse(RawLocation, JSON.parse(text)); // valibot throws, saying why
  */
 export function compileSchema<S extends v.GenericSchema>(schema: S): Compiled<v.InferOutput<S>> {
   return compileNode(schema as unknown as AnyNode) as Compiled<v.InferOutput<S>>;
