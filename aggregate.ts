@@ -6,11 +6,12 @@
  * A partition with nothing open reports its progress as an empty window, so that intervals.ts need not wait.
  */
 import { createWindowFold } from "./aggregate/windows.ts";
+import { preparing } from "./shared/consume.ts";
 import { committedOffsets, endOffsets, type InRecord, lastRecords, type OutRecord } from "./shared/kafka.ts";
 import { counter } from "./shared/metrics.ts";
 import { DECODERS, deadLetter, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
-import type { LoginWindowStats } from "./shared/schemas.ts";
+import type { LoginWindowStats, RawLogin } from "./shared/schemas.ts";
 import { TOPICS } from "./shared/topics.ts";
 
 const GROUP = "aggregate";
@@ -69,12 +70,27 @@ export const aggregate: Stage = {
       if (missing.length > 0) await restore(missing);
     }
 
+    // Each batch is decoded while the one before it waits for its acknowledgements: a login, or why it is none.
+    const decoded = preparing((batch) =>
+      batch.map((record) => {
+        try {
+          return DECODERS[TOPICS.loginsRaw](record);
+        } catch (error) {
+          return error instanceof Error ? error : new Error(String(error));
+        }
+      }),
+    );
+
     function foldBatch(batch: InRecord[]) {
       const now = Date.now();
+      const logins = decoded.take(batch);
+      let index = 0; // mapRecords visits the batch in order
       const { deadLetters } = mapRecords(batch, "aggregate", (record) => {
+        const login = logins[index++] as RawLogin | Error;
         if (!fold.inSequence(record.partition, record.offset)) return; // a stale copy: the replay brings it in order
+        if (login instanceof Error) throw login;
         fold.advance(record.partition, record.offset);
-        const outcome = fold.add(record.partition, record.offset, DECODERS[TOPICS.loginsRaw](record), now);
+        const outcome = fold.add(record.partition, record.offset, login, now);
         if (outcome === "duplicate") duplicates.inc();
         if (outcome !== "late") return;
         lateEvents.inc();
@@ -96,6 +112,7 @@ export const aggregate: Stage = {
     return {
       consume: {
         topics: [TOPICS.loginsRaw],
+        prepare: decoded.prepare,
         // After every rebalance the client re-reads each assigned partition from its committed offset, which
         // trails the open windows: all state goes, and each partition is rebuilt from logins.stats and that replay.
         onAssign(partitions) {

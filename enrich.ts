@@ -6,6 +6,7 @@
  * cause).
  */
 import { enrichLocation, type Located } from "./enrich/timezone.ts";
+import { preparing } from "./shared/consume.ts";
 import type { InRecord, OutRecord } from "./shared/kafka.ts";
 import { DECODERS, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
@@ -32,22 +33,32 @@ const JOURNEYS: Record<string, (record: InRecord) => OutRecord> = {
   [TOPICS.vehiclesRaw]: journey(DECODERS[TOPICS.vehiclesRaw], TOPICS.vehiclesEnriched, "vehicle_id"),
 };
 
+/** A batch's output records and dead letters. */
+function enrichBatch(batch: InRecord[]): OutRecord[] {
+  const { results, deadLetters } = mapRecords(batch, "enrich", (record) =>
+    (JOURNEYS[record.topic] as (record: InRecord) => OutRecord)(record),
+  );
+  return [...results.map(({ value }) => value), ...deadLetters];
+}
+
 /** The enrich stage: one consumer group over every input topic of {@link JOURNEYS}, poison records to their DLQ. */
 export const enrich: Stage = {
   name: "enrich",
   port: "ENRICH_PORT",
   group: () => "enrich",
-  start: ({ produce }) => ({
-    consume: {
-      topics: Object.keys(JOURNEYS),
-      async handle(batch) {
-        const { results, deadLetters } = mapRecords(batch, "enrich", (record) =>
-          (JOURNEYS[record.topic] as (record: InRecord) => OutRecord)(record),
-        );
-        await produce([...results.map(({ value }) => value), ...deadLetters]);
+  start: ({ produce }) => {
+    // Each batch is enriched while the one before it waits for the broker's acknowledgements.
+    const enriched = preparing(enrichBatch);
+    return {
+      consume: {
+        topics: Object.keys(JOURNEYS),
+        prepare: enriched.prepare,
+        handle: async (batch) => {
+          await produce(enriched.take(batch));
+        },
       },
-    },
-  }),
+    };
+  },
 };
 
 if (import.meta.main) await main(enrich);

@@ -60,14 +60,15 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
         return c.json(body, status);
       }
       const ingestedAt = new Date().toISOString();
-      const accepted = parsed.events.map((event) => ({
-        ...event,
-        event_id: event.event_id ?? Bun.randomUUIDv7(),
-        ingested_at: ingestedAt,
+      // The parsed events are fresh objects: completed in place, in one pass, rather than copied twice.
+      const eventIds: string[] = [];
+      const records = parsed.events.map((event) => {
+        event.event_id ??= Bun.randomUUIDv7();
+        event.ingested_at = ingestedAt;
+        eventIds.push(event.event_id);
         // The route's schema requires its key field as a string, so String() only names the type it has.
-        key: String(event[key]),
-      }));
-      const records = accepted.map(({ key, ...event }) => ({ topic, key, value: JSON.stringify(event) }));
+        return { topic, key: String(event[key]), value: JSON.stringify(event) };
+      });
 
       const timer = produceSeconds.startTimer();
       const published = await publish(records);
@@ -79,7 +80,7 @@ function createIngestApp({ env: config, producer, log, registry }: StageContext)
         return c.json({ error: ERRORS.notAcknowledged }, 503);
       }
       events.inc({ topic, outcome: "accepted" }, records.length);
-      return c.json({ accepted: accepted.length, event_ids: accepted.map((event) => event.event_id) }, 202);
+      return c.json({ accepted: records.length, event_ids: eventIds }, 202);
     };
   }
 

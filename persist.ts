@@ -7,6 +7,7 @@
 
 import type { SinkRow, WriteResult } from "./persist/sink.ts";
 import { SINKS } from "./persist/sinks.ts";
+import { preparing } from "./shared/consume.ts";
 import { within } from "./shared/deadline.ts";
 import { type InRecord, nextPositions } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
@@ -54,21 +55,24 @@ export const persist: Stage = {
       return result.positions;
     };
     const flush = sink.flush;
+    // Each batch is decoded while the one before it is being written.
+    const decoded = preparing((batch) => mapRecords(batch, "persist", rowOf));
 
     return {
       consume: {
         topics: sink.topics,
+        prepare: decoded.prepare,
         async handle(batch) {
-          const { results, deadLetters } = mapRecords(batch, "persist", rowOf);
+          const { results, deadLetters } = decoded.take(batch);
           await produce(deadLetters);
           const timer = writeSeconds.startTimer();
           // A tombstone decodes to null: nothing to store, and its position is still the batch's.
           const rows = results.map(({ value }) => value).filter((row) => row.value !== null);
           const result = await within(sink.write(rows, nextPositions(batch)), WRITE_DEADLINE_MS, undefined);
           if (!result) {
-            // postgres.js never settles a COPY the server rejects (porsager/postgres#1173), and an open
-            // transaction holds the offset locks, so a retry would wait forever; exiting closes the connection
-            // and the store rolls the batch back. The supervisor restarts the stage, which replays the batch.
+            // A write that never settles (a connection that stopped answering mid-transaction) holds the offset
+            // locks, so a retry would wait forever; exiting closes the connection and the store rolls the batch
+            // back. The supervisor restarts the stage, which replays the batch.
             log.fatal({ records: batch.length, deadlineMs: WRITE_DEADLINE_MS }, "a batch write hung, exiting");
             process.exit(1);
           }

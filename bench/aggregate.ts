@@ -10,7 +10,7 @@
  * Needs the local stack (`bun run stack`). Options, as flags or environment:
  *   --events / BENCH_EVENTS (300000)      --timeout / BENCH_TIMEOUT_S (300)
  * The timed stage alone gets BENCH_STAGE_FLAGS and BENCH_STAGE_ENV, as in bench:enrich.
- * Targets: the fold at 200k events/s or more, the stage at 50% or more of the fold.
+ * Targets: the fold at 200k events/s or more, the stage at 400k events/s or more.
  * Exits 0 when a target is missed (it reports, it does not assert); 1 when it cannot run.
  */
 import { createWindowFold } from "../aggregate/windows.ts";
@@ -24,7 +24,8 @@ import { benchLogins, keyedByUser } from "./events.ts";
 import { bestOf, drainGroup, printTimedRun, stageLog, timeBacklog, verdict } from "./stages.ts";
 
 const FOLD_TARGET = 200_000;
-const STAGE_TARGET_RATIO = 0.5;
+/** One aggregate instance, in events/s (its ratio to the fold is printed beside it). */
+const STAGE_TARGET_EVENTS = 400_000;
 /** The fold ticks after every this many events, as the stage does after each batch. */
 const BATCH = 5_000;
 
@@ -84,8 +85,8 @@ async function main(): Promise<number> {
     {
       name: "aggregate.ts, one instance",
       rate: run.steadyRate,
-      target: `>= ${STAGE_TARGET_RATIO.toFixed(2)}x`,
-      result: verdict(run, run.steadyRate / fold, STAGE_TARGET_RATIO),
+      target: `>= ${int(STAGE_TARGET_EVENTS)}/s`,
+      result: verdict(run, run.steadyRate, STAGE_TARGET_EVENTS),
     },
   ]);
   printTimedRun(timed);

@@ -31,8 +31,8 @@ import { BenchError, backlogOptions, int, printFigures, runBench } from "./cli.t
 import { benchLocations, consumed, deleteBenchRows, keyedByUser } from "./events.ts";
 import { bestOf, drainGroup, loopRate, printTimedRun, stageLog, timeBacklog, topicSize, verdict } from "./stages.ts";
 
-/** One enrich instance at 60% or more of geo-tz's raw lookup rate. */
-const TARGET_RATIO = 0.6;
+/** One enrich instance at 150,000 events/s or more (its ratio to geo-tz's raw lookup rate is printed beside it). */
+const TARGET_EVENTS = 150_000;
 
 async function main(): Promise<number> {
   const { count, timeoutMs } = backlogOptions(200_000);
@@ -94,8 +94,8 @@ async function main(): Promise<number> {
     {
       name: "enrich.ts, one instance",
       rate: run.steadyRate,
-      target: `>= ${TARGET_RATIO.toFixed(2)}x`,
-      result: verdict(run, run.steadyRate / findCold, TARGET_RATIO),
+      target: `>= ${int(TARGET_EVENTS)}/s`,
+      result: verdict(run, run.steadyRate, TARGET_EVENTS),
     },
   ]);
   printTimedRun(timed);

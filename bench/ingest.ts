@@ -28,15 +28,15 @@ import { TOPICS } from "../shared/topics.ts";
 import { type ProcessHandle, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 import { freePort } from "../tools/ports.ts";
-import { BenchError, int, numberOptions, printTable, runBench } from "./cli.ts";
-import { cpuSecondsOf, machineCpu, stageLog, stageTweaks, topicSize } from "./stages.ts";
+import { BenchError, int, mib, numberOptions, printTable, runBench } from "./cli.ts";
+import { cpuSecondsOf, machineCpu, memoryOf, stageLog, stageTweaks, topicSize } from "./stages.ts";
 
 const NOOP_SCRIPT = join(import.meta.dir, "noop.ts");
 const WRK_SCRIPTS = join(import.meta.dir, "wrk");
 const WRK_INSTALL = "apt-get update && apt-get install -y wrk";
 const NOOP_TIMEOUT_MS = 30_000;
 const SINGLE_TARGET_RATIO = 0.5;
-const NDJSON_TARGET_EVENTS = 250_000;
+const NDJSON_TARGET_EVENTS = 400_000;
 
 /** What wrk's done() in bench/wrk/report.lua prints. */
 interface WrkResult {
@@ -69,6 +69,8 @@ interface Measured {
   machineCpu: number;
   /** Records the raw topic gained during a durable run. */
   stored?: number;
+  /** The server's peak VmRSS so far and its RssAnon at the end of the run, in bytes. */
+  memory: { peak: number; anon: number };
 }
 
 function options() {
@@ -214,7 +216,16 @@ async function measure(opts: Options, kafka: KafkaConnection, runId: string, lis
     const serverCpu = (cpuSecondsOf(scenario.pid) - server0) / seconds;
     const machineCores = (machineCpu().busy - machine0) / seconds;
     const stored = scenario.durable ? (await topicSize(kafka, TOPICS.locationsRaw)) - before : undefined;
-    results.push({ scenario, result, serverCpu, machineCpu: machineCores, ...(stored !== undefined && { stored }) });
+    const { peak, anon } = memoryOf(scenario.pid);
+    const memory = { peak, anon };
+    results.push({
+      scenario,
+      result,
+      serverCpu,
+      machineCpu: machineCores,
+      memory,
+      ...(stored !== undefined && { stored }),
+    });
   }
   return results;
 }
@@ -256,15 +267,16 @@ async function main(): Promise<number> {
   const ceiling = rate(results[0]?.result as WrkResult);
   const cores = navigator.hardwareConcurrency;
   const header = ["scenario", "events/s", "req/s", "p50", "p99", "vs ceiling", "failed", "target", "result"];
-  const rows = [[...header, "server cpu", `machine cpu/${cores}`]];
-  for (const { scenario, result, serverCpu, machineCpu } of results) {
+  const rows = [[...header, "server cpu", `machine cpu/${cores}`, "server VmHWM (RssAnon)"]];
+  for (const { scenario, result, serverCpu, machineCpu, memory } of results) {
     const reqs = rate(result);
     const events = reqs * scenario.eventsPerRequest;
     const ratio = events / ceiling;
     const target = scenario.target?.label ?? "-";
     const verdict = scenario.target ? (scenario.target.met(events, ratio) ? "pass" : "MISS") : "-";
     const row = [scenario.name, int(events), int(reqs), ms(result.p50_us), ms(result.p99_us), `${ratio.toFixed(2)}x`];
-    rows.push([...row, int(failures(result)), target, verdict, serverCpu.toFixed(2), machineCpu.toFixed(2)]);
+    const usage = [serverCpu.toFixed(2), machineCpu.toFixed(2), `${mib(memory.peak)} (${mib(memory.anon)})`];
+    rows.push([...row, int(failures(result)), target, verdict, ...usage]);
   }
   console.log();
   printTable(rows);

@@ -35,8 +35,8 @@ import { BenchError, backlogOptions, int, printFigures, runBench } from "./cli.t
 import { benchLocations, consumed, deleteBenchRows, keyedByUser } from "./events.ts";
 import { bestOf, bestOfAsync, drainGroup, printTimedRun, stageLog, timeBacklog, verdict } from "./stages.ts";
 
-/** One persist instance at 50% or more of the COPY ceiling. */
-const TARGET_RATIO = 0.5;
+/** One persist instance at 65% or more of the COPY ceiling. */
+const TARGET_RATIO = 0.65;
 const SCRATCH = "bench_locations_copy";
 /** The `locations` row of an enriched event, exactly as the PostgreSQL sink computes it. */
 const locationRow = (value: EnrichedLocation, at: { partition: number; offset: bigint }) =>

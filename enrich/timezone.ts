@@ -27,11 +27,12 @@ export function utcOffsetMinutes(timeZone: string, epochMs: number): number {
 function formattedOffset(timeZone: string, epochMs: number): number {
   let format = offsetFormats.get(timeZone);
   if (!format) {
-    format = new Intl.DateTimeFormat("en-US", { timeZone, timeZoneName: "longOffset" });
+    // The hour alone beside the zone name: format() of that is ~1.6x as fast as formatToParts, and the name is
+    // the only "GMT" in it.
+    format = new Intl.DateTimeFormat("en-US", { timeZone, timeZoneName: "longOffset", hour: "numeric" });
     offsetFormats.set(timeZone, format);
   }
-  const name = format.formatToParts(epochMs).find((part) => part.type === "timeZoneName")?.value ?? "GMT";
-  const match = /GMT([+-])(\d{2}):(\d{2})/.exec(name);
+  const match = /GMT([+-])(\d{2}):(\d{2})/.exec(format.format(epochMs));
   if (!match) return 0; // "GMT" alone is UTC itself
   const minutes = Number(match[2]) * 60 + Number(match[3]);
   return match[1] === "-" ? -minutes : minutes;

@@ -6,6 +6,8 @@
  * overwrites it; a partition's progress reports, windows with nothing counted, are no rows) and `login_intervals`
  * (one row per window over all partitions, overwritten the same way).
  */
+
+import type { Position } from "../shared/kafka.ts";
 import {
   type EnrichedLocation,
   type EnrichedVehicle,
@@ -17,7 +19,7 @@ import {
 import { TOPICS } from "../shared/topics.ts";
 import { createDb, databaseAnswers, ignoreWriteAfterClose, migrate } from "./postgres/db.ts";
 import { defineTable, type Table } from "./postgres/table.ts";
-import { type PendingRow, writeBatch } from "./postgres/transaction.ts";
+import { type PendingRow, slot, writeBatch } from "./postgres/transaction.ts";
 import type { SinkFactory, SinkRow } from "./sink.ts";
 
 type Event = { event_id: string; timestamp: string; ingested_at: string };
@@ -142,6 +144,46 @@ const TABLE_OF = {
 } as Record<string, Table<never>>;
 
 /**
+ * Transactions one batch is split into, by partition, and written at the same time: a COPY into a large indexed
+ * table keeps one backend busy for most of the batch, and a second one on its own partitions overlaps it. Each
+ * transaction holds the rows and the positions of its partitions only, so each partition stays exactly once.
+ */
+const PARALLEL_TRANSACTIONS = 2;
+
+/**
+ * `positions` in up to `parts` groups of about as many rows each, every group with the rows of its partitions.
+ *
+ * @example
+ * splitByPartition(rows, positions, 2); // [{ rows, positions }, { rows, positions }]
+ */
+export function splitByPartition(rows: PendingRow[], positions: Position[], parts: number) {
+  const counts = new Map<string, number>();
+  for (const { record } of rows) {
+    const key = slot(record.topic, record.partition);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const groups = Array.from({ length: Math.min(parts, positions.length) }, () => ({
+    rows: [] as PendingRow[],
+    positions: [] as Position[],
+    size: 0,
+  }));
+  const groupOf = new Map<string, (typeof groups)[number]>();
+  // The partition with the most rows first, each to the group with the fewest rows so far.
+  const bySize = [...positions].sort(
+    (a, b) => (counts.get(slot(b.topic, b.partition)) ?? 0) - (counts.get(slot(a.topic, a.partition)) ?? 0),
+  );
+  for (const position of bySize) {
+    const group = groups.reduce((least, g) => (g.size < least.size ? g : least));
+    const key = slot(position.topic, position.partition);
+    group.positions.push(position);
+    group.size += counts.get(key) ?? 0;
+    groupOf.set(key, group);
+  }
+  for (const row of rows) groupOf.get(slot(row.record.topic, row.record.partition))?.rows.push(row);
+  return groups.map(({ rows, positions }) => ({ rows, positions }));
+}
+
+/**
  * The PostgreSQL sink at `DATABASE_URL`. Positions live in its `consumer_offsets` table, under the sink's group.
  *
  * @example
@@ -167,12 +209,22 @@ export const postgresSink: SinkFactory = ({ env, log, group }) => {
         const typed = row as SinkRow<never>;
         return table.keeps(typed) ? [{ table, record: row, values: table.values(typed) }] : [];
       });
-      const { replayed, tables } = await writeBatch(sql, group, pending, positions);
+      // A part that fails leaves the others committed: the retry of the batch finds their rows below the
+      // positions they stored, and writes only what failed.
+      const results = await Promise.all(
+        splitByPartition(pending, positions, PARALLEL_TRANSACTIONS).map((part) =>
+          writeBatch(sql, group, part.rows, part.positions),
+        ),
+      );
       const written: Record<string, number> = {};
       const conflicts: Record<string, number> = {};
-      for (const [table, counts] of tables) {
-        written[table] = counts.written;
-        conflicts[table] = counts.conflicts;
+      let replayed = 0;
+      for (const result of results) {
+        replayed += result.replayed;
+        for (const [table, counts] of result.tables) {
+          written[table] = (written[table] ?? 0) + counts.written;
+          conflicts[table] = (conflicts[table] ?? 0) + counts.conflicts;
+        }
       }
       return { written, conflicts, replayed };
     },

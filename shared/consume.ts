@@ -21,12 +21,41 @@ export interface ConsumeSpec {
    * commit, or nothing to commit past the whole batch.
    */
   handle: (batch: InRecord[]) => Promise<Position[] | undefined>;
+  /**
+   * CPU work on a batch as soon as it is read, while the batch before it is still being handled (its transaction
+   * or its acknowledgements in flight); `handle` gets the same batch next and finds the result where `prepare`
+   * left it. Must have no effect outside the stage: a prepared batch may never be handled (shutdown, rebalance).
+   */
+  prepare?: (batch: InRecord[]) => void;
   /** Work that runs every `everyMs` between batches (closing idle windows), retried and committed the same way. */
   tick?: { everyMs: number; run: () => Promise<Position[]> };
   /** Called with this member's partitions after every rebalance. */
   onAssign?: (partitions: { topic: string; partition: number }[]) => void;
   /** Every partition to one member of the group, the others standing by (a stage whose state spans them all). */
   exclusive?: boolean;
+}
+
+/**
+ * A batch's CPU work done once: in `prepare`, when the loop reads the batch while the one before it is still
+ * being handled, or else in `take`, which `handle` calls. `take` drops the result, so no handled batch is kept
+ * alive, and a retry of the batch does the work again.
+ *
+ * @example
+ * const decoded = preparing((batch) => mapRecords(batch, "persist", rowOf));
+ * const consume = { topics, prepare: decoded.prepare, handle: async (batch) => write(decoded.take(batch)) };
+ */
+export function preparing<T>(work: (batch: InRecord[]) => T) {
+  let prepared: { batch: InRecord[]; value: T } | undefined;
+  return {
+    prepare(batch: InRecord[]): void {
+      prepared = { batch, value: work(batch) };
+    },
+    take(batch: InRecord[]): T {
+      const value = prepared?.batch === batch ? prepared.value : work(batch);
+      prepared = undefined;
+      return value;
+    },
+  };
 }
 
 interface LoopDeps {
@@ -106,18 +135,29 @@ export function startConsuming(spec: ConsumeSpec, deps: LoopDeps) {
   // rather than exit. Nothing uncommitted is lost: the new member starts from the committed offsets.
   const loop = (async () => {
     for (let attempt = 0; !lifecycle.stopping; attempt++) {
+      // One batch is handled at a time; the next one is read and prepared meanwhile.
+      let handling: Promise<void> = Promise.resolve();
       try {
         for await (const batch of consumer.batches(env.BATCH_MAX_RECORDS)) {
           attempt = 0;
           const timer = metrics.batchSeconds.startTimer();
-          for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
-          await serially(async () => (await spec.handle(batch)) ?? nextPositions(batch));
-          timer();
+          spec.prepare?.(batch);
+          await handling;
           if (lifecycle.stopping) return;
+          for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
+          // A batch fails for good only once shutdown has begun, which the next turn sees.
+          handling = serially(async () => (await spec.handle(batch)) ?? nextPositions(batch)).then(
+            () => {
+              timer();
+            },
+            () => {},
+          );
         }
+        await handling;
         if (lifecycle.stopping) return;
         throw new Error("the consumer's stream ended");
       } catch (error) {
+        await handling;
         if (lifecycle.stopping) return;
         failing = true;
         log.warn({ err: error, retryInMs: backoff(attempt) }, "consumer failed, joining the group again");

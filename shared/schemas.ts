@@ -30,22 +30,38 @@ export function parseTimestamp(input: string | number): number {
   if (/^\d+(\.\d+)?$/.test(text)) return epochToMillis(Number(text));
   const iso = ISO_DATE_TIME.exec(text);
   if (!iso) return Number.NaN;
-  const parts = iso.slice(1, 7).map((part) => Number(part ?? 0));
-  const [year, month, day, hour, minute, second] = parts as [number, number, number, number, number, number];
-  const [fraction, zone] = [iso[7] ?? "", iso[8]];
+  // Every record of every consumer passes here (twice), so no array or Date is made on the way.
+  const [year, month, day, hour, minute] = [
+    Number(iso[1]),
+    Number(iso[2]),
+    Number(iso[3]),
+    Number(iso[4]),
+    Number(iso[5]),
+  ];
+  const second = Number(iso[6] ?? 0);
+  const fraction = iso[7] ?? "";
+  const zone = iso[8];
   if (!zone && fraction.length > NAIVE_FRACTION_DIGITS) return Number.NaN;
   const offset = zone ? zoneOffsetMs(zone) : 0;
   // Date.UTC rolls 2023-02-29 over to March 1st and 24:00 to the next day; a date, time or zone that does not
   // exist is an error, not a guess.
-  const daysInMonth = new Date(utc(year, month, 0)).getUTCDate();
-  const exists = month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59;
+  const exists = month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month) && hour <= 23 && minute <= 59;
   if (!exists || second > 59 || Number.isNaN(offset)) return Number.NaN;
-  const ms = Number(fraction.slice(0, 3).padEnd(3, "0"));
+  const ms = fraction === "" ? 0 : Number(fraction.slice(0, 3).padEnd(3, "0"));
   return utc(year, month - 1, day, hour, minute, second, ms) - offset;
 }
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Days in `month` (1-12) of `year` in the proleptic Gregorian calendar, as Date counts them. */
+function daysInMonth(year: number, month: number): number {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number);
+}
+
 /** Date.UTC for every year: Date.UTC itself reads a year from 0 to 99 as 1900 to 1999. */
-function utc(year: number, monthIndex: number, day: number, hour = 0, minute = 0, second = 0, ms = 0): number {
+function utc(year: number, monthIndex: number, day: number, hour: number, minute: number, second: number, ms: number) {
+  if (year >= 100) return Date.UTC(year, monthIndex, day, hour, minute, second, ms);
   const date = new Date(0);
   date.setUTCFullYear(year, monthIndex, day);
   date.setUTCHours(hour, minute, second, ms);

@@ -2,9 +2,12 @@
  * Exactly-once writes: a batch's rows and its consumer offsets commit in one PostgreSQL transaction. The
  * transaction first locks the offsets of the batch's partitions and drops every record below them, so a replay
  * (a crash before the Kafka commit, a group reset, two members owning a partition during a rebalance) never
- * writes a row twice. Rows go in through COPY into a staging table, the fastest path postgres.js offers, then
- * one INSERT ... SELECT that applies the table's conflict rule.
+ * writes a row twice. Rows go in through COPY straight into their table, the fastest path postgres.js offers,
+ * inside a savepoint: a unique violation means a row's key is already stored (a replay past the offsets: the same
+ * event produced twice) or twice in the batch, and only then does the batch take the conflict path, a COPY into
+ * a staging table and one INSERT ... SELECT that applies the table's conflict rule.
  */
+import type { TransactionSql } from "postgres";
 import type { Position } from "../../shared/kafka.ts";
 import type { Sql } from "./db.ts";
 import { copyLine, type Table } from "./table.ts";
@@ -24,7 +27,8 @@ export interface PendingRow {
   values: unknown[];
 }
 
-const slot = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+/** One key per topic partition. */
+export const slot = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
 /**
  * Writes `rows` and advances `groupId`'s offsets to `next` (one position per partition of the batch, past its
@@ -40,7 +44,7 @@ export async function writeBatch(
   const partitions = next.map((p) => p.partition);
   const offsets = next.map((p) => p.offset.toString());
   // The COPY text is built before the transaction opens, so the offset locks are held only for database work.
-  const staged = rows.map((row) => ({ row, line: copyLine([...row.values, row.record.offset]) }));
+  const staged = rows.map((row) => ({ row, line: copyLine(row.values) }));
   return sql.begin(async (tx) => {
     await tx`
       insert into consumer_offsets (group_id, topic, partition, next_offset)
@@ -59,9 +63,9 @@ export async function writeBatch(
 
     const tables = new Map<string, { written: number; conflicts: number }>();
     for (const table of new Set(fresh.map(({ row }) => row.table))) {
-      const lines = fresh.filter(({ row }) => row.table === table).map(({ line }) => line);
-      const written = await insertRows(tx as unknown as Sql, table, lines);
-      tables.set(table.name, { written, conflicts: lines.length - written });
+      const rowsOf = fresh.filter(({ row }) => row.table === table);
+      const written = await insertRows(tx, table, rowsOf);
+      tables.set(table.name, { written, conflicts: rowsOf.length - written });
     }
     await tx`
       update consumer_offsets o set next_offset = greatest(o.next_offset, u.n), updated_at = now()
@@ -71,19 +75,51 @@ export async function writeBatch(
   });
 }
 
+/** PostgreSQL's SQLSTATE for a unique violation. */
+const UNIQUE_VIOLATION = "23505";
+
+/** Writes `rows` into `table`: COPY straight in, or, when a key is already there, the conflict path. */
+async function insertRows(
+  tx: TransactionSql,
+  table: Table<never>,
+  rows: { row: PendingRow; line: string }[],
+): Promise<number> {
+  const columns = table.columns.join(", ");
+  try {
+    await tx.savepoint((sp) =>
+      copyInto(
+        sp,
+        `${table.name} (${columns})`,
+        rows.map(({ line }) => line),
+      ),
+    );
+    return rows.length;
+  } catch (error) {
+    if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+  }
+  // Each line with the record's offset appended, so that of two rows with one key the later one is kept.
+  const lines = rows.map(({ row, line }) => `${line.slice(0, -1)}\t${row.record.offset}\n`);
+  return insertThroughStaging(tx, table, lines);
+}
+
+/** Streams `lines` of COPY text into `target` (a table and its column list); rejects with the server's error. */
+async function copyInto(tx: TransactionSql, target: string, lines: string[]): Promise<void> {
+  const copy = await tx.unsafe(`copy ${target} from stdin`).writable();
+  await new Promise<void>((resolve, reject) => {
+    copy.on("error", reject);
+    copy.end(lines.join(""), (error?: Error | null) => (error ? reject(error) : resolve()));
+  });
+}
+
 /** COPYs `lines` (rows with their source offset last) into the table's staging twin, then inserts them. */
-async function insertRows(tx: Sql, table: Table<never>, lines: string[]): Promise<number> {
+async function insertThroughStaging(tx: TransactionSql, table: Table<never>, lines: string[]): Promise<number> {
   const staging = `staging_${table.name}`;
   const columns = table.columns.join(", ");
   // One staging table per connection, emptied by every commit.
   await tx.unsafe(
     `create temp table if not exists ${staging} (like ${table.name} including defaults, staged_offset bigint) on commit delete rows`,
   );
-  const copy = await tx.unsafe(`copy ${staging} (${columns}, staged_offset) from stdin`).writable();
-  await new Promise<void>((resolve, reject) => {
-    copy.on("error", reject);
-    copy.end(lines.join(""), resolve);
-  });
+  await copyInto(tx, `${staging} (${columns}, staged_offset)`, lines);
   const key = table.key.join(", ");
   const result = await tx.unsafe(
     `insert into ${table.name} (${columns})
