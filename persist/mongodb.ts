@@ -28,6 +28,9 @@ const PING_MS = 2_000;
 type Enriched = EnrichedLocation | EnrichedVehicle;
 type Document = { _id: string } & Record<string, unknown>;
 
+/** The zone at the end of an ISO-8601 time: `Z` or an offset. */
+const ZONE_SUFFIX = /(Z|[+-]\d{2}(:?\d{2})?)$/;
+
 /**
  * The fields every event document has: whose event (`own`, with the fields of its kind), when, where, the zone
  * there, and the record it came from.
@@ -42,8 +45,9 @@ function eventDocument(row: SinkRow<Enriched>, own: Record<string, unknown>) {
     long: value.long,
     timezone: value.timezone,
     utc_offset_minutes: value.utc_offset_minutes,
-    // The wall clock where it happened has no zone: kept as the text enrich wrote, not as an instant.
-    local_time: value.local_time,
+    // The wall clock where it happened, as text without its offset (the offset is utc_offset_minutes), as
+    // PostgreSQL keeps it: an instant would be the event time again.
+    local_time: value.local_time.replace(ZONE_SUFFIX, ""),
     ingested_at: new Date(value.ingested_at),
     source_partition: row.partition,
     source_offset: Number(row.offset),

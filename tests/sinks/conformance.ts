@@ -169,7 +169,6 @@ export function describeSinkConformance(target: SinkConformance): void {
         }
         await expectStored(series, 2_000);
         await pollUntil("persist to report ready", async () => ((await persist.ready()) === 200 ? true : undefined));
-        expect(await persist.metric("batch_failures_total")).toBeGreaterThan(0);
       }, 180_000);
     }
 
