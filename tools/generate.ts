@@ -3,13 +3,16 @@
  * tools/generators.ts and the driver in tools/traffic.ts, so tools/faults.ts drives the same traffic.
  */
 import { parseArgs } from "node:util";
-import { createGenerator, KINDS, type Kind, mulberry32, seedOf } from "./generators.ts";
-import { startProgress, tallyTable } from "./report.ts";
+import { parseConfig, redactUrl } from "../shared/config.ts";
+import { createGenerator, KINDS, type Kind, mulberry32, seedOf, userChangeGenerator } from "./generators.ts";
+import { startProgress, statusLine, tallyTable } from "./report.ts";
 import { drive, emptyTally } from "./traffic.ts";
+import { emptyUserTally, userChanges, userStatusLine, writeUsers } from "./users.ts";
 
 const HELP = `Usage: bun run generate [options]
 
-Posts generated events to the ingest API and prints what became of them.
+Posts generated events to the ingest API and prints what became of them; --kind users writes rows to the
+source database's users table instead, for change data capture.
 
 Kinds (--kind):
   logins     a login producer: a user population with device, app-version and locale mixes;
@@ -18,11 +21,15 @@ Kinds (--kind):
   fleet      a vehicle fleet: --vehicles vehicles each reporting every --interval seconds to /v1/vehicles,
              with the speed driven since the last report (km/h), the heading (absent while standing) and
              the vehicle's model, depot and odometer as metadata
+  users      rows of public.users in CAPTURE_DATABASE_URL (what capture.ts streams): inserts of fake people
+             (name, username, email, address, job, company, birthdate, timestamp), and --update and --delete
+             shares of changes that update or delete a row inserted before; one connection, in order
 
 Options:
-  --kind KIND          logins | locations | fleet                              (default logins)
+  --kind KIND          logins | locations | fleet | users                      (default logins)
   --url URL            ingest base URL                                         (default http://127.0.0.1:3000)
-  --rate N             events per second, 0 = as fast as the API answers       (default 100; fleet: vehicles/interval)
+  --rate N             events per second, 0 = as fast as the API answers       (default 100; fleet: vehicles/interval;
+                       users: changes per second, default 1)
   --count N            stop after N events                                     (default 1000 unless --duration)
   --duration S         stop after S seconds
   --concurrency N      requests in flight                                      (default 4)
@@ -42,6 +49,9 @@ Options:
                        and none of their events may be stored                  (default 0)
   --start TIME         event times start here (ISO-8601) and advance with the schedule instead of the wall
                        clock, so a seeded run is reproducible byte for byte (default: wall clock)
+  --update SHARE       users: share of changes that update a row, 0..1         (default 0.2)
+  --delete SHARE       users: share of changes that delete a row, 0..1         (default 0.1)
+  --tag T              users: emails are <username>+T@example.com, to find a run's rows (default none)
   --timeout MS         a request without an answer after MS is indeterminate   (default 10000)
   -h, --help           this text
 
@@ -71,6 +81,9 @@ const { values } = parseArgs({
     invalid: { type: "string", default: "0" },
     start: { type: "string" },
     timeout: { type: "string", default: "10000" },
+    update: { type: "string", default: "0.2" },
+    delete: { type: "string", default: "0.1" },
+    tag: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
 });
@@ -93,14 +106,18 @@ function numberOf(name: string, raw: string | undefined, min: number, max = Numb
   return value;
 }
 
-const kind = values.kind as Kind;
-if (!KINDS.includes(kind)) problems.push(`--kind must be one of ${KINDS.join(", ")}, got "${values.kind}"`);
+const kind = values.kind as Kind | "users";
+if (kind !== "users" && !KINDS.includes(kind))
+  problems.push(`--kind must be one of ${[...KINDS, "users"].join(", ")}, got "${values.kind}"`);
 const seed = /^\d+$/.test(values.seed) ? Number(values.seed) : seedOf(values.seed);
 const vehicles = numberOf("vehicles", values.vehicles, 1) ?? 50;
 const interval = numberOf("interval", values.interval, 0.001) ?? (kind === "fleet" ? 1 : 5);
 const count = numberOf("count", values.count, 1);
 const durationSeconds = numberOf("duration", values.duration, 0.001);
-const rate = numberOf("rate", values.rate, 0) ?? (kind === "fleet" ? vehicles / interval : 100);
+const rate = numberOf("rate", values.rate, 0) ?? (kind === "fleet" ? vehicles / interval : kind === "users" ? 1 : 100);
+const updateShare = numberOf("update", values.update, 0, 1) ?? 0.2;
+const deleteShare = numberOf("delete", values.delete, 0, 1) ?? 0.1;
+if (updateShare + deleteShare > 1) problems.push("--update and --delete together must be at most 1");
 const batchMatch = /^(\d+)(?:-(\d+))?$/.exec(values.batch);
 const batch: [number, number] = batchMatch
   ? [Number(batchMatch[1]), Number(batchMatch[2] ?? batchMatch[1])]
@@ -127,15 +144,6 @@ if (problems.length > 0) {
   process.exit(2);
 }
 
-const generator = createGenerator(kind, {
-  seed,
-  userPrefix: values["user-prefix"],
-  population: kind === "fleet" ? vehicles : options.users,
-  missingShare: options.missing,
-  intervalSeconds: interval,
-  ...(values["event-ids"] && { eventIdPrefix: values["id-prefix"] ?? `gen-${values.seed}-${kind}` }),
-});
-
 // A synthetic clock: the events after the first n are stamped start + n / rate (1 ms apart at rate 0), so a
 // seeded run is reproducible byte for byte.
 const clock =
@@ -147,6 +155,58 @@ const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());
 
 const tty = process.stdout.isTTY === true;
+
+/** --kind users: writes to the source table instead of posting; the exit status is 1 when a change failed. */
+async function generateUsers(): Promise<number> {
+  const url = parseConfig(process.env).CAPTURE_DATABASE_URL;
+  const target = endCount !== undefined ? `${endCount.toLocaleString("en-US")} changes` : `${durationSeconds} s`;
+  process.stdout.write(
+    `generate: users to ${redactUrl(url)}, ${target} at ${rate > 0 ? `${rate} changes/s` : "full speed"}, ` +
+      `update ${updateShare}, delete ${deleteShare}, seed ${values.seed}\n`,
+  );
+  const tally = emptyUserTally();
+  const total = () => {
+    if (endCount !== undefined) return userChanges(tally) / endCount;
+    return durationMs === undefined ? undefined : tally.elapsedMs / durationMs;
+  };
+  const progress = startProgress(() => userStatusLine(tally), total, tty);
+  const generator = userChangeGenerator({
+    seed,
+    updateShare,
+    deleteShare,
+    ...(values.tag !== undefined && { emailTag: values.tag }),
+  });
+  let shown = 0;
+  await writeUsers(
+    {
+      url,
+      generator,
+      rate,
+      ...(clock && { clock }),
+      ...(endCount !== undefined && { count: endCount }),
+      ...(durationMs !== undefined && { durationMs }),
+      signal: stop.signal,
+      onError(change, error) {
+        if (++shown <= 5) process.stderr.write(`${tty ? "\n" : ""}${change.op} failed: ${error.message}\n`);
+      },
+    },
+    tally,
+  );
+  progress.stop();
+  process.stdout.write(`\n${userStatusLine(tally)}\n`);
+  return tally.failed > 0 ? 1 : 0;
+}
+if (kind === "users") process.exit(await generateUsers());
+
+const generator = createGenerator(kind, {
+  seed,
+  userPrefix: values["user-prefix"],
+  population: kind === "fleet" ? vehicles : options.users,
+  missingShare: options.missing,
+  intervalSeconds: interval,
+  ...(values["event-ids"] && { eventIdPrefix: values["id-prefix"] ?? `gen-${values.seed}-${kind}` }),
+});
+
 const target = endCount !== undefined ? `${endCount.toLocaleString("en-US")} events` : `${durationSeconds} s`;
 process.stdout.write(
   `generate: ${kind} to ${values.url}, ${target} at ${rate > 0 ? `${rate} events/s` : "full speed"}, ` +
@@ -158,7 +218,7 @@ const total = () => {
   if (endCount !== undefined) return tally.sent / endCount;
   return durationMs === undefined ? undefined : tally.elapsedMs / durationMs;
 };
-const progress = startProgress(tally, total, tty);
+const progress = startProgress(() => statusLine(tally), total, tty);
 let unexpectedFailures = 0;
 let acceptedInvalid = 0;
 const apiKey = values["api-key"] ?? process.env.INGEST_API_KEY;

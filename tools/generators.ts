@@ -524,3 +524,127 @@ export function corrupt(event: EventBody, rng: Rng): Record<string, unknown> {
   pick(rng, mistakes)();
   return copy;
 }
+
+// ---- users (source table rows for change data capture) -------------------------------------------------------
+
+/** A row of the source database's `users` table (stack/source.sql), as the users generator writes it. */
+export interface UserRow {
+  name: string;
+  username: string;
+  email: string;
+  address: string;
+  job: string;
+  company: string;
+  /** `YYYY-MM-DD`. */
+  birthdate: string;
+  /** ISO-8601: when the row was last written, in event time. */
+  timestamp: string;
+}
+
+/**
+ * One write to the users table. Rows are named by handle, the count of inserts before theirs (the first insert is
+ * handle 0), because the database assigns the ids: the writer maps handles to them.
+ */
+export type UserChange =
+  | { op: "insert"; handle: number; row: UserRow }
+  | { op: "update"; handle: number; row: Pick<UserRow, "address" | "job" | "company" | "timestamp"> }
+  | { op: "delete"; handle: number };
+
+export interface UserChangeOptions {
+  seed: number;
+  /** Share of changes that update a live row, 0 to 1. */
+  updateShare: number;
+  /** Share of changes that delete a live row, 0 to 1; updates and deletes together at most 1. */
+  deleteShare: number;
+  /** Put into every email (`jane.doe17+<tag>@example.com`), so one run's rows can be told apart from others'. */
+  emailTag?: string;
+}
+
+// biome-ignore format: a table of words, not one per line
+const FIRST_NAMES = [
+  "Aiko", "Amara", "Ana", "Ben", "Carlos", "Chen", "Dmitri", "Elif", "Fatima", "Grace", "Hugo", "Ines", "Jamal",
+  "Jane", "Kofi", "Lena", "Luca", "Maya", "Noah", "Olga", "Priya", "Rafael", "Sara", "Tomás", "Yuki", "Zoe",
+] as const;
+// biome-ignore format: a table of words, not one per line
+const LAST_NAMES = [
+  "Ahmed", "Andersen", "Costa", "Dubois", "Fischer", "García", "Ivanova", "Kim", "Kowalski", "Mensah", "Müller",
+  "Nakamura", "Novak", "Okafor", "Patel", "Rossi", "Santos", "Schmidt", "Silva", "Smith", "Tanaka", "Wang", "Yilmaz",
+] as const;
+const STREETS = ["Main St", "Oak Ave", "Station Rd", "Harbour Way", "Mill Lane", "Park Blvd", "Elm St", "Hill Rd"];
+const CITIES = ["Springfield", "Riverton", "Lakeside", "Fairview", "Brookfield", "Greenville", "Kingston", "Salem"];
+// biome-ignore format: a table of words, not one per line
+const JOBS = [
+  "Accountant", "Architect", "Barista", "Data analyst", "Electrician", "Graphic designer", "Nurse", "Pharmacist",
+  "Software engineer", "Teacher", "Translator", "Veterinarian",
+] as const;
+const COMPANY_WORDS = ["Acme", "Blue", "Delta", "Globex", "Initech", "Northwind", "Orbit", "Summit", "Vertex"];
+const COMPANY_SUFFIXES = ["Inc", "Ltd", "GmbH", "LLC", "and Sons", "Group"];
+
+const address = (rng: Rng) =>
+  `${between(rng, 1, 999)} ${pick(rng, STREETS)}, ${between(rng, 10_000, 99_999)} ${pick(rng, CITIES)}`;
+const company = (rng: Rng) => `${pick(rng, COMPANY_WORDS)} ${pick(rng, COMPANY_SUFFIXES)}`;
+
+/** Removes accents and anything else an email's local part should not hold: "Tomás" to "tomas". */
+const ascii = (text: string) =>
+  text
+    .normalize("NFD")
+    .replace(/[^A-Za-z]/g, "")
+    .toLowerCase();
+
+/**
+ * Writes to the source `users` table: inserts of fake people, and `updateShare` updates (a move, a new job) and
+ * `deleteShare` deletes of rows inserted before and not yet deleted (an insert while there are none). Pure: the
+ * same seed and times give the same changes.
+ *
+ * @example
+ * const users = userChangeGenerator({ seed: 1, updateShare: 0.2, deleteShare: 0.1, emailTag: "run-7" });
+ * users.next(Date.now()); // { op: "insert", handle: 0, row: { name: "Maya Novak", email: "maya.novak0+run-7@example.com", ... } }
+ */
+export function userChangeGenerator(options: UserChangeOptions): { next(now: number): UserChange } {
+  const rng = mulberry32(options.seed);
+  const tag = options.emailTag === undefined ? "" : `+${options.emailTag}`;
+  /** Handles of the rows inserted and not deleted. */
+  const live: number[] = [];
+  let inserts = 0;
+  return {
+    next(now) {
+      const r = rng();
+      const timestamp = new Date(now).toISOString();
+      if (live.length > 0 && r < options.updateShare + options.deleteShare) {
+        const index = Math.floor(rng() * live.length);
+        const handle = live[index] as number;
+        if (r >= options.updateShare) {
+          // Swap-remove: order among live rows does not matter, and it keeps deletes O(1).
+          live[index] = live[live.length - 1] as number;
+          live.pop();
+          return { op: "delete", handle };
+        }
+        return {
+          op: "update",
+          handle,
+          row: { address: address(rng), job: pick(rng, JOBS), company: company(rng), timestamp },
+        };
+      }
+      const first = pick(rng, FIRST_NAMES);
+      const last = pick(rng, LAST_NAMES);
+      const handle = inserts++;
+      const username = `${ascii(first)}.${ascii(last)}${handle}`;
+      live.push(handle);
+      const birth = new Date(Date.UTC(between(rng, 1950, 2006), between(rng, 0, 11), between(rng, 1, 28)));
+      return {
+        op: "insert",
+        handle,
+        row: {
+          name: `${first} ${last}`,
+          username,
+          email: `${username}${tag}@example.com`,
+          address: address(rng),
+          job: pick(rng, JOBS),
+          company: company(rng),
+          birthdate: birth.toISOString().slice(0, 10),
+          timestamp,
+        },
+      };
+    },
+  };
+}

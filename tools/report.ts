@@ -20,10 +20,14 @@ export function statusLine(tally: Tally): string {
 }
 
 /**
- * Shows progress of `tally` towards `total()` (0 to 1, or undefined when there is no end but a signal):
- * a bar redrawn with `\r` when `tty`, else a log line every 5 s.
+ * Shows progress towards `total()` (0 to 1, or undefined when there is no end but a signal) with the status
+ * `line()`: a bar redrawn with `\r` when `tty`, else a log line every 5 s.
+ *
+ * @example
+ * const progress = startProgress(() => statusLine(tally), () => tally.sent / 1000, process.stdout.isTTY === true);
+ * progress.stop(); // when done
  */
-export function startProgress(tally: Tally, total: () => number | undefined, tty: boolean, write = printOut) {
+export function startProgress(line: () => string, total: () => number | undefined, tty: boolean, write = printOut) {
   let lastLog = performance.now();
   const draw = () => {
     const fraction = total();
@@ -32,10 +36,10 @@ export function startProgress(tally: Tally, total: () => number | undefined, tty
       const bar = fraction === undefined ? "" : `[${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] `;
       const percent = fraction === undefined ? "" : `${Math.floor(Math.min(1, fraction) * 100)}% `;
       // \x1b[2K clears the line, so a shorter line leaves no tail of the previous one.
-      write(`\r\x1b[2K${bar}${percent}${statusLine(tally)}`);
+      write(`\r\x1b[2K${bar}${percent}${line()}`);
     } else if (performance.now() - lastLog >= LOG_EVERY_MS) {
       lastLog = performance.now();
-      write(`${new Date().toISOString()} ${statusLine(tally)}\n`);
+      write(`${new Date().toISOString()} ${line()}\n`);
     }
   };
   const timer = setInterval(draw, tty ? TTY_REDRAW_MS : 500);

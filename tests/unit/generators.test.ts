@@ -16,6 +16,9 @@ import {
   mulberry32,
   normaliseLongitude,
   seedOf,
+  type UserChange,
+  type UserChangeOptions,
+  userChangeGenerator,
   type VehicleBody,
 } from "../../tools/generators.ts";
 import { type DriveOptions, drive, type RequestResult } from "../../tools/traffic.ts";
@@ -307,5 +310,63 @@ describe("drive", () => {
     } finally {
       ingest.stop();
     }
+  });
+});
+
+describe("users generator", () => {
+  /** `n` changes, one second of event time apart. */
+  function changes(n: number, options: Partial<UserChangeOptions> = {}): UserChange[] {
+    const generator = userChangeGenerator({ seed: 7, updateShare: 0.3, deleteShare: 0.2, ...options });
+    return Array.from({ length: n }, (_, i) => generator.next(T0 + i * 1000));
+  }
+
+  test("the same seed and times give the same changes; another seed gives others", () => {
+    expect(changes(1000)).toEqual(changes(1000));
+    expect(changes(50, { seed: 8 })).not.toEqual(changes(50));
+  });
+
+  test("updates and deletes come in their shares, and only of rows inserted before and not deleted", () => {
+    const all = changes(20_000);
+    const live = new Set<number>();
+    let inserts = 0;
+    for (const change of all) {
+      if (change.op === "insert") {
+        expect(change.handle).toBe(inserts++);
+        live.add(change.handle);
+        continue;
+      }
+      expect(live.has(change.handle)).toBe(true);
+      if (change.op === "delete") live.delete(change.handle);
+    }
+    const share = (op: UserChange["op"]) => all.filter((change) => change.op === op).length / all.length;
+    expect(Math.abs(share("update") - 0.3)).toBeLessThan(0.02);
+    expect(Math.abs(share("delete") - 0.2)).toBeLessThan(0.02);
+  });
+
+  test("without update and delete shares every change is an insert", () => {
+    expect(changes(500, { updateShare: 0, deleteShare: 0 }).every((change) => change.op === "insert")).toBe(true);
+  });
+
+  test("rows have every column, plausible values, the event time and the run's tag in the email", () => {
+    const all = changes(2000, { emailTag: "run-42" });
+    const inserts = all.flatMap((change) => (change.op === "insert" ? [change.row] : []));
+    expect(new Set(inserts.map((row) => row.username)).size).toBe(inserts.length);
+    for (const row of inserts) {
+      expect(row.email).toBe(`${row.username}+run-42@example.com`);
+      expect(row.username).toMatch(/^[a-z]+\.[a-z]+\d+$/);
+      expect(row.name).toMatch(/^\S+ \S+$/);
+      expect(row.address).toMatch(/^\d+ .+, \d{5} .+$/);
+      expect(row.job.length).toBeGreaterThan(0);
+      expect(row.company.length).toBeGreaterThan(0);
+      const birth = Date.parse(`${row.birthdate}T00:00:00Z`);
+      expect(new Date(birth).toISOString().slice(0, 10)).toBe(row.birthdate);
+      expect(birth).toBeGreaterThanOrEqual(Date.UTC(1950, 0, 1));
+      expect(birth).toBeLessThan(Date.UTC(2007, 0, 1));
+    }
+    all.forEach((change, i) => {
+      if (change.op !== "delete") expect(change.row.timestamp).toBe(new Date(T0 + i * 1000).toISOString());
+    });
+    for (const change of changes(10, { updateShare: 0, deleteShare: 0 }))
+      if (change.op === "insert") expect(change.row.email).toBe(`${change.row.username}@example.com`);
   });
 });
