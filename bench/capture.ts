@@ -1,5 +1,5 @@
 /**
- * `bun run bench:cdc`: change data capture's three hops, each beside a ceiling measured in the same run on the
+ * `bun run bench:capture`: change data capture's three hops, each beside a ceiling measured in the same run on the
  * same rows (absolute numbers drift; the ratio is the figure):
  * 1. capture.ts streaming N inserts from its slot onto the topic, against a raw read of the same changes from a
  *    second slot (`pg_logical_slot_get_binary_changes`, pgoutput: decoding only, nothing published);
