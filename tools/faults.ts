@@ -17,9 +17,11 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { createDb } from "../persist/postgres/db.ts";
+import { SINKS } from "../persist/sinks.ts";
 import { documentStoreAnswers } from "../scripts/stack/ferretdb.ts";
 import { config } from "../shared/config.ts";
 import { brokerAnswers, endOffsets, ensureTopics, kafkaConnection, seekGroup } from "../shared/kafka.ts";
+import { createLogger } from "../shared/log.ts";
 import { TOPICS, topicSpecs } from "../shared/topics.ts";
 import { localFerretDb } from "../tests/support.ts";
 import { account, type Check, type Contamination } from "./faults/checks.ts";
@@ -131,14 +133,6 @@ async function preflight(): Promise<void> {
     problems.push({ text: "PostgreSQL faults skipped: no local cluster behind DATABASE_URL", fatal: false });
   if (!withMongodb) problems.push({ text: "MongoDB sink not run: nothing answers at MONGODB_URL", fatal: false });
   else if (!ferretdb) problems.push({ text: "FerretDB restarts skipped: not the stack's FerretDB", fatal: false });
-  if (withMongodb) {
-    // Its group starts where the stored topics end: what others left there is not the run's to store, and a
-    // shared broker can hold millions of records.
-    const ends = await Promise.all(
-      [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched].map((t) => endOffsets(kafka, t)),
-    );
-    await seekGroup(kafka, MONGODB_GROUP, ends.flat());
-  }
   const alone = async () => {
     const busy = [...(await groupMembers(kafka, GROUPS))].filter(([, members]) => members.length > 0);
     if (busy.length === 0) return true;
@@ -154,6 +148,21 @@ async function preflight(): Promise<void> {
       process.exit(2);
     }
     otherMembers.push("other members were present at the start (--ignore-foreign)");
+  }
+  // Every group starts where its topics end: what others left there (a test suite's groups reset, a bench's
+  // millions of records) is not the run's to consume, and a backlog would only delay the run past its deadlines.
+  const reads: [string, string[]][] = [
+    [groupOf("enrich") as string, [TOPICS.locationsRaw, TOPICS.vehiclesRaw]],
+    [groupOf("aggregate") as string, [TOPICS.loginsRaw]],
+    [groupOf("intervals") as string, [TOPICS.loginsStats]],
+    [groupOf("persist") as string, SINKS.postgres({ env, log: createLogger("faults", "silent"), group: "" }).topics],
+    ...(withMongodb
+      ? [[MONGODB_GROUP, [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched]] as [string, string[]]]
+      : []),
+  ];
+  for (const [group, topics] of reads) {
+    const ends = await Promise.all(topics.map((topic) => endOffsets(kafka, topic)));
+    await seekGroup(kafka, group, ends.flat());
   }
 }
 
