@@ -99,6 +99,21 @@ export interface DrainOptions {
 }
 
 /**
+ * Moves the positions persist's PostgreSQL sink keeps in `consumer_offsets` for `group` up to `ends` (never
+ * down), so that records before them count as persisted.
+ */
+export async function raiseStoredPositions(sql: Sql, group: string, ends: Position[]): Promise<void> {
+  if (ends.length === 0) return;
+  await sql`
+    insert into consumer_offsets (group_id, topic, partition, next_offset)
+    select ${group}, t, p, n
+    from unnest(${ends.map((e) => e.topic)}::text[], ${ends.map((e) => e.partition)}::int[],
+      ${ends.map((e) => e.offset.toString())}::bigint[]) as u(t, p, n)
+    on conflict (group_id, topic, partition) do update
+      set next_offset = greatest(consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`;
+}
+
+/**
  * Waits until every stage has committed everything in its input and nothing new appears for a second: enrich
  * and aggregate by their committed offsets in Kafka, persist by its offsets in PostgreSQL (its source of truth).
  */
