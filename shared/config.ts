@@ -159,6 +159,11 @@ const Fields = v.object({
   INGEST_RATE_LIMIT_PER_SECOND: integer(0, 0),
   INGEST_BEHIND_PROXY: flag(false),
   ENRICH_PORT: port(3001),
+  /**
+   * Timezone boundary tiles enrich keeps decoded (a few tens of KB of heap each): more tiles, fewer re-reads and
+   * re-decodes of the ones the events keep coming back to, and less garbage from them.
+   */
+  ENRICH_TZ_CACHE_TILES: integer(1500, 1, 1_000_000),
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
   INTERVALS_PORT: port(3004),
