@@ -5,7 +5,7 @@
  * after the broker acknowledged the output (at least once into Kafka; persist removes the duplicates a crash can
  * cause).
  */
-import { enrichLocation, type Located } from "./enrich/timezone.ts";
+import { boundTileCache, enrichLocation, type Located } from "./enrich/timezone.ts";
 import { preparing } from "./shared/consume.ts";
 import type { InRecord, OutRecord } from "./shared/kafka.ts";
 import { DECODERS, mapRecords } from "./shared/records.ts";
@@ -46,7 +46,8 @@ export const enrich: Stage = {
   name: "enrich",
   port: "ENRICH_PORT",
   group: () => "enrich",
-  start: ({ produce }) => {
+  start: ({ env, produce }) => {
+    boundTileCache(env.ENRICH_TZ_CACHE_TILES);
     // Each batch is enriched while the one before it waits for the broker's acknowledgements.
     const enriched = preparing(enrichBatch);
     return {

@@ -9,7 +9,7 @@ import type { SinkRow, WriteResult } from "./persist/sink.ts";
 import { SINKS } from "./persist/sinks.ts";
 import { preparing } from "./shared/consume.ts";
 import { within } from "./shared/deadline.ts";
-import { type InRecord, nextPositions } from "./shared/kafka.ts";
+import { type InRecord, nextPositions, onBroker } from "./shared/kafka.ts";
 import { counter, histogram } from "./shared/metrics.ts";
 import { decoderOf, mapRecords } from "./shared/records.ts";
 import { main, type Stage } from "./shared/runner.ts";
@@ -25,11 +25,12 @@ export const persist: Stage = {
   port: "PERSIST_PORT",
   // A group per sink: each store fails, lags and scales on its own.
   group: (env) => `persist-${env.PERSIST_SINK}`,
-  async start({ env, log, registry, produce }) {
+  async start({ env, kafka, log, registry, produce }) {
     const name = env.PERSIST_SINK;
     const factory = SINKS[name as keyof typeof SINKS];
     if (!factory) throw new Error(`PERSIST_SINK=${name} is not a sink; the sinks are ${Object.keys(SINKS).join(", ")}`);
-    const group = persist.group?.(env) as string;
+    // The group as the broker knows it: a run in a namespace keeps positions of its own.
+    const group = onBroker(kafka, persist.group?.(env) as string);
     const sink = factory({ env, log, group });
     await sink.open();
     const writeSeconds = histogram(registry, "write_seconds", "Time of one batch write");

@@ -3,9 +3,10 @@
  * (aggregate/windows.ts) on the same events, measured in the same run.
  *
  * 1. In this process: the fold alone, with a tick after every 5,000 events as the stage does after each batch.
- * 2. Drains aggregate's group (until it has read its backlog), produces the events to `logins.raw`, starts a fresh aggregate.ts and times it
- *    by its own records_in_total until it has consumed all of them. Committed offsets would not do here: the
- *    stage commits only up to its oldest open window, which by design trails what it has read.
+ * 2. In a Kafka namespace of its own (topics and groups `bench-aggregate-<run>.*`, deleted at the end), produces
+ *    the events to `logins.raw`, starts a fresh aggregate.ts and times it by its own records_in_total until it
+ *    has consumed all of them. Committed offsets would not do here: the stage commits only up to its oldest open
+ *    window, which by design trails what it has read.
  *
  * Needs the local stack (`bun run stack`). Options, as flags or environment:
  *   --events / BENCH_EVENTS (300000)      --timeout / BENCH_TIMEOUT_S (300)
@@ -18,10 +19,11 @@ import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, kafkaConnection, partitionFor } from "../shared/kafka.ts";
 import type { RawLogin } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
+import { inNamespace } from "../tools/harness.ts";
 import { metricSum } from "../tools/metrics.ts";
 import { BenchError, backlogOptions, int, printFigures, runBench } from "./cli.ts";
 import { benchLogins, keyedByUser } from "./events.ts";
-import { bestOf, drainGroup, printTimedRun, stageLog, timeBacklog, verdict } from "./stages.ts";
+import { bestOf, printTimedRun, stageLog, timeBacklog, verdict } from "./stages.ts";
 
 const FOLD_TARGET = 200_000;
 /** One aggregate instance, in events/s (its ratio to the fold is printed beside it). */
@@ -64,15 +66,15 @@ async function main(): Promise<number> {
   const fold = bestOf(() => foldRate(events, partitions));
 
   const log = stageLog("aggregate", runId);
-  const context = { kafka, log, timeoutMs };
-  const timed = await log.around(async () => {
-    await drainGroup(context, "aggregate", TOPICS.loginsRaw, "read");
-    const records = keyedByUser(
-      TOPICS.loginsRaw,
-      events.map(({ event }) => event),
-    );
-    return timeBacklog(context, "aggregate", records, "read");
-  });
+  const records = keyedByUser(
+    TOPICS.loginsRaw,
+    events.map(({ event }) => event),
+  );
+  const timed = await log.around(() =>
+    inNamespace(`bench-aggregate-${runId}`, (kafka) =>
+      timeBacklog({ kafka, log, timeoutMs }, "aggregate", records, "read"),
+    ),
+  );
 
   const { run } = timed;
   printFigures("events", "events/s", [

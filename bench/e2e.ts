@@ -3,7 +3,8 @@
  * stack; seeded traffic is offered at fixed rates (1k and 5k events/s by default) and at the highest rate this
  * machine sustains (searched for); for each step the report gives the latency from the HTTP 202 to the row's
  * persisted_at (p50/p95/p99), the events/s each stage took in, and each service's resident memory.
- * Writes bench/results/<date>.md and <date>.png (latency against rate, throughput per stage).
+ * Writes bench/results/<date>.md and <date>.png (latency against rate, throughput per stage). The stages run in a
+ * Kafka namespace of the run's own (topics and groups `bench-<run>.*`, deleted at the end).
  *
  * Everything synchronises by polling with a deadline; only the pacing of the offered rate uses timers.
  * Exits 0 when goals are missed (it reports, it does not assert); 1 when it cannot run.
@@ -13,7 +14,7 @@ import { join } from "node:path";
 import { createDb } from "../persist/postgres/db.ts";
 import { config } from "../shared/config.ts";
 import { brokerAnswers, kafkaConnection } from "../shared/kafka.ts";
-import type { ProcessHandle } from "../tools/harness.ts";
+import { enterNamespace, leaveNamespace, type ProcessHandle } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 import { renderChart } from "./e2e/chart.ts";
 import { foreignProcesses, GROUPS, lookForForeign } from "./e2e/foreign.ts";
@@ -50,11 +51,11 @@ try {
 }
 
 const env = config();
-const kafka = kafkaConnection(env);
+const broker = kafkaConnection(env);
 const sql = createDb(env, 2);
 /** Both servers answer: the broker a metadata request, PostgreSQL a query. */
 const stackUp = async () =>
-  (await brokerAnswers(kafka, 5_000)) &&
+  (await brokerAnswers(broker, 5_000)) &&
   (await sql`select 1`.then(
     () => true,
     () => false,
@@ -62,13 +63,15 @@ const stackUp = async () =>
 // A fault run stops and restarts the servers: wait for it (below) rather than fail; with nothing else running,
 // a server that does not answer is simply not started.
 if (!(await stackUp()) && foreignProcesses([]).length === 0) {
-  console.error(`Kafka (${kafka.brokers.join(",")}) or PostgreSQL (DATABASE_URL) does not answer: ${STACK_HINT}`);
+  console.error(`Kafka (${broker.brokers.join(",")}) or PostgreSQL (DATABASE_URL) does not answer: ${STACK_HINT}`);
   await sql.end({ timeout: 1 });
   process.exit(1);
 }
 
 const startedAt = new Date();
 const runId = `e2e${startedAt.getTime().toString(36)}`;
+await pollEvery("Kafka and PostgreSQL to answer", async () => ((await stackUp()) ? true : undefined), 120_000, 1_000);
+const kafka = await enterNamespace(`bench-${runId}`);
 const watcher = createGroupWatcher(kafka);
 const logs = stageLog("e2e", runId);
 const interference: string[] = [];
@@ -167,7 +170,6 @@ async function stepOnce(
 
 try {
   await waitForQuiet();
-  await pollEvery("Kafka and PostgreSQL to answer", async () => ((await stackUp()) ? true : undefined), 120_000, 1_000);
   log(`starting ingest, enrich, aggregate, persist (stage logs: ${logs.path})`);
   stages = await startPipeline(logs.path, stageTweaks());
   const sources = new Map<string, PidSource>([
@@ -259,6 +261,9 @@ try {
     if (deleted > 0) log(`deleted the bench's ${deleted} rows (--keep-rows keeps them)`);
   }
   await watcher.close();
+  await leaveNamespace(kafka);
+  // What persist stored for its group of the run's namespace.
+  await sql`delete from consumer_offsets where group_id like ${`${kafka.namespace}.%`}`.catch(() => {});
   await sql.end({ timeout: 5 });
   logs.report();
 }

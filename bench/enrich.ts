@@ -5,12 +5,12 @@
  * 1. In this process, over the same generated points: `find` from geo-tz in a tight loop (cold cache, as a freshly
  *    started stage has it, then warm), `enrichLocation` alone, and decode + enrich + JSON: the stage's per-record
  *    CPU without Kafka.
- * 2. Drains enrich's group (runs enrich.ts until it has committed everything on `locations.raw`), produces the
- *    events to `locations.raw`, starts a fresh enrich.ts and times it by the group's committed offsets (enrich
- *    commits a batch only after the broker acked its output) until it has committed all of them.
+ * 2. In a Kafka namespace of its own (`bench-enrich-<run>.locations.raw` and so on, and its own groups, deleted at
+ *    the end), produces the events to `locations.raw`, starts a fresh enrich.ts and times it by the group's
+ *    committed offsets (enrich commits a batch only after the broker acked its output) until it has committed
+ *    all of them.
  * The ceiling is the cold-cache rate: a fresh stage fills geo-tz's cache during the timed run too. The warm rate
  * is printed beside it.
- * 3. Drains persist's group and deletes the bench rows it wrote, so no backlog is left for others.
  *
  * Needs the local stack (`bun run stack`). Options, as flags or environment:
  *   --events / BENCH_EVENTS (200000)      --timeout / BENCH_TIMEOUT_S (300): per wait (drain, measured run)
@@ -21,15 +21,15 @@
  */
 import { find, setCache } from "geo-tz/dist/find-1970";
 import { enrichLocation } from "../enrich/timezone.ts";
-import { createDb } from "../persist/postgres/db.ts";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, kafkaConnection } from "../shared/kafka.ts";
 import { DECODERS } from "../shared/records.ts";
 import { TOPICS } from "../shared/topics.ts";
+import { inNamespace } from "../tools/harness.ts";
 import { metricSum } from "../tools/metrics.ts";
 import { BenchError, backlogOptions, int, printFigures, runBench } from "./cli.ts";
-import { benchLocations, consumed, deleteBenchRows, keyedByUser } from "./events.ts";
-import { bestOf, drainGroup, loopRate, printTimedRun, stageLog, timeBacklog, topicSize, verdict } from "./stages.ts";
+import { benchLocations, consumed, keyedByUser } from "./events.ts";
+import { bestOf, loopRate, printTimedRun, stageLog, timeBacklog, topicSize, verdict } from "./stages.ts";
 
 /** One enrich instance at 150,000 events/s or more (its ratio to geo-tz's raw lookup rate is printed beside it). */
 const TARGET_EVENTS = 150_000;
@@ -69,21 +69,13 @@ async function main(): Promise<number> {
   setCache();
 
   const log = stageLog("enrich", runId);
-  const context = { kafka, log, timeoutMs };
-  const { timed, grew, deleted } = await log.around(async () => {
-    await drainGroup(context, "enrich", TOPICS.locationsRaw);
-    const before = await topicSize(kafka, TOPICS.locationsEnriched);
-    const timed = await timeBacklog(context, "enrich", keyedByUser(TOPICS.locationsRaw, events, values));
-    const grew = (await topicSize(kafka, TOPICS.locationsEnriched)) - before;
-    // Our enriched events would otherwise wait for the next persist (a test's, perhaps) to write them.
-    await drainGroup(context, "persist", TOPICS.locationsEnriched);
-    const sql = createDb(env, 1);
-    try {
-      return { timed, grew, deleted: await deleteBenchRows(sql) };
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
-  });
+  const { timed, grew } = await log.around(() =>
+    inNamespace(`bench-enrich-${runId}`, async (kafka) => {
+      const records = keyedByUser(TOPICS.locationsRaw, events, values);
+      const timed = await timeBacklog({ kafka, log, timeoutMs }, "enrich", records);
+      return { timed, grew: await topicSize(kafka, TOPICS.locationsEnriched) };
+    }),
+  );
 
   const { run } = timed;
   printFigures("points", "events/s", [
@@ -109,7 +101,6 @@ async function main(): Promise<number> {
   );
   console.log(`enrich.ts against the warm-cache lookup rate: ${(run.steadyRate / findWarm).toFixed(2)}x`);
   console.log(`${TOPICS.locationsEnriched} grew by ${int(grew)}`);
-  console.log(`cleanup: deleted ${int(deleted)} bench rows from locations`);
   log.report();
   return 0;
 }

@@ -16,8 +16,9 @@
  * Exits 0 when targets are missed (it reports, it does not assert); 1 when it cannot run or a durable request
  * failed, since the numbers of such a run mean nothing.
  *
- * The durable scenarios write a few million records into locations.raw: a running enrich or persist consumes them
- * and competes for the same two cores (the "machine cpu" column shows it), so run this with the consumers stopped.
+ * The durable scenarios write a few million records into locations.raw of a Kafka namespace of the run's own
+ * (topics and groups `bench-ingest-<run>.*`, deleted at the end), so no consumer of the pipeline reads them; any
+ * other load on the two cores still shows in the "machine cpu" column.
  */
 import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
@@ -25,7 +26,7 @@ import type { Subprocess } from "bun";
 import { parseConfig } from "../shared/config.ts";
 import { brokerAnswers, endOffsets, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
-import { type ProcessHandle, startStage } from "../tools/harness.ts";
+import { inNamespace, type ProcessHandle, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 import { freePort } from "../tools/ports.ts";
 import { BenchError, int, mib, numberOptions, printTable, runBench } from "./cli.ts";
@@ -244,24 +245,26 @@ async function main(): Promise<number> {
   const tweaks = stageTweaks();
   // Service logs go to a file: a broker hiccup makes ingest log a stack trace per request, burying the table.
   const log = stageLog("ingest", runId);
-  const results = await log.around(async () => {
-    let noop: Noop | undefined;
-    let ingest: ProcessHandle | undefined;
-    try {
-      noop = await startNoop(log.path);
-      ingest = await startStage("ingest", {
-        mode: "process",
-        waitReady: true,
-        output: log.path,
-        flags: tweaks.flags,
-        // Keys and rate limits are off: the bench measures the pipeline, not 401s and 429s.
-        env: { INGEST_API_KEYS: "", INGEST_RATE_LIMIT_PER_SECOND: "0", ...tweaks.env },
-      });
-      return await measure(opts, kafka, runId, scenarios(opts, noop, ingest));
-    } finally {
-      await Promise.all([ingest?.stop(), noop && stopNoop(noop)]);
-    }
-  });
+  const results = await log.around(() =>
+    inNamespace(`bench-ingest-${runId}`, async (kafka) => {
+      let noop: Noop | undefined;
+      let ingest: ProcessHandle | undefined;
+      try {
+        noop = await startNoop(log.path);
+        ingest = await startStage("ingest", {
+          mode: "process",
+          waitReady: true,
+          output: log.path,
+          flags: tweaks.flags,
+          // Keys and rate limits are off: the bench measures the pipeline, not 401s and 429s.
+          env: { INGEST_API_KEYS: "", INGEST_RATE_LIMIT_PER_SECOND: "0", ...tweaks.env },
+        });
+        return await measure(opts, kafka, runId, scenarios(opts, noop, ingest));
+      } finally {
+        await Promise.all([ingest?.stop(), noop && stopNoop(noop)]);
+      }
+    }),
+  );
 
   const rate = (r: WrkResult) => r.requests / (r.duration_us / 1e6);
   const ceiling = rate(results[0]?.result as WrkResult);

@@ -1,7 +1,8 @@
 /**
  * `bun run bench:mongodb`: documents/s of the MongoDB sink's write (persist/mongodb.ts, as persist calls it:
  * batches of BATCH_MAX_RECORDS with their positions) beside a raw unordered bulk insert of the very same
- * documents, and records/s of poll.ts taking pages from a local HTTP API onto locations.raw. Both against the
+ * documents, and records/s of poll.ts taking pages from a local HTTP API onto locations.raw (of a Kafka namespace
+ * of its own, `bench-mongo-<run>.*`, deleted at the end). Both against the
  * local stack (FerretDB locally); the ratio is the figure to watch, as absolute numbers drift between runs.
  *
  * Options, as flags or environment: --events / BENCH_EVENTS (20000), --page / BENCH_PAGE (1000 records per
@@ -13,7 +14,7 @@ import type { SinkRow } from "../persist/sink.ts";
 import { parseConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/log.ts";
 import { TOPICS } from "../shared/topics.ts";
-import { startStage } from "../tools/harness.ts";
+import { inNamespace, startStage } from "../tools/harness.ts";
 import { pollEvery } from "../tools/poll.ts";
 import { BenchError, int, numberOptions, printFigures, runBench } from "./cli.ts";
 import { benchLocations } from "./events.ts";
@@ -61,7 +62,7 @@ async function main(): Promise<number> {
     const written = events / ((performance.now() - start) / 1000);
     await sink.close();
 
-    const polled = await pollRate(runId);
+    const polled = await inNamespace(runId, () => pollRate(runId));
     printFigures("documents", "docs/s", [
       { name: "raw insertMany (unordered)", rate: raw },
       { name: "MongoDB sink write (with positions)", rate: written },

@@ -3,12 +3,14 @@
  * table, INSERT ... ON CONFLICT, offsets in the same transaction) against `psql \copy` of the very same rows into a
  * table shaped like `locations`, measured in the same run (absolute numbers drift; the ratio is the target).
  *
- * 1. Drains persist's group, produces enriched events to `locations.enriched`, starts a fresh persist.ts and
- *    times it by its group's committed offsets (persist commits to Kafka right after each batch's transaction).
+ * 1. In a Kafka namespace of its own (topics and groups `bench-persist-<run>.*`, deleted at the end), produces
+ *    enriched events to `locations.enriched`, starts a fresh persist.ts and times it by its group's committed
+ *    offsets (persist commits to Kafka right after each batch's transaction).
  * 2. Ceilings over the same rows, made with persist/postgres/table.ts's `copyText` so the bytes are identical: `psql \copy`
  *    (the ceiling) and one postgres.js COPY into `bench_locations_copy` (LIKE locations INCLUDING ALL), and as
  *    middle figures the stage's per-record CPU without I/O and `writeBatch` itself in batches, without Kafka.
- * 3. Drops the scratch table and file, and deletes the bench rows from `locations`.
+ * 3. Drops the scratch table and file, and deletes the bench rows from `locations` and the positions persist
+ *    stored for its namespaced group.
  *
  * Needs the local stack (`bun run stack`) and psql. Options, as flags or environment:
  *   --events / BENCH_EVENTS (200000)      --timeout / BENCH_TIMEOUT_S (300): per wait (drain, measured run)
@@ -30,10 +32,11 @@ import { brokerAnswers, kafkaConnection } from "../shared/kafka.ts";
 import { DECODERS } from "../shared/records.ts";
 import type { EnrichedLocation } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
+import { inNamespace } from "../tools/harness.ts";
 import { metricSum } from "../tools/metrics.ts";
 import { BenchError, backlogOptions, int, printFigures, runBench } from "./cli.ts";
 import { benchLocations, consumed, deleteBenchRows, keyedByUser } from "./events.ts";
-import { bestOf, bestOfAsync, drainGroup, printTimedRun, stageLog, timeBacklog, verdict } from "./stages.ts";
+import { bestOf, bestOfAsync, printTimedRun, stageLog, timeBacklog, verdict } from "./stages.ts";
 
 /** One persist instance at 65% or more of the COPY ceiling. */
 const TARGET_RATIO = 0.65;
@@ -126,14 +129,13 @@ async function main(): Promise<number> {
   );
 
   const log = stageLog("persist", runId);
-  const context = { kafka, log, timeoutMs };
+  const namespace = `bench-persist-${runId}`;
   const tsvPath = join(tmpdir(), `bench-persist-${runId}.tsv`);
   let deleted = 0;
   const { timed, stored, table, ceilings } = await log
     .around(async () => {
-      // persist.ts applies the migrations itself, so the drain also makes sure that `locations` exists.
-      await drainGroup(context, "persist", TOPICS.locationsEnriched);
-      const timed = await timeBacklog(context, "persist", keyedByUser(TOPICS.locationsEnriched, events, values));
+      const input = keyedByUser(TOPICS.locationsEnriched, events, values);
+      const timed = await inNamespace(namespace, (kafka) => timeBacklog({ kafka, log, timeoutMs }, "persist", input));
       const ids = events.map((event) => event.event_id);
       const stored = Number((await sql`select count(*) as n from locations where event_id = any(${ids})`)[0]?.n);
       // The stage inserts into a big table, the ceilings into an empty one: index pages that no longer fit in
@@ -180,7 +182,9 @@ async function main(): Promise<number> {
     .finally(async () => {
       rmSync(tsvPath, { force: true });
       await sql.unsafe(`drop table if exists ${SCRATCH}`).catch(() => {});
-      await sql`delete from consumer_offsets where group_id = ${SCRATCH_GROUP}`.catch(() => {});
+      await sql`delete from consumer_offsets where group_id = ${SCRATCH_GROUP} or group_id like ${`${namespace}.%`}`.catch(
+        () => {},
+      );
       deleted = await deleteBenchRows(sql).catch(() => 0);
       await sql.end({ timeout: 1 });
     });

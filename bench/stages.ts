@@ -1,7 +1,8 @@
 /**
  * Running a pipeline stage the way the benches time it: as its own process through tools/harness.ts (so
- * BENCH_STAGE_FLAGS can profile the very run that is timed), its group drained first, then timed by the group's
- * committed offsets while it works through a backlog the bench produced; and the figures that run gives.
+ * BENCH_STAGE_FLAGS can profile the very run that is timed), in the bench's own Kafka namespace (the harness's
+ * `inNamespace`: fresh topics and groups, deleted afterwards), timed by the group's committed offsets while it
+ * works through a backlog the bench produced; and the figures that run gives.
  *
  * Every wait polls with a deadline; nothing synchronises on a fixed sleep.
  */
@@ -13,14 +14,10 @@ import {
   createProducer,
   type Delivery,
   endOffsets,
-  groupLag,
   type KafkaConnection,
   type OutRecord,
 } from "../shared/kafka.ts";
-import { TOPICS } from "../shared/topics.ts";
 import { groupOf, type ProcessHandle, type StageName, type StartOptions, startStage } from "../tools/harness.ts";
-import { metricSum } from "../tools/metrics.ts";
-import { pollEvery } from "../tools/poll.ts";
 import { int, mib } from "./cli.ts";
 
 /** Short enough to time a 2 s window to a few percent; each poll is one offset fetch from the broker. */
@@ -92,15 +89,6 @@ async function produceAll(
   } finally {
     await producer.close();
   }
-}
-
-/** The pipeline's topics: a group's offsets on any other are left over from an earlier version and never move. */
-const PIPELINE_TOPICS = new Set<string>(Object.values(TOPICS));
-
-/** Records `groupId` has not committed, over `topic` and every other pipeline topic it has committed offsets for. */
-async function backlogOf(kafka: KafkaConnection, groupId: string, topic: string): Promise<number> {
-  const committed = (await committedOffsets(kafka, groupId)).map((p) => p.topic);
-  return groupLag(kafka, groupId, [...new Set([topic, ...committed.filter((t) => PIPELINE_TOPICS.has(t))])]);
 }
 
 /** Records in all partitions of `topic`. */
@@ -181,7 +169,7 @@ export function stageLog(bench: string, runId: string) {
 
 export type StageLog = ReturnType<typeof stageLog>;
 
-/** What every drain and timed run of one bench shares: the broker, the log file, and how long each wait may take. */
+/** What every timed run of one bench shares: the broker (in the bench's namespace), the log file, the deadline. */
 export interface BenchContext {
   kafka: KafkaConnection;
   log: StageLog;
@@ -191,44 +179,9 @@ export interface BenchContext {
 /**
  * How a stage's progress through a backlog is counted: by its group's committed offsets (the stages commit a
  * batch only once it is done), or by what it has read (its records_in_total), for a stage whose commits trail
- * what it has read by design: the aggregate commits only up to its oldest open window or pending late count,
- * so an idle aggregate group is never quite drained.
+ * what it has read by design: the aggregate commits only up to its oldest open window or pending late count.
  */
 export type Progress = "committed" | "read";
-
-/**
- * Runs `stage` until its group has committed everything in `topic` and in every other pipeline topic it has
- * offsets for (or, by `progress` "read", until it has read all that), so that a measured run afterwards reads
- * only the records the bench produces. A stage that reads a topic the group never committed before shows up
- * with offsets after the first drain, hence the loop. Says how many records the drains worked through, if any.
- */
-export async function drainGroup(
-  { kafka, log, timeoutMs }: BenchContext,
-  stage: StageName,
-  topic: string,
-  progress: Progress = "committed",
-): Promise<void> {
-  const group = consumerGroup(stage);
-  let drained = 0;
-  for (let round = 0; round < 3; round++) {
-    const backlog = await backlogOf(kafka, group, topic);
-    if (backlog === 0) break;
-    drained += backlog;
-    const running = await startStage(stage, { mode: "process", output: log.path });
-    const done =
-      progress === "committed"
-        ? async () => (await backlogOf(kafka, group, topic)) === 0
-        : async () => (await running.metric("records_in_total")) >= backlog;
-    try {
-      await pollEvery(`${group} to catch up`, async () => (await done()) || undefined, timeoutMs, POLL_MS);
-    } finally {
-      await running.stop();
-    }
-    // What such a stage still holds stays uncommitted: another round would only read it again.
-    if (progress === "read") break;
-  }
-  if (drained > 0) console.log(`drained a backlog of ${int(drained)} records of the ${group} group`);
-}
 
 /** Counts what `groupId` commits on `topic` from now on; `read()` is one offset fetch on an open connection. */
 async function commitCounter(kafka: KafkaConnection, groupId: string, topic: string) {
@@ -258,13 +211,8 @@ export interface StageRun {
   done: number;
   /** Peak and final resident memory of the stage process, and the highest RssAnon seen, in bytes. */
   memory: { peak: number; current: number; anon: number };
-  /** Set when the deadline passed first: another member of the group may own some partitions. */
+  /** Set when the deadline passed first. */
   timedOut: boolean;
-  /**
-   * Records the stage itself read (its records_in_total). Well below `done` means another member of the group
-   * (an integration test's stage) took part of the backlog, and the rate is not one instance's.
-   */
-  ownRecords: number;
   /** A /metrics scrape taken after the target was reached, for the stage's own counters. */
   exposition: string;
   /** Cores the stage kept busy in the steady window (1 = one core all the time). */
@@ -321,7 +269,6 @@ async function timeStage(
     done: last.done,
     memory,
     timedOut: last.done < target,
-    ownRecords: metricSum(exposition, "records_in_total"),
     exposition,
   };
 }
@@ -332,10 +279,8 @@ export interface TimedBacklog {
   run: StageRun;
   /** How `run.done` was counted. */
   progress: Progress;
-  /** Records the stage had to work through: the bench's, plus whatever others produced meanwhile. */
+  /** Records the stage had to work through: what the bench produced into its fresh topic. */
   backlog: number;
-  /** Records the bench produced. */
-  produced: number;
   /** Records per second of producing them with the pipeline's own producer. */
   produceRate: number;
   /** Where each produced record went, in order. */
@@ -354,18 +299,17 @@ export async function timeBacklog(
 ): Promise<TimedBacklog> {
   const { topic } = records[0] as OutRecord;
   const tweaks = stageTweaks();
-  const before = await topicSize(kafka, topic);
   const { rate: produceRate, deliveries } = await produceAll(kafka, records);
   const counter =
     progress === "committed" ? await commitCounter(kafka, consumerGroup(stage, tweaks.env), topic) : undefined;
-  const backlog = (await topicSize(kafka, topic)) - (counter?.base ?? before);
+  const backlog = records.length;
   // This process's garbage (the generated events, the ceilings' caches) is collected now, not while it is timed.
   Bun.gc(true);
   const running = await startStage(stage, { mode: "process", output: log.path, ...tweaks });
   try {
     const read = counter?.read ?? (() => running.metric("records_in_total"));
     const run = await timeStage(running, read, backlog, timeoutMs);
-    return { stage, run, progress, backlog, produced: records.length, produceRate, deliveries };
+    return { stage, run, progress, backlog, produceRate, deliveries };
   } finally {
     await running.stop();
   }
@@ -374,12 +318,11 @@ export async function timeBacklog(
 /** The result column of a stage's row: why the figure does not count, or whether it meets `target`. */
 export function verdict(run: StageRun, figure: number, target: number): string {
   if (run.timedOut) return "TIMEOUT";
-  if (run.ownRecords < run.done * 0.95) return "SHARED";
   return figure >= target ? "pass" : "MISS";
 }
 
 /** Prints how the stage of `timed` got through its backlog: start-up, CPU, memory, and anything that spoils it. */
-export function printTimedRun({ stage, run, progress, backlog, produced, produceRate }: TimedBacklog): void {
+export function printTimedRun({ stage, run, progress, backlog, produceRate }: TimedBacklog): void {
   const name = `${stage}.ts`;
   const cores = navigator.hardwareConcurrency;
   console.log(
@@ -396,22 +339,5 @@ export function printTimedRun({ stage, run, progress, backlog, produced, produce
       `RssAnon (private) at most ${mib(run.memory.anon)}`,
   );
   console.log(`produce of the input: ${int(produceRate)} records/s`);
-  if (backlog > produced) {
-    console.log(
-      `note: ${int(backlog - produced)} records beyond ours were in the backlog: another producer was writing`,
-    );
-  }
-  if (run.ownRecords < run.done * 0.95) {
-    console.log(
-      `note: the timed ${name} read only ${int(run.ownRecords)} of the ${int(run.done)} records its group ` +
-        `committed: another member (an integration test's ${stage}?) shared the group, so the figure is not one ` +
-        "instance's",
-    );
-  }
-  if (run.timedOut) {
-    console.log(
-      `note: only ${int(run.done)} of ${int(backlog)} records were done before the deadline; another member ` +
-        `(an integration test's ${stage}) may have owned some partitions of the group`,
-    );
-  }
+  if (run.timedOut) console.log(`note: only ${int(run.done)} of ${int(backlog)} records were done before the deadline`);
 }

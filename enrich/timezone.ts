@@ -3,9 +3,17 @@ import { find, setCache } from "geo-tz/dist/find-1970";
 import { LRUCache } from "lru-cache";
 import type { EnrichedLocation } from "../shared/schemas.ts";
 
-// geo-tz caches every boundary tile it reads, forever: hundreds of MB once events cover the globe. 500 tiles keep
-// the heap near 40 MB and still answer repeat lookups from memory.
-setCache({ store: new LRUCache<string, object>({ max: 500 }) });
+/**
+ * Bounds geo-tz's cache of decoded boundary tiles to `tiles` (by default it keeps every tile it reads, forever:
+ * hundreds of MB once events cover the globe). A tile read again after it was dropped is read from its file and
+ * decoded again: the cost of a lookup that misses.
+ */
+export function boundTileCache(tiles: number): void {
+  setCache({ store: new LRUCache<string, object>({ max: tiles }) });
+}
+
+// Bounded from the start for every importer; the enrich stage sets its own budget (ENRICH_TZ_CACHE_TILES).
+boundTileCache(500);
 
 const offsetFormats = new Map<string, Intl.DateTimeFormat>();
 

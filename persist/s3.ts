@@ -1,7 +1,7 @@
 /**
  * The object storage sink, an idempotent store: each partition of a stored topic becomes newline-delimited JSON
  * objects `<topic>/partition=<n>/<first offset>-<last offset>.ndjson` (offsets zero-padded to 20 digits, so
- * names sort by offset), one line per record: `{"topic","partition","offset","key","value"}`, the value being
+ * names sort by offset; the topic as the broker names it, so a run in a KAFKA_NAMESPACE has objects of its own), one line per record: `{"topic","partition","offset","key","value"}`, the value being
  * the decoded change event. Tombstones and dead letters take an offset but no line.
  *
  * Object boundaries are offsets, never wall-clock moments, so a replay rebuilds the same objects:
@@ -18,7 +18,7 @@
 import { S3Client } from "bun";
 import type { Config } from "../shared/config.ts";
 import { within } from "../shared/deadline.ts";
-import type { Position } from "../shared/kafka.ts";
+import { kafkaConnection, onBroker, type Position } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
 import type { SinkFactory, SinkRow } from "./sink.ts";
 
@@ -81,6 +81,7 @@ interface PartitionState {
  */
 export const s3Sink: SinkFactory = ({ env, log }) => {
   const client = bucketClient(env);
+  const kafka = kafkaConnection(env);
   const rotateRecords = BigInt(env.S3_ROTATE_RECORDS);
   const rotateMs = env.S3_ROTATE_SECONDS * 1000;
   const states = new Map<string, PartitionState>();
@@ -88,7 +89,7 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
   let replayed = 0;
 
   async function listObjects(topic: string, partition: number): Promise<Range[]> {
-    const prefix = `${topic}/partition=${partition}/`;
+    const prefix = `${onBroker(kafka, topic)}/partition=${partition}/`;
     const objects: Range[] = [];
     let continuationToken: string | undefined;
     do {
@@ -116,7 +117,7 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
   async function upload(state: PartitionState): Promise<void> {
     const open = state.open as Open;
     if (open.upload) {
-      const name = objectName(state.topic, state.partition, open.first, open.last);
+      const name = objectName(onBroker(kafka, state.topic), state.partition, open.first, open.last);
       await client.write(name, open.lines.join(""), { type: "application/x-ndjson" });
       written[state.topic] = (written[state.topic] ?? 0) + open.lines.length;
       if (!open.existing) state.objects.push({ first: open.first, last: open.last });

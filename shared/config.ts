@@ -124,6 +124,13 @@ const Fields = v.object({
   KAFKA_TLS_KEY_FILE: optionalText(readableFile),
   /** Whether the broker's certificate must name the host connected to; only a private CA's odd names need off. */
   KAFKA_TLS_CHECK_SERVER_NAME: flag(true),
+  /**
+   * Every topic and consumer group on the broker as `<KAFKA_NAMESPACE>.<name>`: a run beside the pipeline's
+   * own topics that never touches them (the benches). Empty: the names as they are.
+   */
+  KAFKA_NAMESPACE: optionalText(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/, "must be a topic name prefix")),
+  ),
   DATABASE_URL: v.pipe(
     v.optional(v.string(), "postgres://pipeline:pipeline@127.0.0.1:5432/pipeline"),
     v.regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
@@ -152,6 +159,11 @@ const Fields = v.object({
   INGEST_RATE_LIMIT_PER_SECOND: integer(0, 0),
   INGEST_BEHIND_PROXY: flag(false),
   ENRICH_PORT: port(3001),
+  /**
+   * Timezone boundary tiles enrich keeps decoded (a few tens of KB of heap each): more tiles, fewer re-reads and
+   * re-decodes of the ones the events keep coming back to, and less garbage from them.
+   */
+  ENRICH_TZ_CACHE_TILES: integer(1500, 1, 1_000_000),
   AGGREGATE_PORT: port(3002),
   PERSIST_PORT: port(3003),
   INTERVALS_PORT: port(3004),

@@ -7,7 +7,7 @@ import type { Config } from "./config.ts";
 import { createConsumer, type InRecord, type KafkaConnection, nextPositions, type Position } from "./kafka.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
-import { counter, gauge, histogram, type Registry } from "./metrics.ts";
+import { countByTopic, counter, gauge, histogram, type Registry } from "./metrics.ts";
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
@@ -144,7 +144,7 @@ export function startConsuming(spec: ConsumeSpec, deps: LoopDeps) {
           spec.prepare?.(batch);
           await handling;
           if (lifecycle.stopping) return;
-          for (const record of batch) metrics.recordsIn.inc({ topic: record.topic });
+          countByTopic(batch, () => metrics.recordsIn);
           // A batch fails for good only once shutdown has begun, which the next turn sees.
           handling = serially(async () => (await spec.handle(batch)) ?? nextPositions(batch)).then(
             () => {

@@ -9,6 +9,7 @@ export {
   closeAdminConnections,
   committedOffsets,
   deleteGroup,
+  deleteNamespace,
   endOffsets,
   ensureTopics,
   groupLag,
@@ -17,6 +18,7 @@ export {
 } from "./kafka/admin.ts";
 export { KafkaAccessError, kafkaConnection } from "./kafka/connection.ts";
 export { createConsumer } from "./kafka/consumer.ts";
+export { onBroker } from "./kafka/namespace.ts";
 export { partitionFor } from "./kafka/partition.ts";
 export { nextPositions } from "./kafka/positions.ts";
 export { createProducer } from "./kafka/producer.ts";

@@ -20,7 +20,7 @@ import {
 } from "./kafka.ts";
 import { createLifecycle } from "./lifecycle.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { counter, createRegistry, type Registry } from "./metrics.ts";
+import { countByTopic, counter, createRegistry, type Registry } from "./metrics.ts";
 
 /** Settings that hold a port: each stage serves its health, metrics and routes on its own. */
 export type PortSetting = { [K in keyof Config]-?: K extends `${string}_PORT` ? K : never }[keyof Config];
@@ -118,7 +118,7 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
   const produce = async (records: OutRecord[]) => {
     if (records.length === 0) return;
     await producer.send(records);
-    for (const { topic } of records) (topic.endsWith(".dlq") ? deadLettered : recordsOut).inc({ topic });
+    countByTopic(records, (topic) => (topic.endsWith(".dlq") ? deadLettered : recordsOut));
   };
 
   let parts: StageParts;

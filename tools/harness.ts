@@ -15,7 +15,9 @@ import { intervals } from "../intervals.ts";
 import { persist } from "../persist.ts";
 import { poll } from "../poll.ts";
 import { parseConfig } from "../shared/config.ts";
+import { deleteNamespace, ensureTopics, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { runStage, type Stage } from "../shared/runner.ts";
+import { topicSpecs } from "../shared/topics.ts";
 import { metricSum, scrape } from "./metrics.ts";
 import { pollEvery } from "./poll.ts";
 import { freePort } from "./ports.ts";
@@ -75,15 +77,72 @@ export interface ProcessHandle extends StageHandle {
 
 /** Process-mode stages not stopped yet, so that Ctrl-C of a bench or the fault run stops them too. */
 const live = new Set<Subprocess>();
-const onSignal = (signal: NodeJS.Signals) => {
-  for (const child of live) child.kill("SIGTERM");
+/** Namespaces in use by {@link inNamespace}, deleted on Ctrl-C too. */
+const namespaces = new Set<KafkaConnection>();
+/** How long Ctrl-C waits for the stages to stop and the namespaces to go before it exits anyway. */
+const SIGNAL_CLEANUP_MS = 15_000;
+const onSignal = async (signal: NodeJS.Signals) => {
+  const children = [...live];
+  for (const child of children) child.kill("SIGTERM");
+  // A namespace's topics go once no stage of ours reads or writes them any more.
+  const cleanup = Promise.all(children.map((child) => child.exited)).then(() =>
+    Promise.allSettled([...namespaces].map((kafka) => deleteNamespace(kafka))),
+  );
+  await Promise.race([cleanup, Bun.sleep(SIGNAL_CLEANUP_MS)]);
   process.exit(signal === "SIGINT" ? 130 : 143);
 };
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, onSignal);
+const onSignalOnce = (signal: NodeJS.Signals) => void onSignal(signal);
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, onSignalOnce);
 
 /** For a caller that stops its stages itself on SIGINT and SIGTERM, in an order of its own (the supervisor). */
 export function handleSignalsYourself(): void {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, onSignal);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.off(signal, onSignalOnce);
+}
+
+/**
+ * Moves this process into the Kafka namespace `name` (e.g. "bench-enrich-m1x2"): sets KAFKA_NAMESPACE in its
+ * environment, so that every stage started from now on (either mode) and every connection made from the
+ * environment works in `<name>.<topic>` and `<name>.<group>`, and creates the pipeline's topics there. Returns
+ * the namespace's connection. Ctrl-C deletes the namespace too; otherwise {@link leaveNamespace} does.
+ */
+export async function enterNamespace(name: string): Promise<KafkaConnection> {
+  process.env.KAFKA_NAMESPACE = name;
+  const env = parseConfig(process.env);
+  const kafka = kafkaConnection(env);
+  namespaces.add(kafka);
+  try {
+    await ensureTopics(kafka, topicSpecs(env.TOPIC_PARTITIONS));
+  } catch (error) {
+    await leaveNamespace(kafka).catch(() => {});
+    throw error;
+  }
+  return kafka;
+}
+
+/** Deletes the namespace of `kafka` (its topics and groups) and takes this process out of it. */
+export async function leaveNamespace(kafka: KafkaConnection): Promise<void> {
+  delete process.env.KAFKA_NAMESPACE;
+  await deleteNamespace(kafka);
+  namespaces.delete(kafka);
+}
+
+/**
+ * Runs `work` in the Kafka namespace `name` ({@link enterNamespace}), then deletes it, on failure too: the
+ * pipeline's own topics and groups never see the run.
+ *
+ * @example
+ * await inNamespace("bench-enrich-m1x2", async (kafka) => {
+ *   const enrich = await startStage("enrich", { mode: "process" }); // reads bench-enrich-m1x2.locations.raw
+ *   await enrich.stop();
+ * });
+ */
+export async function inNamespace<T>(name: string, work: (kafka: KafkaConnection) => Promise<T>): Promise<T> {
+  const kafka = await enterNamespace(name);
+  try {
+    return await work(kafka);
+  } finally {
+    await leaveNamespace(kafka);
+  }
 }
 
 const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(2_000) });

@@ -6,6 +6,7 @@ import { Admin, findErrorBy, NetworkError, type Producer, TimeoutError } from "@
 import { within } from "../deadline.ts";
 import type { TopicSpec } from "../topics.ts";
 import { accessFailure, clientOptions, KafkaAccessError } from "./connection.ts";
+import { fromBroker, onBroker } from "./namespace.ts";
 import { uncommitted } from "./positions.ts";
 import type { KafkaConnection, Position } from "./types.ts";
 
@@ -43,7 +44,9 @@ function open(key: string, kafka: KafkaConnection): Shared {
 /** Runs `work` on the shared client for `kafka`: created on first use, replaced after a connection error. */
 async function withAdmin<T>(kafka: KafkaConnection, work: (admin: Admin) => Promise<T>): Promise<T> {
   // The whole connection, credentials included: a client of other credentials is another client. Kept in memory.
-  const key = JSON.stringify({ ...kafka, brokers: [...kafka.brokers].sort() });
+  // The namespace only renames what the calls name: it needs no client of its own.
+  const { namespace: _, ...connection } = kafka;
+  const key = JSON.stringify({ ...connection, brokers: [...kafka.brokers].sort() });
   const cached = shared.get(key);
   // A client closed by anything but this module would fail every call: replace it instead.
   const current = cached && !cached.admin.closed ? cached : open(key, kafka);
@@ -136,11 +139,12 @@ export function brokerAnswers(kafka: KafkaConnection, timeoutMs: number): Promis
 export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promise<string[]> {
   return withAdmin(kafka, async (admin) => {
     const existing = new Set(await admin.listTopics());
-    const missing = specs.filter((spec) => !existing.has(spec.name));
+    const missing = specs.filter((spec) => !existing.has(onBroker(kafka, spec.name)));
     for (const spec of missing) {
       // -1 replicas takes the broker's default.replication.factor: 1 locally, 3 on a real cluster.
       const configs = Object.entries(spec.configs ?? {}).map(([name, value]) => ({ name, value }));
-      await admin.createTopics({ topics: [spec.name], partitions: spec.partitions, replicas: -1, configs });
+      const topics = [onBroker(kafka, spec.name)];
+      await admin.createTopics({ topics, partitions: spec.partitions, replicas: -1, configs });
     }
     return missing.map((spec) => spec.name);
   });
@@ -153,11 +157,12 @@ export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promis
  * const before = await endOffsets(kafka, "locations.raw"); // [{ topic, partition: 0, offset: 1234n }, ...]
  */
 export function endOffsets(kafka: KafkaConnection, topic: string): Promise<Position[]> {
+  const name = onBroker(kafka, topic);
   return withAdmin(kafka, async (admin) => {
-    const metadata = await admin.metadata({ topics: [topic] });
-    const count = metadata.topics.get(topic)?.partitionsCount ?? 0;
+    const metadata = await admin.metadata({ topics: [name] });
+    const count = metadata.topics.get(name)?.partitionsCount ?? 0;
     const partitions = Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp: -1n }));
-    const [listed] = await admin.listOffsets({ topics: [{ name: topic, partitions }] });
+    const [listed] = await admin.listOffsets({ topics: [{ name, partitions }] });
     return (listed?.partitions ?? []).map(({ partitionIndex, offset }) => ({
       topic,
       partition: partitionIndex,
@@ -173,7 +178,26 @@ export function endOffsets(kafka: KafkaConnection, topic: string): Promise<Posit
  * await deleteGroup(kafka, "enrich");
  */
 export function deleteGroup(kafka: KafkaConnection, groupId: string): Promise<void> {
-  return withAdmin(kafka, (admin) => admin.deleteGroups({ groups: [groupId] }));
+  return withAdmin(kafka, (admin) => admin.deleteGroups({ groups: [onBroker(kafka, groupId)] }));
+}
+
+/**
+ * Deletes every topic and consumer group of `kafka`'s namespace (none without one): what a run in a namespace
+ * leaves behind. Returns how many topics it deleted.
+ *
+ * @example
+ * await deleteNamespace({ ...kafka, namespace: "bench-m1x2" });
+ */
+export function deleteNamespace(kafka: KafkaConnection): Promise<number> {
+  if (!kafka.namespace) return Promise.resolve(0);
+  const prefix = `${kafka.namespace}.`;
+  return withAdmin(kafka, async (admin) => {
+    const groups = [...(await admin.listGroups()).keys()].filter((group) => group.startsWith(prefix));
+    if (groups.length > 0) await admin.deleteGroups({ groups });
+    const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(prefix));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+    return topics.length;
+  });
 }
 
 /**
@@ -185,12 +209,12 @@ export function deleteGroup(kafka: KafkaConnection, groupId: string): Promise<vo
  */
 export function seekGroup(kafka: KafkaConnection, groupId: string, positions: Position[]): Promise<void> {
   const topics = [...new Set(positions.map((position) => position.topic))].map((name) => ({
-    name,
+    name: onBroker(kafka, name),
     partitionOffsets: positions
       .filter((position) => position.topic === name)
       .map(({ partition, offset }) => ({ partition, offset })),
   }));
-  return withAdmin(kafka, (admin) => admin.alterConsumerGroupOffsets({ groupId, topics }));
+  return withAdmin(kafka, (admin) => admin.alterConsumerGroupOffsets({ groupId: onBroker(kafka, groupId), topics }));
 }
 
 /**
@@ -201,9 +225,13 @@ export function seekGroup(kafka: KafkaConnection, groupId: string, positions: Po
  */
 export function committedOffsets(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
   return withAdmin(kafka, async (admin) => {
-    const [group] = await admin.listConsumerGroupOffsets({ groups: [groupId] });
-    return (group?.topics ?? []).flatMap((topic) =>
-      topic.partitions.map((p) => ({ topic: topic.name, partition: p.partitionIndex, offset: p.committedOffset })),
+    const [group] = await admin.listConsumerGroupOffsets({ groups: [onBroker(kafka, groupId)] });
+    return (group?.topics ?? []).flatMap(({ name, partitions }) =>
+      partitions.map((p) => ({
+        topic: fromBroker(kafka, name),
+        partition: p.partitionIndex,
+        offset: p.committedOffset,
+      })),
     );
   });
 }
@@ -231,8 +259,8 @@ export async function groupLag(kafka: KafkaConnection, groupId: string, topics: 
  */
 export function groupMembers(kafka: KafkaConnection, groupIds: string[]): Promise<Map<string, string[]>> {
   return withAdmin(kafka, async (admin) => {
-    const groups = await admin.describeGroups({ groups: groupIds });
-    const members = (id: string) => [...(groups.get(id)?.members.values() ?? [])];
+    const groups = await admin.describeGroups({ groups: groupIds.map((id) => onBroker(kafka, id)) });
+    const members = (id: string) => [...(groups.get(onBroker(kafka, id))?.members.values() ?? [])];
     return new Map(groupIds.map((id) => [id, members(id).map((m) => `${m.clientId}@${m.clientHost}`)]));
   });
 }

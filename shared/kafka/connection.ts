@@ -12,7 +12,7 @@ import type { Config } from "../config.ts";
 import type { KafkaConnection } from "./types.ts";
 
 /**
- * The connection the configuration describes: `KAFKA_BROKERS`, and SASL and TLS when they are set.
+ * The connection the configuration describes: `KAFKA_BROKERS`, and SASL, TLS and a namespace when they are set.
  *
  * @example
  * const kafka = kafkaConnection(config()); // { brokers: ["127.0.0.1:19092"] } with no security settings
@@ -22,6 +22,7 @@ export function kafkaConnection(env: Config): KafkaConnection {
   const { KAFKA_SASL_MECHANISM: mechanism, KAFKA_SASL_USERNAME: username, KAFKA_SASL_PASSWORD: password } = env;
   return {
     brokers: env.KAFKA_BROKERS,
+    ...(env.KAFKA_NAMESPACE && { namespace: env.KAFKA_NAMESPACE }),
     // The configuration's rules guarantee a username and a password with a mechanism.
     ...(mechanism && { sasl: { mechanism, username: username ?? "", password: password ?? "" } }),
     ...(env.KAFKA_TLS && {

@@ -1,15 +1,16 @@
 /** The port's {@link KafkaConsumer} on @platformatic/kafka. */
 import { Consumer, type GroupPartitionsAssigner, type Message, MessagesStreamModes } from "@platformatic/kafka";
 import { clientOptions } from "./connection.ts";
+import { fromBroker, onBroker } from "./namespace.ts";
 import type { ConsumerOptions, InRecord, KafkaConsumer, Position } from "./types.ts";
 
 const LAG_INTERVAL_MS = 5_000;
 
-function toRecord(message: Message): InRecord {
+function toRecord(message: Message, topic: string): InRecord {
   const headers: Record<string, string> = {};
   for (const [name, value] of message.headers) headers[name.toString()] = value.toString();
   return {
-    topic: message.topic,
+    topic,
     partition: message.partition,
     offset: message.offset,
     key: message.key && message.key.length > 0 ? message.key : undefined,
@@ -49,9 +50,13 @@ export const allToOne: GroupPartitionsAssigner = (_current, members, topics, met
  * for await (const batch of consumer.batches()) await consumer.commit(nextPositions(batch));
  */
 export function createConsumer(options: ConsumerOptions): KafkaConsumer {
+  const { kafka } = options;
+  const topics = options.topics.map((topic) => onBroker(kafka, topic));
+  /** The stages' name of each subscribed topic, by its name on the broker. */
+  const topicOf = new Map(topics.map((topic, i) => [topic, options.topics[i] as string]));
   const consumer = new Consumer({
     clientId: options.clientId,
-    groupId: options.groupId,
+    groupId: onBroker(kafka, options.groupId),
     ...clientOptions(options.kafka),
     autocommit: false,
     sessionTimeout: 6_000, // the broker's minimum: a killed member's partitions move on quickly
@@ -67,7 +72,9 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     const onAssign = options.onAssign;
     consumer.on("consumer:group:join", ({ assignments }) => {
       onAssign(
-        (assignments ?? []).flatMap(({ topic, partitions }) => partitions.map((partition) => ({ topic, partition }))),
+        (assignments ?? []).flatMap(({ topic, partitions }) =>
+          partitions.map((partition) => ({ topic: fromBroker(kafka, topic), partition })),
+        ),
       );
     });
   }
@@ -76,11 +83,13 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     consumer.on("consumer:lag", (lag: Map<string, bigint[]>) => {
       // -1 marks a partition that is not assigned to this member.
       const assigned = [...lag].flatMap(([topic, lags]) =>
-        lags.flatMap((value, partition) => (value < 0n ? [] : [{ topic, partition, lag: Number(value) }])),
+        lags.flatMap((value, partition) =>
+          value < 0n ? [] : [{ topic: fromBroker(kafka, topic), partition, lag: Number(value) }],
+        ),
       );
       onLag(assigned);
     });
-    consumer.startLagMonitoring({ topics: options.topics }, LAG_INTERVAL_MS);
+    consumer.startLagMonitoring({ topics }, LAG_INTERVAL_MS);
   }
   let stream: Awaited<ReturnType<typeof consumer.consume>> | undefined;
   // Paused by the stage (a failing batch), as opposed to paused because the queue is full.
@@ -90,9 +99,12 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     // The stream runs in flowing mode (the client's fast path) and is paused while two batches are queued.
     async *batches(maxRecords = 5_000): AsyncGenerator<InRecord[]> {
       const messages = await consumer.consume({
-        topics: options.topics,
+        topics,
         ...(options.startAt
-          ? { mode: MessagesStreamModes.MANUAL, offsets: options.startAt }
+          ? {
+              mode: MessagesStreamModes.MANUAL,
+              offsets: options.startAt.map((position) => ({ ...position, topic: onBroker(kafka, position.topic) })),
+            }
           : { mode: MessagesStreamModes.COMMITTED, fallbackMode: "earliest" }),
       });
       stream = messages;
@@ -101,7 +113,7 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
       let wake: (() => void) | undefined;
       const notify = () => wake?.();
       messages.on("data", (message: Message) => {
-        queue.push(toRecord(message));
+        queue.push(toRecord(message, topicOf.get(message.topic) ?? message.topic));
         if (queue.length >= 2 * maxRecords) messages.pause();
         notify();
       });
@@ -129,7 +141,12 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
     async commit(positions: Position[]): Promise<void> {
       if (positions.length === 0) return;
       // -1: no leader epoch known for a position that is not a fetched record's.
-      await consumer.commit({ offsets: positions.map((position) => ({ ...position, leaderEpoch: -1 })) });
+      const offsets = positions.map((position) => ({
+        ...position,
+        topic: onBroker(kafka, position.topic),
+        leaderEpoch: -1,
+      }));
+      await consumer.commit({ offsets });
     },
 
     pause() {

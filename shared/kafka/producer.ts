@@ -3,6 +3,7 @@ import { ProduceAcks, Producer } from "@platformatic/kafka";
 import { answers } from "./admin.ts";
 import { createCoalescer } from "./coalesce.ts";
 import { clientOptions } from "./connection.ts";
+import { onBroker } from "./namespace.ts";
 import { keyHash } from "./partition.ts";
 import type { Delivery, KafkaProducer, OutRecord, ProducerOptions } from "./types.ts";
 
@@ -36,19 +37,19 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
       const partition = record.partition ?? (key ? keyHash(key) : 0);
       const headers = record.headers && toBufferMap(record.headers);
       const value = record.value === null ? undefined : Buffer.from(record.value); // no value: a tombstone
-      return { topic: record.topic, key, partition, value, ...(headers && { headers }) };
+      return { topic: onBroker(options.kafka, record.topic), key, partition, value, ...(headers && { headers }) };
     });
     const result = await producer.send({ messages });
     // The broker answers with one base offset per partition; records of a partition follow it in send order.
     const next = new Map<string, bigint>();
     for (const { topic, partition, offset } of result.offsets ?? []) next.set(`${topic}:${partition}`, offset);
-    return messages.map((message) => {
+    return messages.map((message, i) => {
       const count = producer.currentMetadata?.topics.get(message.topic)?.partitionsCount ?? 1;
       const partition = message.partition % count;
       const slot = `${message.topic}:${partition}`;
       const offset = next.get(slot) ?? -1n;
       next.set(slot, offset + 1n);
-      return { topic: message.topic, partition, offset };
+      return { topic: (records[i] as OutRecord).topic, partition, offset };
     });
   }
 

@@ -52,6 +52,11 @@ export interface KafkaConnection {
   sasl?: { mechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"; username: string; password: string };
   /** TLS; without it the connection is plaintext. Without `caFile` the system's trusted CAs apply. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; checkServerName: boolean };
+  /**
+   * Prefixes every topic and group name on the broker with `<namespace>.` (namespace.ts); the port's callers
+   * keep using the pipeline's own names.
+   */
+  namespace?: string;
 }
 
 export interface ConsumerOptions {

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { parseConfig } from "../../shared/config.ts";
 import { accessFailure, clientOptions, kafkaConnection } from "../../shared/kafka/connection.ts";
+import { fromBroker, onBroker } from "../../shared/kafka/namespace.ts";
 
 const CA = import.meta.path; // any readable file stands in for a CA here
 
@@ -34,6 +35,23 @@ describe("kafkaConnection and clientOptions", () => {
     expect(options.tlsServerName).toBeUndefined();
     expect(options.tls?.checkServerIdentity?.("127.0.0.1", {} as never)).toBeUndefined();
     expect(options.tls?.rejectUnauthorized).toBeUndefined(); // the chain is still checked: Node's default
+  });
+});
+
+describe("a connection's namespace", () => {
+  test("prefixes every name on the broker and strips the prefix from what comes back", () => {
+    const kafka = kafkaConnection(parseConfig({ KAFKA_NAMESPACE: "bench-x" }));
+    expect(kafka.namespace).toBe("bench-x");
+    expect(onBroker(kafka, "locations.raw")).toBe("bench-x.locations.raw");
+    expect(fromBroker(kafka, "bench-x.locations.raw")).toBe("locations.raw");
+    expect(fromBroker(kafka, "locations.raw")).toBe("locations.raw");
+  });
+
+  test("without one, names stay as they are", () => {
+    const kafka = kafkaConnection(parseConfig({ KAFKA_NAMESPACE: "" }));
+    expect(kafka).toEqual({ brokers: ["127.0.0.1:19092"] });
+    expect(onBroker(kafka, "enrich")).toBe("enrich");
+    expect(() => parseConfig({ KAFKA_NAMESPACE: "no spaces" })).toThrow("KAFKA_NAMESPACE");
   });
 });
 
