@@ -122,6 +122,7 @@ export const ingest: Stage = {
   name: "ingest",
   port: "INGEST_PORT",
   ackTimeoutMs: (env) => env.INGEST_ACK_TIMEOUT_MS,
+  processes: (env) => env.INGEST_PROCESSES,
   start(context) {
     if (context.env.INGEST_API_KEYS.length === 0)
       context.log.warn("INGEST_API_KEYS is unset: the API accepts requests without a key");

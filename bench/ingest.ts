@@ -30,7 +30,7 @@ import { inNamespace, type ProcessHandle, startStage } from "../tools/harness.ts
 import { pollEvery } from "../tools/poll.ts";
 import { freePort } from "../tools/ports.ts";
 import { BenchError, int, mib, numberOptions, printTable, runBench } from "./cli.ts";
-import { cpuSecondsOf, machineCpu, memoryOf, stageLog, stageTweaks, topicSize } from "./stages.ts";
+import { cpuSecondsOf, machineCpu, memoryOf, processTree, stageLog, stageTweaks, topicSize } from "./stages.ts";
 
 const NOOP_SCRIPT = join(import.meta.dir, "noop.ts");
 const WRK_SCRIPTS = join(import.meta.dir, "wrk");
@@ -38,6 +38,15 @@ const WRK_INSTALL = "apt-get update && apt-get install -y wrk";
 const NOOP_TIMEOUT_MS = 30_000;
 const SINGLE_TARGET_RATIO = 0.5;
 const NDJSON_TARGET_EVENTS = 400_000;
+
+/** CPU seconds of a server and its worker processes (INGEST_PROCESSES above 1), so far. */
+const treeCpuSeconds = (pid: number) => processTree(pid).reduce((sum, p) => sum + cpuSecondsOf(p), 0);
+
+/** The largest peak VmHWM and RssAnon among a server's processes: the figure a per-process limit is about. */
+function treeMemory(pid: number): { peak: number; anon: number } {
+  const all = processTree(pid).map(memoryOf);
+  return { peak: Math.max(...all.map((m) => m.peak)), anon: Math.max(...all.map((m) => m.anon)) };
+}
 
 /** What wrk's done() in bench/wrk/report.lua prints. */
 interface WrkResult {
@@ -70,7 +79,7 @@ interface Measured {
   machineCpu: number;
   /** Records the raw topic gained during a durable run. */
   stored?: number;
-  /** The server's peak VmRSS so far and its RssAnon at the end of the run, in bytes. */
+  /** The server's peak VmRSS so far and its RssAnon at the end of the run, in bytes (its largest process's). */
   memory: { peak: number; anon: number };
 }
 
@@ -211,14 +220,13 @@ async function measure(opts: Options, kafka: KafkaConnection, runId: string, lis
     console.log(`${scenario.name}: ${scenario.connections} connections ...`);
     if (opts.warmup > 0) await wrk(scenario, opts.warmup, opts.threads, `${runId}w`);
     const before = scenario.durable ? await topicSize(kafka, TOPICS.locationsRaw) : 0;
-    const [server0, machine0] = [cpuSecondsOf(scenario.pid), machineCpu().busy];
+    const [server0, machine0] = [treeCpuSeconds(scenario.pid), machineCpu().busy];
     const result = await wrk(scenario, opts.duration, opts.threads, runId);
     const seconds = result.duration_us / 1e6;
-    const serverCpu = (cpuSecondsOf(scenario.pid) - server0) / seconds;
+    const serverCpu = (treeCpuSeconds(scenario.pid) - server0) / seconds;
     const machineCores = (machineCpu().busy - machine0) / seconds;
     const stored = scenario.durable ? (await topicSize(kafka, TOPICS.locationsRaw)) - before : undefined;
-    const { peak, anon } = memoryOf(scenario.pid);
-    const memory = { peak, anon };
+    const memory = treeMemory(scenario.pid);
     results.push({
       scenario,
       result,
@@ -243,6 +251,8 @@ async function main(): Promise<number> {
 
   const runId = Date.now().toString(36);
   const tweaks = stageTweaks();
+  const processes = tweaks.env.INGEST_PROCESSES ?? process.env.INGEST_PROCESSES ?? "1";
+  console.log(`ingest processes: ${processes} (INGEST_PROCESSES; server cpu counts all of them)`);
   // Service logs go to a file: a broker hiccup makes ingest log a stack trace per request, burying the table.
   const log = stageLog("ingest", runId);
   const results = await log.around(() =>

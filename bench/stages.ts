@@ -127,6 +127,16 @@ export function cpuSecondsOf(pid: number): number {
   }
 }
 
+/** A process and all its descendants (the workers of a stage run as several processes), from /proc (Linux only). */
+export function processTree(pid: number): number[] {
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    return [pid, ...children.flatMap((child) => processTree(Number(child)))];
+  } catch {
+    return [pid];
+  }
+}
+
 /** Busy and total CPU seconds of the whole machine, all cores together (Linux only; zeros elsewhere). */
 export function machineCpu(): { busy: number; total: number } {
   try {

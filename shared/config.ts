@@ -158,6 +158,8 @@ const Fields = v.object({
   INGEST_API_KEYS: list(""),
   INGEST_RATE_LIMIT_PER_SECOND: integer(0, 0),
   INGEST_BEHIND_PROXY: flag(false),
+  /** Ingest processes on INGEST_PORT (reusePort), each with its own producer: more than one JS thread of intake. */
+  INGEST_PROCESSES: integer(1, 1, 64),
   ENRICH_PORT: port(3001),
   /**
    * Timezone boundary tiles enrich keeps decoded (a few tens of KB of heap each): more tiles, fewer re-reads and

@@ -3,10 +3,13 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom
 
 export type { Registry };
 
-/** A registry for `service`, with process metrics (RSS, CPU, event-loop lag) already registered. */
-export function createRegistry(service: string): Registry {
+/**
+ * A registry for `service`, with process metrics (RSS, CPU, event-loop lag) already registered; `labels` are
+ * added to every series (`process` when several processes serve one stage).
+ */
+export function createRegistry(service: string, labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels({ service });
+  registry.setDefaultLabels({ service, ...labels });
   collectDefaultMetrics({ register: registry });
   // Under Bun these three walk the whole heap on every scrape: 100+ ms with a large heap, stalling the stage.
   for (const name of ["total", "used", "available"])

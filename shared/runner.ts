@@ -5,7 +5,9 @@
  * the consume loop, and shuts down in fixed phases. Importing a stage module connects to nothing; only
  * {@link runStage} (or {@link main}, under `import.meta.main`) does.
  */
+import cluster from "node:cluster";
 import { Hono } from "hono";
+import { clusterExposition, superviseWorkers, workerNumber } from "./cluster.ts";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { type ConsumeSpec, startConsuming } from "./consume.ts";
 import { healthRoutes, serve } from "./http.ts";
@@ -64,6 +66,11 @@ export interface Stage {
   group?: (env: Config) => string;
   /** How long the producer waits for the broker's acknowledgement; 5 s unless the stage says otherwise. */
   ackTimeoutMs?: (env: Config) => number;
+  /**
+   * How many processes {@link main} runs, all serving the stage's port (Linux's SO_REUSEPORT spreads the
+   * connections), each with its own producer; one unless the stage says otherwise.
+   */
+  processes?: (env: Config) => number;
   /** Builds the stage's parts; throwing stops the stage with that error as its one message. */
   start: (context: StageContext) => StageParts | Promise<StageParts>;
 }
@@ -84,6 +91,11 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Overrides the port setting; 0 picks a free port (tests and benchmarks running stages in-process). */
   port?: number;
+  /**
+   * This process is worker `worker` of several serving one port ({@link main} with `processes` above one): it
+   * listens with reusePort, labels its metrics `process`, and `/metrics` answers for all of them.
+   */
+  worker?: number;
 }
 
 const DEFAULT_ACK_TIMEOUT_MS = 5_000;
@@ -102,7 +114,7 @@ const ACCESS_CHECK_MS = 5_000;
 export async function runStage(stage: Stage, options: RunOptions = {}): Promise<RunningStage> {
   const env = parseConfig({ ...process.env, ...options.env });
   const log = createLogger(stage.name, env.LOG_LEVEL);
-  const registry = createRegistry(stage.name);
+  const registry = createRegistry(stage.name, options.worker ? { process: String(options.worker) } : {});
   const kafka = kafkaConnection(env);
   // A broker that does not answer yet is the consume loop's to retry; one that refuses us stops the start here.
   if (!(await checkBroker(kafka, ACCESS_CHECK_MS)))
@@ -149,8 +161,9 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
   const ready = async () =>
     !lifecycle.stopping && (loop?.healthy() ?? true) && (await producer.ping()) && ((await parts.ready?.()) ?? true);
   // Health routes join the stage's own app, so its middleware (request ids, status counts) covers them too.
-  const app = (parts.routes ?? new Hono()).route("/", healthRoutes({ registry, ready }));
-  const server = serve(app, options.port ?? env[stage.port]);
+  const exposition = options.worker ? clusterExposition(registry) : undefined;
+  const app = (parts.routes ?? new Hono()).route("/", healthRoutes({ registry, ready, exposition }));
+  const server = serve(app, options.port ?? env[stage.port], options.worker !== undefined);
   // The routes are the intake of a stage that has them: in-flight requests finish before the producer flushes.
   if (parts.routes) lifecycle.onShutdown("stop intake", "stop accepting requests", () => server.stop());
   else lifecycle.onShutdown("stop the health server", "stop the health server", () => server.stop(true));
@@ -167,7 +180,8 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
 
 /**
  * Runs `stage` as the process: SIGTERM or SIGINT shut it down, and a bad setting, a broker that refuses the
- * credentials or the certificate, or a failed start ends the process with one clear message.
+ * credentials or the certificate, or a failed start ends the process with one clear message. A stage that asks
+ * for several processes gets them: this one forks and supervises them (cluster.ts), and each runs the stage.
  *
  * @example
  * if (import.meta.main) await main(enrich);
@@ -175,7 +189,11 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
 export async function main(stage: Stage): Promise<void> {
   let running: RunningStage;
   try {
-    running = await runStage(stage);
+    const env = parseConfig(process.env);
+    const processes = stage.processes?.(env) ?? 1;
+    if (processes > 1 && cluster.isPrimary) return superviseWorkers(processes, createLogger(stage.name, env.LOG_LEVEL));
+    const worker = workerNumber();
+    running = await runStage(stage, worker === undefined ? {} : { worker });
   } catch (error) {
     if (error instanceof ConfigError) console.error(error.message);
     else if (error instanceof KafkaAccessError)

@@ -7,7 +7,7 @@ import { type InRecord, type Position, partitionFor } from "../shared/kafka.ts";
 import { RawLocation, RawLogin, RawVehicle } from "../shared/schemas.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { startStage } from "../tools/harness.ts";
-import { readTopic, snapshot, startIngest, testConfig } from "./support.ts";
+import { pollUntil, readTopic, snapshot, startIngest, testConfig } from "./support.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const location = (i: number, extra: object = {}) => ({
@@ -347,5 +347,40 @@ describe("operations", () => {
     expect(at('"phase":"stop intake"')).toBeGreaterThan(-1);
     expect(at('"phase":"stop intake"')).toBeLessThan(at('"phase":"flush the producer"'));
     expect(at('"phase":"flush the producer"')).toBeLessThan(at('"msg":"stopped"'));
+  });
+
+  test("INGEST_PROCESSES=2: both processes answer on the one port, /metrics covers both, SIGTERM stops both", async () => {
+    const logPath = join(tmpdir(), `ingest-processes-${crypto.randomUUID()}.log`);
+    const stage = await startStage("ingest", {
+      mode: "process",
+      env: { LOG_LEVEL: "debug", INGEST_PROCESSES: "2" },
+      output: logPath,
+      waitReady: true,
+    });
+    const { child } = stage;
+    const workers = await pollUntil("both processes to start", async () => {
+      const pids = (await Bun.file(`/proc/${child.pid}/task/${child.pid}/children`).text()).trim().split(/\s+/);
+      return pids.length === 2 ? pids.map(Number) : undefined;
+    });
+    const accepted = (process: string) => stage.metric("ingest_events_total", { outcome: "accepted", process });
+    // The kernel spreads new connections over the processes: one request per connection until both took some.
+    let i = 0;
+    await pollUntil("both processes to accept events", async () => {
+      const response = await fetch(`${stage.url}/v1/locations`, {
+        method: "POST",
+        headers: { "content-type": "application/json", connection: "close" },
+        body: JSON.stringify(location(i++)),
+      });
+      expect(response.status).toBe(202);
+      return (await accepted("1")) > 0 && (await accepted("2")) > 0 ? true : undefined;
+    });
+    // One scrape, whichever process answers it, counts every event either process accepted.
+    expect((await accepted("1")) + (await accepted("2"))).toBe(i);
+
+    child.kill("SIGTERM");
+    expect(await child.exited).toBe(0);
+    for (const pid of workers) expect(() => process.kill(pid, 0)).toThrow();
+    const log = await Bun.file(logPath).text();
+    expect(log.split('"phase":"flush the producer"').length - 1).toBe(2);
   });
 });

@@ -34,6 +34,7 @@ describe("defaults", () => {
       INGEST_ACK_TIMEOUT_MS: 5_000,
       INGEST_API_KEYS: [],
       INGEST_RATE_LIMIT_PER_SECOND: 0,
+      INGEST_PROCESSES: 1,
     });
   });
 
@@ -109,6 +110,8 @@ describe("values", () => {
     ["TOPIC_PARTITIONS", "1000", 1000],
     ["INGEST_RATE_LIMIT_PER_SECOND", "0", 0],
     ["SHUTDOWN_TIMEOUT_MS", "100", 100],
+    ["INGEST_PROCESSES", "1", 1],
+    ["INGEST_PROCESSES", "64", 64],
   ])("%s=%p is accepted (boundary)", (name, value, expected) => {
     expect(parseConfig({ [name]: value })).toHaveProperty(name, expected);
   });
@@ -126,6 +129,9 @@ describe("bad values", () => {
     ["TOPIC_PARTITIONS", "1001", "must be at most 1000"],
     ["SHUTDOWN_TIMEOUT_MS", "99", "must be at least 100"],
     ["INGEST_MAX_EVENTS", "0", "must be at least 1"],
+    ["INGEST_PROCESSES", "0", "must be at least 1"],
+    ["INGEST_PROCESSES", "65", "must be at most 64"],
+    ["INGEST_PROCESSES", "two", "must be a whole number"],
     ["INGEST_BODY_LIMIT_BYTES", "1e6", "must be a whole number"],
     ["INGEST_BODY_LIMIT_BYTES", "67108865", "must be at most 67108864"],
     ["DATABASE_URL", "mysql://db/app", "must be a postgres:// URL"],
