@@ -26,7 +26,8 @@ export const workerNumber = (): number | undefined => (cluster.isWorker ? cluste
 /**
  * Forks `count` workers of this script and supervises them: SIGTERM or SIGINT stops them all (each runs its own
  * shutdown phases); a worker that exits on its own, a failed start included, stops the others, and the primary
- * exits 1 so that whoever runs it restarts the whole group. Exits 0 once every worker stopped cleanly.
+ * exits 1 so that whoever runs it restarts the whole group. Exits 0 once every worker stopped cleanly (or, still
+ * starting, was ended by the signal: it had nothing to finish or flush yet).
  */
 export function superviseWorkers(count: number, log: Logger): void {
   const aggregator = new AggregatorRegistry();
@@ -51,7 +52,9 @@ export function superviseWorkers(count: number, log: Logger): void {
   };
   cluster.on("exit", (worker, code, signal) => {
     running--;
-    if (code !== 0 || !stopping) failed = true;
+    // Killed by our SIGTERM: it had not started yet (a started process handles the signal and exits 0).
+    const stopped = stopping && (code === 0 || signal === "SIGTERM");
+    if (!stopped) failed = true;
     if (!stopping) {
       log.error({ pid: worker.process.pid, code, signal }, "a process exited on its own; stopping the others");
       stopAll("a process exited");

@@ -114,7 +114,8 @@ const ACCESS_CHECK_MS = 5_000;
 export async function runStage(stage: Stage, options: RunOptions = {}): Promise<RunningStage> {
   const env = parseConfig({ ...process.env, ...options.env });
   const log = createLogger(stage.name, env.LOG_LEVEL);
-  const registry = createRegistry(stage.name, options.worker ? { process: String(options.worker) } : {});
+  const shared = options.worker !== undefined;
+  const registry = createRegistry(stage.name, shared ? { process: String(options.worker) } : {});
   const kafka = kafkaConnection(env);
   // A broker that does not answer yet is the consume loop's to retry; one that refuses us stops the start here.
   if (!(await checkBroker(kafka, ACCESS_CHECK_MS)))
@@ -161,9 +162,9 @@ export async function runStage(stage: Stage, options: RunOptions = {}): Promise<
   const ready = async () =>
     !lifecycle.stopping && (loop?.healthy() ?? true) && (await producer.ping()) && ((await parts.ready?.()) ?? true);
   // Health routes join the stage's own app, so its middleware (request ids, status counts) covers them too.
-  const exposition = options.worker ? clusterExposition(registry) : undefined;
+  const exposition = shared ? clusterExposition(registry) : undefined;
   const app = (parts.routes ?? new Hono()).route("/", healthRoutes({ registry, ready, exposition }));
-  const server = serve(app, options.port ?? env[stage.port], options.worker !== undefined);
+  const server = serve(app, options.port ?? env[stage.port], shared);
   // The routes are the intake of a stage that has them: in-flight requests finish before the producer flushes.
   if (parts.routes) lifecycle.onShutdown("stop intake", "stop accepting requests", () => server.stop());
   else lifecycle.onShutdown("stop the health server", "stop the health server", () => server.stop(true));
