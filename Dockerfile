@@ -12,6 +12,8 @@ COPY patches ./patches
 RUN bun install --frozen-lockfile --production
 
 FROM oven/bun:${BUN_VERSION}-slim
+# librdkafka for KAFKA_CLIENT=librdkafka (loaded through bun:ffi); Debian's package, as ./pipeline setup installs.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends librdkafka1 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules
