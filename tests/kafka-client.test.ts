@@ -77,7 +77,16 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
       (error: Error) => {
         // What the reader did get says whether it fetched nothing at all or lost some.
         const assigned = reading.assignment?.map((p) => p.partition).join(",");
-        throw new Error(`${error.message}; got ${mine().length} of ${reading.records.length}, assigned [${assigned}]`);
+        const others = reading.records
+          .filter((record) => !record.key?.toString().startsWith(prefix))
+          .slice(0, 5)
+          .map(
+            (r) =>
+              `${r.partition}:${r.offset} key ${r.key?.toString("hex") ?? "none"} value ${r.value.toString("hex")}`,
+          );
+        throw new Error(
+          `${error.message}; got ${mine().length} of ${reading.records.length}, assigned [${assigned}], others [${others.join("; ")}]`,
+        );
       },
     );
   };
@@ -136,6 +145,33 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
       );
       expect(keyless).toMatchObject({ key: undefined, partition: 0, offset: deliveries[21]?.offset, headers: {} });
     } finally {
+      await reading.consumer.close();
+    }
+  });
+
+  test("every byte of many records survives garbage collection while they are read", async () => {
+    const from = await snapshot(TOPIC);
+    const prefix = `${RUN}-${name}-gc`;
+    // Keys and values of many lengths, so every allocation size the reader makes is in play.
+    const sent = Array.from({ length: 3_000 }, (_, i) => ({
+      topic: TOPIC,
+      key: `${prefix}-${i}-${"k".repeat(i % 40)}`,
+      value: JSON.stringify({ i, pad: "v".repeat(i % 200) }),
+      headers: { index: String(i), [`h${i % 7}`]: "x".repeat(i % 30) },
+    }));
+    await produce(sent);
+    const reading = read({ groupId: group(`${name}-gc`), startAt: from });
+    const collector = setInterval(() => Bun.gc(true), 5);
+    try {
+      const records = await ours(reading, prefix, sent.length);
+      const byKey = new Map(records.map((record) => [record.key?.toString(), record]));
+      for (const record of sent) {
+        const got = byKey.get(record.key);
+        expect(got?.value.toString()).toBe(record.value);
+        expect(got?.headers).toEqual(record.headers);
+      }
+    } finally {
+      clearInterval(collector);
       await reading.consumer.close();
     }
   });

@@ -63,12 +63,12 @@ function withList<T>(partitions: (TopicPartition & { offset?: bigint })[], call:
   }
 }
 
-/** Out-parameters: a headers handle, a header's name, value and size, a timestamp type. */
+/**
+ * Out-parameters: a headers handle, a header's name, value and size, a timestamp type. Its address is taken on
+ * every use, never kept: an array only a saved address refers to is garbage to the collector, which frees its
+ * memory for the next allocation of that size, and librdkafka would then write into whatever lives there.
+ */
 const slots = new BigUint64Array(4);
-const slotsAt = ptr(slots);
-const slot8 = (slotsAt + 8) as Pointer;
-const slot16 = (slotsAt + 16) as Pointer;
-const slot24 = (slotsAt + 24) as Pointer;
 
 /**
  * Topic names by topic handle, for one client: its handles live as long as it does (not longer, so the cache
@@ -87,6 +87,10 @@ function topicNames(): (handle: Pointer) => string {
 
 function toRecord(message: Pointer, topicOf: (handle: Pointer) => string): InRecord {
   const lib = rdkafka();
+  const slotsAt = ptr(slots);
+  const slot8 = (slotsAt + 8) as Pointer;
+  const slot16 = (slotsAt + 16) as Pointer;
+  const slot24 = (slotsAt + 24) as Pointer;
   const length = Number(read.u64(message, MESSAGE.len));
   const payload = read.ptr(message, MESSAGE.payload) as Pointer;
   const keyLength = Number(read.u64(message, MESSAGE.keyLen));

@@ -48,6 +48,10 @@ function writeWord(buffer: Buffer, offset: number, n: number) {
 /** Room for one record's fields: topic, partition, key, value, flags, opaque, end, and its headers. */
 const FIXED_FIELDS = 7;
 
+/** The bytes of a key or value. */
+const byteLength = (data: string | Buffer | null | undefined) =>
+  data == null ? 0 : typeof data === "string" ? Buffer.byteLength(data) : data.length;
+
 /**
  * An idempotent producer (acks=all) on librdkafka. A record's key picks its partition with Kafka's murmur2 (as
  * the Java client and rpk do); `partition` overrides it; a keyless record goes to partition 0.
@@ -82,6 +86,7 @@ export function createRdProducer(options: ProducerOptions): KafkaProducer {
   let refused: KafkaAccessError | undefined;
   const topicNames = new Map<string, Buffer>();
   let fields = Buffer.alloc(VU_SIZE * (FIXED_FIELDS + 8));
+  let scratch = Buffer.alloc(64 * 1024);
 
   function fail(send: SendState, error: Error) {
     if (send.settled) return;
@@ -152,16 +157,28 @@ export function createRdProducer(options: ProducerOptions): KafkaProducer {
     return name;
   };
 
-  /** Hands one record to librdkafka; false when its queue is full. */
+  /**
+   * Hands one record to librdkafka; false when its queue is full. Its key, value and headers are written into
+   * `scratch`, which librdkafka copies during the call: a buffer the producer holds, so nothing librdkafka reads
+   * can be garbage by then (a buffer only a raw address refers to may be freed at any allocation).
+   */
   function produce(record: OutRecord, id: number): boolean {
-    const headers = Object.entries(record.headers ?? {}).map(
-      ([name, value]) => [cstr(name), Buffer.from(value)] as const,
-    );
+    const headers = Object.entries(record.headers ?? {});
     const size = VU_SIZE * (FIXED_FIELDS + headers.length);
     if (fields.length < size) fields = Buffer.alloc(size);
-    const value = Buffer.from(record.value);
-    const key = record.key === undefined ? undefined : Buffer.from(record.key);
-    const partition = record.partition ?? (key ? PARTITION_UA : 0);
+    let need = 1 + byteLength(record.key) + byteLength(record.value);
+    for (const [name, text] of headers) need += Buffer.byteLength(name) + 1 + Buffer.byteLength(text);
+    if (scratch.length < need) scratch = Buffer.alloc(2 * need);
+    const base = ptr(scratch);
+    // Byte 0 is what an empty key or value points at: a NULL pointer would be no value at all (a tombstone).
+    let used = 1;
+    const place = (data: string | Buffer, terminate: boolean) => {
+      const start = used;
+      used += typeof data === "string" ? scratch.write(data, used) : data.copy(scratch, used);
+      const length = used - start;
+      if (terminate) scratch[used++] = 0;
+      return { address: base + start, length };
+    };
     let at = 0;
     const field = (type: number, write: (offset: number) => void) => {
       fields.writeInt32LE(type, at);
@@ -169,19 +186,22 @@ export function createRdProducer(options: ProducerOptions): KafkaProducer {
       at += VU_SIZE;
     };
     const word = (offset: number, n: number) => writeWord(fields, offset, n);
-    const bytes = (offset: number, buffer: Buffer) => {
-      word(offset, buffer.length === 0 ? 0 : ptr(buffer));
-      word(offset + 8, buffer.length);
+    const bytes = (offset: number, data: string | Buffer | null) => {
+      const placed = data === null ? { address: 0, length: 0 } : place(data, false);
+      word(offset, placed.address);
+      word(offset + 8, placed.length);
     };
     field(VTYPE.TOPIC, (o) => word(o, ptr(topicName(record.topic))));
-    field(VTYPE.PARTITION, (o) => fields.writeInt32LE(partition, o));
-    field(VTYPE.VALUE, (o) => bytes(o, value));
-    if (key) field(VTYPE.KEY, (o) => bytes(o, key));
+    field(VTYPE.PARTITION, (o) =>
+      fields.writeInt32LE(record.partition ?? (record.key === undefined ? 0 : PARTITION_UA), o),
+    );
+    field(VTYPE.VALUE, (o) => bytes(o, record.value));
+    if (record.key !== undefined) field(VTYPE.KEY, (o) => bytes(o, record.key ?? null));
     field(VTYPE.MSGFLAGS, (o) => fields.writeInt32LE(MSG_F_COPY, o));
     field(VTYPE.OPAQUE, (o) => word(o, id));
     for (const [name, text] of headers)
       field(VTYPE.HEADER, (o) => {
-        word(o, ptr(name));
+        word(o, place(name, true).address);
         bytes(o + 8, text);
       });
     const error = takeError(lib.rd_kafka_produceva(rk, fields, at / VU_SIZE));
