@@ -288,7 +288,7 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
         ...overrides,
       });
 
-    // Known and documented: Debian's librdkafka (2.0.2) cannot do SCRAM with a Kafka 4 broker; it must say so.
+    // A system librdkafka before 2.6.1 (Debian's is 2.0.2) cannot do SCRAM with a Kafka 4 broker; it must say so.
     const scramRefused = name === "librdkafka" && scramFailsOnKafka4();
 
     test.each(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])("produces and consumes with %s", async (mechanism) => {

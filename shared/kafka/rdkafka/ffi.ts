@@ -1,12 +1,12 @@
 /**
  * librdkafka's C API through bun:ffi: the symbols the client uses, the struct layouts it reads, and the constants
- * of rdkafka.h (2.0.2, Debian's librdkafka1). The library is opened on first use, so a process that never selects
- * this client never needs it, and a missing library is one clear error naming the package to install.
+ * of rdkafka.h (the same from 2.0 to 2.16). The library is opened on first use, so a process that never selects
+ * this client never needs it, and a missing library is one clear error saying how to install it.
  */
-import { dlopen, type Pointer, FFIType as T } from "bun:ffi";
 
-/** The Debian package that provides librdkafka.so.1. */
-export const LIBRARY_PACKAGE = "librdkafka1";
+import { dlopen, type Pointer, FFIType as T } from "bun:ffi";
+import { homedir } from "node:os";
+import { join } from "node:path";
 
 const SYMBOLS = {
   rd_kafka_version_str: { args: [], returns: T.cstring },
@@ -60,8 +60,13 @@ const SYMBOLS = {
 
 type Library = ReturnType<typeof dlopen<typeof SYMBOLS>>["symbols"];
 
-/** Where Debian puts the library, then the loader's search path (another distribution, a container). */
+/**
+ * Where scripts/librdkafka.sh puts the library for `./pipeline setup` and for the image, then a system library
+ * (Debian's librdkafka1, or the loader's search path).
+ */
 const CANDIDATES = [
+  join(homedir(), ".cache", "event-pipeline", "librdkafka", "librdkafka.so.1"),
+  "/opt/librdkafka/librdkafka.so.1",
   "/usr/lib/x86_64-linux-gnu/librdkafka.so.1",
   "/usr/lib/aarch64-linux-gnu/librdkafka.so.1",
   "librdkafka.so.1",
@@ -73,7 +78,7 @@ let library: Library | undefined;
  * The library's functions, opened on first call. Throws, naming the package, when no librdkafka.so.1 loads.
  *
  * @example
- * const version = rdkafka().rd_kafka_version_str(); // "2.0.2"
+ * const version = rdkafka().rd_kafka_version_str(); // "2.16.0"
  */
 export function rdkafka(): Library {
   if (library) return library;
@@ -87,9 +92,9 @@ export function rdkafka(): Library {
     }
   }
   throw new Error(
-    `KAFKA_CLIENT=librdkafka needs librdkafka.so.1, which did not load; install the Debian package ` +
-      `${LIBRARY_PACKAGE} (apt-get install ${LIBRARY_PACKAGE}, or ./pipeline setup) or set KAFKA_CLIENT=platformatic ` +
-      `(tried ${failures.join("; ")})`,
+    `KAFKA_CLIENT=librdkafka needs librdkafka.so.1, which did not load; run ./pipeline setup (it fetches ` +
+      `the library of PyPI's confluent-kafka wheel), install Debian's librdkafka1 (no SCRAM with Kafka 4) ` +
+      `or set KAFKA_CLIENT=platformatic (tried ${failures.join("; ")})`,
   );
 }
 
