@@ -3,6 +3,7 @@ import { ConfigError, parseConfig } from "../../shared/config.ts";
 import { kafkaConnection } from "../../shared/kafka/connection.ts";
 import { accessRefusal, connectionSettings } from "../../shared/kafka/rdkafka/config.ts";
 import { ERR } from "../../shared/kafka/rdkafka/ffi.ts";
+import type { KafkaConnection } from "../../shared/kafka/types.ts";
 
 const CA = import.meta.path; // any readable file stands in for a CA or a certificate here
 
@@ -30,17 +31,13 @@ describe("connectionSettings", () => {
   });
 
   test("SASL over TLS with a CA and a client certificate, the server name checked", () => {
-    const env = parseConfig({
-      KAFKA_BROKERS: "broker.example.com:9093",
-      KAFKA_SASL_MECHANISM: "SCRAM-SHA-512",
-      KAFKA_SASL_USERNAME: "svc",
-      KAFKA_SASL_PASSWORD: "pw",
-      KAFKA_TLS: "on",
-      KAFKA_TLS_CA_FILE: CA,
-      KAFKA_TLS_CERT_FILE: CA,
-      KAFKA_TLS_KEY_FILE: CA,
-    });
-    expect(connectionSettings(kafkaConnection(env))).toEqual({
+    // The connection as kafkaConnection builds it from the KAFKA_* settings (tests/unit/kafka-connection.test.ts).
+    const kafka: KafkaConnection = {
+      brokers: ["broker.example.com:9093"],
+      sasl: { mechanism: "SCRAM-SHA-512", username: "svc", password: "pw" },
+      tls: { caFile: CA, certFile: CA, keyFile: CA, checkServerName: true },
+    };
+    expect(connectionSettings(kafka)).toEqual({
       "bootstrap.servers": "broker.example.com:9093",
       "security.protocol": "SASL_SSL",
       "sasl.mechanisms": "SCRAM-SHA-512",
