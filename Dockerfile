@@ -11,7 +11,15 @@ COPY package.json bun.lock ./
 COPY patches ./patches
 RUN bun install --frozen-lockfile --production
 
+# librdkafka for KAFKA_CLIENT=librdkafka (loaded through bun:ffi): the library of PyPI's confluent-kafka wheel, as
+# ./pipeline setup fetches it; self-contained, so the final image needs no package for it.
+FROM oven/bun:${BUN_VERSION}-slim AS librdkafka
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/*
+COPY scripts/librdkafka.sh /tmp/
+RUN bash /tmp/librdkafka.sh /opt/librdkafka
+
 FROM oven/bun:${BUN_VERSION}-slim
+COPY --from=librdkafka /opt/librdkafka/librdkafka.so.1 /opt/librdkafka/
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app/node_modules ./node_modules

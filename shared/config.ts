@@ -80,6 +80,10 @@ export function sslModeOf(url: string): string | undefined {
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
+/** The client libraries behind shared/kafka's port; both pass the same contract tests. */
+export const KAFKA_CLIENTS = ["librdkafka", "platformatic"] as const;
+export type KafkaClientName = (typeof KAFKA_CLIENTS)[number];
+
 const hostPort = v.pipe(v.string(), v.regex(/^[^\s:]+:\d{1,5}$/, "must be host:port"));
 
 /** A Kafka topic name, as the broker accepts one. */
@@ -114,6 +118,10 @@ const Fields = v.object({
     list("127.0.0.1:19092"),
     v.minLength(1, "must name at least one broker"),
     v.array(hostPort, "must be a comma-separated list of host:port"),
+  ),
+  KAFKA_CLIENT: v.optional(
+    v.pipe(v.string(), v.trim(), v.picklist(KAFKA_CLIENTS, `must be one of ${KAFKA_CLIENTS.join(", ")}`)),
+    "platformatic",
   ),
   KAFKA_SASL_MECHANISM: optionalText(v.picklist(SASL_MECHANISMS, `must be one of ${SASL_MECHANISMS.join(", ")}`)),
   KAFKA_SASL_USERNAME: optionalText(v.string()),

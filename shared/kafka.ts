@@ -1,7 +1,9 @@
 /**
  * The only module that imports the Kafka client, so that it can be swapped. Records cross this boundary as
- * strings and Buffers; nothing outside sees a client type. The port (types.ts) and the offset arithmetic
- * (positions.ts) are client-independent; the rest is @platformatic/kafka behind them.
+ * strings and Buffers; nothing outside sees a client type. The port (types.ts), the offset arithmetic
+ * (positions.ts) and the range reads (range.ts) are client-independent; producers and consumers are
+ * @platformatic/kafka's or librdkafka's as `KAFKA_CLIENT` selects (select.ts), and the admin calls (admin.ts)
+ * are @platformatic/kafka's with either.
  */
 export {
   brokerAnswers,
@@ -17,11 +19,9 @@ export {
   seekGroup,
 } from "./kafka/admin.ts";
 export { KafkaAccessError, kafkaConnection } from "./kafka/connection.ts";
-export { createConsumer } from "./kafka/consumer.ts";
 export { onBroker } from "./kafka/namespace.ts";
 export { partitionFor } from "./kafka/partition.ts";
 export { nextPositions } from "./kafka/positions.ts";
-export { createProducer } from "./kafka/producer.ts";
 export {
   lastRecords,
   RangeTimeoutError,
@@ -30,6 +30,8 @@ export {
   type ScanRangeOptions,
   scanRange,
 } from "./kafka/range.ts";
+export { scramFailsOnKafka4 } from "./kafka/rdkafka/config.ts";
+export { createConsumer, createProducer, type KafkaClient, kafkaClient } from "./kafka/select.ts";
 export type {
   ConsumerOptions,
   Delivery,

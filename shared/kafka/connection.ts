@@ -98,6 +98,27 @@ function causes(error: unknown): Error[] {
   return chain;
 }
 
+/** "Kafka at host:port,...": how every message about a connection begins. */
+export const brokersOf = (connection: KafkaConnection) => `Kafka at ${connection.brokers.join(",")}`;
+
+/**
+ * The line for a refused SASL handshake, naming the settings to fix and never the password: `credentials` when
+ * the broker said the username or password is wrong, otherwise a mechanism it does not offer (or plaintext sent
+ * to a TLS port). Both clients word it the same.
+ *
+ * @example
+ * saslRejection(kafka, true); // "Kafka at b:9093 rejected user \"svc\" (PLAIN): wrong username or password; check ..."
+ */
+export function saslRejection(connection: KafkaConnection, credentials: boolean): string {
+  const { sasl } = connection;
+  const who = sasl ? `user ${JSON.stringify(sasl.username)} (${sasl.mechanism})` : "this client";
+  const where = brokersOf(connection);
+  if (credentials)
+    return `${where} rejected ${who}: wrong username or password; check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`;
+  const tlsHint = connection.tls ? "" : " (and KAFKA_TLS=on if the port is a TLS one)";
+  return `${where} rejected ${who}: the SASL handshake failed; check KAFKA_SASL_MECHANISM${tlsHint}`;
+}
+
 /**
  * Why the broker refused `connection` for good, or undefined when `error` is anything else (a refused or timed
  * out connection: the broker may just not be up yet). The text names the setting to fix and never a secret.
@@ -106,7 +127,7 @@ function causes(error: unknown): Error[] {
  * const why = accessFailure(error, kafka); // "Kafka at 127.0.0.1:19094 rejected user \"pipeline\" (SCRAM-SHA-256): ..."
  */
 export function accessFailure(error: unknown, connection: KafkaConnection): string | undefined {
-  const where = `Kafka at ${connection.brokers.join(",")}`;
+  const where = brokersOf(connection);
   const chain = causes(error);
   const codeOf = (cause: Error) => String((cause as { code?: unknown }).code);
   // The client's own words when one side speaks TLS and the other does not; first, because a SASL handshake sent
@@ -114,15 +135,7 @@ export function accessFailure(error: unknown, connection: KafkaConnection): stri
   const mismatch = chain.find((cause) => /TLS handshake failed|Broker requires TLS/.test(cause.message));
   if (mismatch) return `${where}: ${mismatch.message} Check KAFKA_TLS and the port of KAFKA_BROKERS`;
   const auth = chain.find((cause) => codeOf(cause) === AuthenticationError.code);
-  if (auth) {
-    const sasl = connection.sasl;
-    const who = sasl ? `user ${JSON.stringify(sasl.username)} (${sasl.mechanism})` : "this client";
-    if (auth.message === "SASL authentication failed.")
-      return `${where} rejected ${who}: wrong username or password; check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`;
-    // The broker dropped the handshake: a mechanism it does not offer, or plaintext sent to a TLS port.
-    const tlsHint = connection.tls ? "" : " (and KAFKA_TLS=on if the port is a TLS one)";
-    return `${where} rejected ${who}: the SASL handshake failed; check KAFKA_SASL_MECHANISM${tlsHint}`;
-  }
+  if (auth) return saslRejection(connection, auth.message === "SASL authentication failed.");
   const certificate = chain.find((cause) => CERTIFICATE_CODES.has(codeOf(cause)));
   if (certificate) {
     const code = codeOf(certificate);
@@ -141,4 +154,16 @@ export function accessFailure(error: unknown, connection: KafkaConnection): stri
  */
 export class KafkaAccessError extends Error {
   override name = "KafkaAccessError";
+}
+
+/**
+ * `error` as a {@link KafkaAccessError} when it is a refusal retrying cannot fix, otherwise `error` itself: what a
+ * producer or consumer rethrows, so both clients fail the same way on a wrong password.
+ *
+ * @example
+ * await producer.send(request).catch((error) => { throw asAccessError(error, kafka); });
+ */
+export function asAccessError(error: unknown, connection: KafkaConnection): unknown {
+  const why = accessFailure(error, connection);
+  return why ? new KafkaAccessError(why, { cause: error }) : error;
 }

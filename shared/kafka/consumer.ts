@@ -1,6 +1,6 @@
 /** The port's {@link KafkaConsumer} on @platformatic/kafka. */
 import { Consumer, type GroupPartitionsAssigner, type Message, MessagesStreamModes } from "@platformatic/kafka";
-import { clientOptions } from "./connection.ts";
+import { asAccessError, clientOptions } from "./connection.ts";
 import { fromBroker, onBroker } from "./namespace.ts";
 import type { ConsumerOptions, InRecord, KafkaConsumer, Position } from "./types.ts";
 
@@ -98,15 +98,19 @@ export function createConsumer(options: ConsumerOptions): KafkaConsumer {
   return {
     // The stream runs in flowing mode (the client's fast path) and is paused while two batches are queued.
     async *batches(maxRecords = 5_000): AsyncGenerator<InRecord[]> {
-      const messages = await consumer.consume({
-        topics,
-        ...(options.startAt
-          ? {
-              mode: MessagesStreamModes.MANUAL,
-              offsets: options.startAt.map((position) => ({ ...position, topic: onBroker(kafka, position.topic) })),
-            }
-          : { mode: MessagesStreamModes.COMMITTED, fallbackMode: "earliest" }),
-      });
+      const messages = await consumer
+        .consume({
+          topics,
+          ...(options.startAt
+            ? {
+                mode: MessagesStreamModes.MANUAL,
+                offsets: options.startAt.map((position) => ({ ...position, topic: onBroker(kafka, position.topic) })),
+              }
+            : { mode: MessagesStreamModes.COMMITTED, fallbackMode: "earliest" }),
+        })
+        .catch((error: unknown) => {
+          throw asAccessError(error, options.kafka);
+        });
       stream = messages;
       const queue: InRecord[] = [];
       let failure: Error | undefined;

@@ -2,7 +2,7 @@
 import { ProduceAcks, Producer } from "@platformatic/kafka";
 import { answers } from "./admin.ts";
 import { createCoalescer } from "./coalesce.ts";
-import { clientOptions } from "./connection.ts";
+import { asAccessError, clientOptions } from "./connection.ts";
 import { onBroker } from "./namespace.ts";
 import { keyHash } from "./partition.ts";
 import type { Delivery, KafkaProducer, OutRecord, ProducerOptions } from "./types.ts";
@@ -39,7 +39,9 @@ export function createProducer(options: ProducerOptions): KafkaProducer {
       const value = record.value === null ? undefined : Buffer.from(record.value); // no value: a tombstone
       return { topic: onBroker(options.kafka, record.topic), key, partition, value, ...(headers && { headers }) };
     });
-    const result = await producer.send({ messages });
+    const result = await producer.send({ messages }).catch((error: unknown) => {
+      throw asAccessError(error, options.kafka);
+    });
     // The broker answers with one base offset per partition; records of a partition follow it in send order.
     const next = new Map<string, bigint>();
     for (const { topic, partition, offset } of result.offsets ?? []) next.set(`${topic}:${partition}`, offset);

@@ -5,8 +5,8 @@
  * so it disturbs no other reader.
  */
 import { endOffsets } from "./admin.ts";
-import { createConsumer } from "./consumer.ts";
 import { RangeProgress } from "./positions.ts";
+import { createConsumer } from "./select.ts";
 import type { InRecord, KafkaConnection, KafkaConsumer, Position } from "./types.ts";
 
 interface RangeBase {

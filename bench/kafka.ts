@@ -1,0 +1,118 @@
+/**
+ * `bun run bench:kafka`: the Kafka clients side by side on the real broker, in one run. Each client produces
+ * `--events` small JSON records (acks=all, idempotent, keyed like the stages' records) and then consumes them
+ * back through a fresh group; each rate is printed beside the faster client's, the ceiling of that run.
+ * `--soak` / BENCH_SOAK_S seconds more of produce-and-consume per client samples the process's RSS every
+ * second, to show memory staying flat under load (0, the default, skips it).
+ *
+ * Exits 0 when it ran (it reports, it does not assert); 1 when it cannot run.
+ */
+import { KAFKA_CLIENTS, type KafkaClientName, parseConfig } from "../shared/config.ts";
+import { brokerAnswers, endOffsets, kafkaClient, kafkaConnection, type OutRecord } from "../shared/kafka.ts";
+import { dlqOf, TOPICS } from "../shared/topics.ts";
+import { BenchError, int, mib, numberOptions, printFigures, printTable, runBench } from "./cli.ts";
+
+/** A topic no stage reads; the bench's records are told apart by their run id. */
+const TOPIC = dlqOf(TOPICS.loginsStats);
+const CHUNK = 1_000;
+const IN_FLIGHT = 8;
+
+const kafka = kafkaConnection(parseConfig(process.env));
+
+/** `count` records of about 100 bytes of JSON, keyed by one of 1,000 users. */
+function records(run: string, count: number): OutRecord[] {
+  return Array.from({ length: count }, (_, i) => ({
+    topic: TOPIC,
+    key: `user-${i % 1000}`,
+    value: JSON.stringify({ run, i, user_id: `user-${i % 1000}`, timestamp: "2024-01-01T00:00:00Z", lat: 1.5 }),
+  }));
+}
+
+/** Produces `count` records with `name`'s producer, `IN_FLIGHT` sends of `CHUNK` at a time; records/s. */
+async function produceRate(name: KafkaClientName, run: string, count: number): Promise<number> {
+  const producer = kafkaClient(name).createProducer({ kafka, clientId: `bench-${name}` });
+  const all = records(run, count);
+  const started = performance.now();
+  try {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: IN_FLIGHT }, async () => {
+        while (next < all.length) {
+          const chunk = all.slice(next, next + CHUNK);
+          next += CHUNK;
+          await producer.send(chunk);
+        }
+      }),
+    );
+  } finally {
+    await producer.close();
+  }
+  return count / ((performance.now() - started) / 1000);
+}
+
+/** Reads `count` records from `from` with `name`'s consumer in a fresh group; records/s from the first batch. */
+async function consumeRate(name: KafkaClientName, from: Awaited<ReturnType<typeof endOffsets>>, count: number) {
+  const consumer = kafkaClient(name).createConsumer({
+    kafka,
+    groupId: `bench-kafka-${crypto.randomUUID()}`,
+    clientId: `bench-${name}`,
+    topics: [TOPIC],
+    startAt: from,
+  });
+  let read = 0;
+  let started = 0;
+  try {
+    for await (const batch of consumer.batches()) {
+      started ||= performance.now();
+      read += batch.length;
+      if (read >= count) break;
+    }
+  } finally {
+    await consumer.close();
+  }
+  return read / ((performance.now() - started) / 1000);
+}
+
+async function main(): Promise<number> {
+  const { events, soak } = numberOptions({
+    events: { env: "BENCH_EVENTS", fallback: 200_000, min: 1 },
+    soak: { env: "BENCH_SOAK_S", fallback: 0 },
+  });
+  if (!(await brokerAnswers(kafka, 5_000))) throw new BenchError(`no broker at ${kafka.brokers.join(",")}`);
+  const produced: { name: string; rate: number }[] = [];
+  const consumed: { name: string; rate: number }[] = [];
+  for (const name of KAFKA_CLIENTS) {
+    const from = await endOffsets(kafka, TOPIC);
+    produced.push({ name, rate: await produceRate(name, crypto.randomUUID(), events) });
+    consumed.push({ name, rate: await consumeRate(name, from, events) });
+  }
+  const byRate = (a: { rate: number }, b: { rate: number }) => b.rate - a.rate;
+  const [fastProduce, ...slowProduce] = produced.sort(byRate) as [(typeof produced)[0]];
+  const [fastConsume, ...slowConsume] = consumed.sort(byRate) as [(typeof consumed)[0]];
+  console.log(`${int(events)} records of ~110 bytes, acks=all, idempotent, to ${TOPIC}`);
+  printFigures("records", "produced/s", [fastProduce, ...slowProduce]);
+  printFigures("records", "consumed/s", [fastConsume, ...slowConsume]);
+
+  if (soak > 0) {
+    const rows = [["client", "RSS at start", "RSS at end", "max RSS", "records produced+consumed"]];
+    for (const name of KAFKA_CLIENTS) {
+      const samples: number[] = [];
+      const sampler = setInterval(() => samples.push(process.memoryUsage.rss()), 1000);
+      const until = Date.now() + soak * 1000;
+      let moved = 0;
+      while (Date.now() < until) {
+        const from = await endOffsets(kafka, TOPIC);
+        await produceRate(name, crypto.randomUUID(), 50_000);
+        await consumeRate(name, from, 50_000);
+        moved += 100_000;
+      }
+      clearInterval(sampler);
+      rows.push([name, mib(samples[0] ?? 0), mib(samples.at(-1) ?? 0), mib(Math.max(...samples)), int(moved)]);
+    }
+    console.log(`soak: ${soak} s per client, RSS sampled every second`);
+    printTable(rows);
+  }
+  return 0;
+}
+
+await runBench(main);

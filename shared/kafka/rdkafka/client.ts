@@ -1,0 +1,155 @@
+/**
+ * One librdkafka client handle and the loop that serves its queue from JavaScript's own thread. Everything
+ * librdkafka reports (deliveries, fetched records, rebalances, commit results, logs, errors) arrives as an event
+ * on a queue that this loop polls with a timeout of 0, so no call ever blocks the event loop and librdkafka never
+ * calls into JavaScript (no callback is registered at all). Every event is destroyed once handled.
+ */
+import { CString, type Pointer, ptr, read } from "bun:ffi";
+import { config } from "../../config.ts";
+import { createLogger, type Logger } from "../../log.ts";
+import { CLIENT_TYPE, cstr, EVENT, pointer, rdkafka } from "./ffi.ts";
+
+/** Events served per turn of the loop, so a busy queue never holds the event loop for long. */
+const EVENTS_PER_TURN = 5_000;
+/** How often an idle queue is looked at; while work is outstanding it is polled every millisecond. */
+const IDLE_POLL_MS = 25;
+
+export interface ClientHandle {
+  rk: Pointer;
+  /** The queue every event of the client arrives on (the consumer's queue, or the main queue of a producer). */
+  queue: Pointer;
+}
+
+let logger: Logger | undefined;
+/** librdkafka's own log lines, at debug level: its errors also arrive as error events, which the client reports. */
+const rdkafkaLog = () => {
+  logger ??= createLogger("librdkafka", config().LOG_LEVEL);
+  return logger;
+};
+
+/** Text of a NUL-terminated buffer librdkafka wrote an error into. */
+const errorText = (buffer: Buffer) => buffer.toString("utf8", 0, Math.max(0, buffer.indexOf(0)));
+
+/**
+ * A started client of `type` with `settings` (librdkafka property names), its logs routed to its event queue.
+ * Throws on a property librdkafka rejects, naming the property but not its value (it may be a password).
+ *
+ * @example
+ * const { rk, queue } = openClient("producer", { "bootstrap.servers": "127.0.0.1:19092" }, EVENT.DR);
+ */
+export function openClient(
+  type: keyof typeof CLIENT_TYPE,
+  settings: Record<string, string>,
+  events: number,
+): ClientHandle {
+  const lib = rdkafka();
+  const conf = lib.rd_kafka_conf_new();
+  const error = Buffer.alloc(512);
+  // The queue, not librdkafka's threads, carries the log lines: then they are served by the loop below.
+  for (const [name, value] of Object.entries({ ...settings, "log.queue": "true" })) {
+    if (lib.rd_kafka_conf_set(conf, cstr(name), cstr(value), error, error.length) !== 0) {
+      lib.rd_kafka_conf_destroy(conf);
+      throw new Error(`librdkafka refused the setting ${name}: ${errorText(error)}`);
+    }
+  }
+  lib.rd_kafka_conf_set_events(conf, events | EVENT.LOG | EVENT.ERROR);
+  const rk = pointer(lib.rd_kafka_new(CLIENT_TYPE[type], conf, error, error.length));
+  if (!rk) {
+    lib.rd_kafka_conf_destroy(conf);
+    throw new Error(`librdkafka could not start a ${type}: ${errorText(error)}`);
+  }
+  // A consumer's main queue (logs and errors included) is forwarded to its consumer queue: one queue to poll.
+  if (type === "consumer") lib.rd_kafka_poll_set_consumer(rk);
+  lib.rd_kafka_set_log_queue(rk, null);
+  const queue = pointer(type === "consumer" ? lib.rd_kafka_queue_get_consumer(rk) : lib.rd_kafka_queue_get_main(rk));
+  if (!queue) throw new Error(`librdkafka gave no queue for the ${type}`);
+  return { rk, queue };
+}
+
+/** The three out-parameters of rd_kafka_event_log: facility, text, level. */
+const logSlots = new BigUint64Array(3);
+const SYSLOG_LEVELS = ["fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug"] as const;
+
+/** Writes a log event to the log at debug level (trace for librdkafka's own debug lines). */
+export function serveLog(event: Pointer, clientId: string): void {
+  const base = ptr(logSlots);
+  const at = (offset: number) => (base + offset) as Pointer;
+  if (rdkafka().rd_kafka_event_log(event, base, at(8), at(16)) !== 0) return;
+  const text = new CString(read.ptr(base, 8) as Pointer).toString();
+  const facility = new CString(read.ptr(base, 0) as Pointer).toString();
+  const severity = SYSLOG_LEVELS[read.i32(base, 16)] ?? "debug";
+  rdkafkaLog()[severity === "debug" ? "trace" : "debug"]({ clientId, facility, severity }, text);
+}
+
+export interface EventLoop {
+  /** Serves the queue now and keeps serving it; the loop stops once `stop` is called. */
+  wake(): void;
+  stop(): void;
+}
+
+/**
+ * Polls `queue` with timeout 0 and hands each event to `handle` (which must not destroy it), then destroys it.
+ * While `busy()` holds (deliveries outstanding, a commit in flight) the queue is polled every millisecond,
+ * otherwise every {@link IDLE_POLL_MS}; `keepAlive` decides whether an idle loop keeps the process running.
+ * An exception from `handle` goes to `fail` and the loop carries on: a loop that died would hang its client.
+ *
+ * @example
+ * const loop = pollEvents([queue], (event, type) => { if (type === EVENT.DR) deliver(event); }, {
+ *   busy: () => pending > 0, keepAlive: false, fail: (error) => log.error(error),
+ * });
+ */
+export function pollEvents(
+  queues: Pointer[],
+  handle: (event: Pointer, type: number) => void,
+  { busy, keepAlive, fail }: { busy: () => boolean; keepAlive: boolean; fail: (error: unknown) => void },
+): EventLoop {
+  const lib = rdkafka();
+  let timer: Timer | undefined;
+  let stopped = false;
+
+  function turn() {
+    timer = undefined;
+    if (stopped) return;
+    let served = 0;
+    for (const queue of queues) {
+      for (; served < EVENTS_PER_TURN; served++) {
+        const event = pointer(lib.rd_kafka_queue_poll(queue, 0));
+        if (!event) break;
+        try {
+          handle(event, lib.rd_kafka_event_type(event));
+        } catch (error) {
+          fail(error);
+        } finally {
+          lib.rd_kafka_event_destroy(event);
+        }
+      }
+    }
+    if (stopped) return;
+    // More may be waiting: come back at once, after whatever else the event loop has to do.
+    const delay = served > 0 ? 0 : busy() ? 1 : IDLE_POLL_MS;
+    timer = setTimeout(turn, delay);
+    if (!keepAlive && !busy()) timer.unref();
+  }
+
+  return {
+    wake() {
+      if (stopped) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(turn, 0);
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
+/** The text of an rd_kafka_error_t, which it destroys; undefined for NULL (success). */
+export function takeError(result: Pointer | bigint | null): { code: number; message: string } | undefined {
+  const error = pointer(result);
+  if (!error) return undefined;
+  const lib = rdkafka();
+  const taken = { code: lib.rd_kafka_error_code(error), message: String(lib.rd_kafka_error_string(error)) };
+  lib.rd_kafka_error_destroy(error);
+  return taken;
+}

@@ -1,0 +1,391 @@
+/**
+ * The port's {@link KafkaConsumer} on librdkafka: a group member with manual commits, cooperative-sticky
+ * rebalancing, pause/resume and lag reports. Fetched records, rebalances and commit results are events on the
+ * consumer's queue, served by the client's non-blocking loop; records wait in a JavaScript queue of at most two
+ * batches, and fetching pauses while it is full.
+ */
+import { CString, type Pointer, ptr, read, toBuffer } from "bun:ffi";
+import { committedOffsets, endOffsets } from "../admin.ts";
+import { KafkaAccessError } from "../connection.ts";
+import { fromBroker, onBroker } from "../namespace.ts";
+import type { ConsumerOptions, InRecord, KafkaConnection, KafkaConsumer, Position } from "../types.ts";
+import { openClient, pollEvents, serveLog, takeError } from "./client.ts";
+import { accessRefusal, connectionSettings } from "./config.ts";
+import {
+  cstr,
+  DESTROY_F_NO_CONSUMER_CLOSE,
+  ERR,
+  EVENT,
+  MESSAGE,
+  PARTITION_LIST,
+  pointer,
+  rdkafka,
+  TOPIC_PARTITION,
+} from "./ffi.ts";
+
+const LAG_INTERVAL_MS = 5_000;
+
+type TopicPartition = { topic: string; partition: number };
+const slot = ({ topic, partition }: TopicPartition) => `${topic}:${partition}`;
+
+/** The entries of an rd_kafka_topic_partition_list_t, named as the stages name their topics. */
+function partitionsOf(kafka: KafkaConnection, list: Pointer | null): TopicPartition[] {
+  if (!list) return [];
+  const count = read.i32(list, PARTITION_LIST.cnt);
+  const elems = read.ptr(list, PARTITION_LIST.elems) as Pointer;
+  return Array.from({ length: count }, (_, i) => {
+    const at = i * TOPIC_PARTITION.size;
+    return {
+      topic: fromBroker(kafka, new CString(read.ptr(elems, at + TOPIC_PARTITION.topic) as Pointer).toString()),
+      partition: read.i32(elems, at + TOPIC_PARTITION.partition),
+    };
+  });
+}
+
+/** A new rd_kafka_topic_partition_list_t of `partitions`, each with its offset when it has one; the caller destroys it. */
+function partitionList(kafka: KafkaConnection, partitions: (TopicPartition & { offset?: bigint })[]): Pointer {
+  const lib = rdkafka();
+  const list = pointer(lib.rd_kafka_topic_partition_list_new(Math.max(1, partitions.length)));
+  if (!list) throw new Error("librdkafka could not allocate a partition list");
+  for (const { topic, partition, offset } of partitions) {
+    const element = pointer(lib.rd_kafka_topic_partition_list_add(list, cstr(onBroker(kafka, topic)), partition));
+    if (element && offset !== undefined) toBuffer(element, TOPIC_PARTITION.offset, 8).writeBigInt64LE(offset);
+  }
+  return list;
+}
+
+/** Runs `call` on a list of `partitions` and destroys the list. */
+function withList<T>(
+  kafka: KafkaConnection,
+  partitions: (TopicPartition & { offset?: bigint })[],
+  call: (list: Pointer) => T,
+): T {
+  const list = partitionList(kafka, partitions);
+  try {
+    return call(list);
+  } finally {
+    rdkafka().rd_kafka_topic_partition_list_destroy(list);
+  }
+}
+
+/**
+ * Out-parameters: a headers handle, a header's name, value and size, a timestamp type. Its address is taken on
+ * every use, never kept: an array only a saved address refers to is garbage to the collector, which frees its
+ * memory for the next allocation of that size, and librdkafka would then write into whatever lives there.
+ */
+const slots = new BigUint64Array(4);
+
+/**
+ * Topic names by topic handle, for one client: its handles live as long as it does (not longer, so the cache
+ * must not outlive it), and the lookup saves reading a string per record.
+ */
+function topicNames(kafka: KafkaConnection): (handle: Pointer) => string {
+  const names = new Map<number, string>();
+  return (handle) => {
+    const known = names.get(handle);
+    if (known !== undefined) return known;
+    const name = fromBroker(kafka, String(rdkafka().rd_kafka_topic_name(handle)));
+    names.set(handle, name);
+    return name;
+  };
+}
+
+function toRecord(message: Pointer, topicOf: (handle: Pointer) => string): InRecord {
+  const lib = rdkafka();
+  const slotsAt = ptr(slots);
+  const slot8 = (slotsAt + 8) as Pointer;
+  const slot16 = (slotsAt + 16) as Pointer;
+  const slot24 = (slotsAt + 24) as Pointer;
+  const length = Number(read.u64(message, MESSAGE.len));
+  const payload = read.ptr(message, MESSAGE.payload) as Pointer;
+  const keyLength = Number(read.u64(message, MESSAGE.keyLen));
+  const key = read.ptr(message, MESSAGE.key) as Pointer;
+  const headers: Record<string, string> = {};
+  if (lib.rd_kafka_message_headers(message, slotsAt) === ERR.NO_ERROR) {
+    const handle = read.ptr(slotsAt, 0) as Pointer;
+    for (let i = 0; lib.rd_kafka_header_get_all(handle, i, slot8, slot16, slot24) === 0; i++) {
+      const name = new CString(read.ptr(slotsAt, 8) as Pointer).toString();
+      const size = Number(read.u64(slotsAt, 24));
+      const value = read.ptr(slotsAt, 16) as Pointer;
+      headers[name] = size > 0 && value ? Buffer.from(toBuffer(value, 0, size)).toString() : "";
+    }
+  }
+  return {
+    topic: topicOf(read.ptr(message, MESSAGE.topic) as Pointer),
+    partition: read.i32(message, MESSAGE.partition),
+    offset: read.i64(message, MESSAGE.offset),
+    // Copies: the message's memory goes with its event.
+    key: keyLength > 0 && key ? Buffer.from(toBuffer(key, 0, keyLength)) : undefined,
+    value: length > 0 && payload ? Buffer.from(toBuffer(payload, 0, length)) : Buffer.alloc(0),
+    headers,
+    timestamp: lib.rd_kafka_message_timestamp(message, slot8),
+  };
+}
+
+/**
+ * Joins `groupId` and reads `topics` with manual commits, on librdkafka. Call `batches()` once to start reading.
+ * With `exclusive`, the group uses the range assignor, which gives partition 0 of every topic to the member with
+ * the lowest id: that member takes every partition of `topics`, and the others take none and stand by.
+ *
+ * @example
+ * const consumer = createRdConsumer({ kafka, groupId: "enrich", clientId: "enrich-1", topics: ["locations.raw"] });
+ * for await (const batch of consumer.batches()) await consumer.commit(nextPositions(batch));
+ */
+export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
+  const lib = rdkafka();
+  const exclusive = options.exclusive === true;
+  const { rk, queue } = openClient(
+    "consumer",
+    {
+      ...connectionSettings(options.kafka),
+      "client.id": options.clientId,
+      "group.id": onBroker(options.kafka, options.groupId),
+      "enable.auto.commit": "false",
+      "enable.auto.offset.store": "false",
+      "auto.offset.reset": "earliest",
+      "partition.assignment.strategy": exclusive ? "range" : "cooperative-sticky",
+      "session.timeout.ms": "6000", // the broker's minimum: a killed member's partitions move on quickly
+      "heartbeat.interval.ms": "1000",
+      "fetch.wait.max.ms": "200",
+      // librdkafka's defaults (64 MB of prefetched records, 50 MB fetches) cost hundreds of MB of RSS per stage.
+      "queued.max.messages.kbytes": "16384",
+      "fetch.max.bytes": String(4 * 1024 * 1024),
+      "max.partition.fetch.bytes": String(1024 * 1024),
+    },
+    EVENT.FETCH | EVENT.REBALANCE | EVENT.OFFSET_COMMIT,
+  );
+  const commitQueue = pointer(lib.rd_kafka_queue_new(rk));
+  if (!commitQueue) throw new Error("librdkafka gave no queue for commits");
+
+  const topicOf = topicNames(options.kafka);
+  const records: InRecord[] = [];
+  let maxRecords = 5_000;
+  let failure: Error | undefined;
+  let finished = false;
+  let wake: (() => void) | undefined;
+  const notify = () => wake?.();
+  const assigned = new Map<string, TopicPartition>();
+  const startAt = new Map((options.startAt ?? []).map((position) => [slot(position), position.offset]));
+  /** Every partition of `topics`, for the exclusive member; looked up before joining. */
+  let everyPartition: TopicPartition[] = [];
+  const commits: { resolve: () => void; reject: (error: Error) => void }[] = [];
+  // Paused by the stage (a failing batch), or because two batches are queued.
+  let held = false;
+  let full = false;
+  let paused = false;
+  let closing: Promise<void> | undefined;
+
+  /** The first assignment of a partition starts at its `startAt` position, if it has one. */
+  const withStart = (partitions: TopicPartition[]) =>
+    partitions.map((tp) => {
+      const offset = startAt.get(slot(tp));
+      startAt.delete(slot(tp));
+      return offset === undefined ? tp : { ...tp, offset };
+    });
+
+  function setPaused(partitions: TopicPartition[], pause: boolean) {
+    if (partitions.length === 0) return;
+    withList(options.kafka, partitions, (list) =>
+      pause ? lib.rd_kafka_pause_partitions(rk, list) : lib.rd_kafka_resume_partitions(rk, list),
+    );
+  }
+
+  function applyPause() {
+    const want = held || full;
+    if (want === paused) return;
+    paused = want;
+    setPaused([...assigned.values()], want);
+  }
+
+  function dropQueued(partitions: TopicPartition[]) {
+    const gone = new Set(partitions.map(slot));
+    const kept = records.filter((record) => !gone.has(slot(record)));
+    records.splice(0, records.length, ...kept);
+  }
+
+  function rebalanced(event: Pointer) {
+    const code = lib.rd_kafka_event_error(event);
+    const partitions = partitionsOf(options.kafka, pointer(lib.rd_kafka_event_topic_partition_list(event)));
+    if (code === ERR.ASSIGN_PARTITIONS) {
+      let taken = partitions;
+      if (exclusive) {
+        const lead = [...options.topics].sort()[0];
+        taken = partitions.some((tp) => tp.topic === lead && tp.partition === 0) ? everyPartition : [];
+        withList(options.kafka, withStart(taken), (list) => lib.rd_kafka_assign(rk, list));
+      } else {
+        const error = withList(options.kafka, withStart(taken), (list) =>
+          takeError(lib.rd_kafka_incremental_assign(rk, list)),
+        );
+        if (error) failure ??= new Error(`joining ${options.groupId} failed: ${error.message}`);
+      }
+      for (const tp of taken) assigned.set(slot(tp), tp);
+      if (paused) setPaused(taken, true);
+      options.onAssign?.([...assigned.values()]);
+    } else {
+      const revoked = exclusive ? [...assigned.values()] : partitions;
+      dropQueued(revoked);
+      for (const tp of revoked) assigned.delete(slot(tp));
+      if (exclusive) lib.rd_kafka_assign(rk, null);
+      else withList(options.kafka, partitions, (list) => takeError(lib.rd_kafka_incremental_unassign(rk, list)));
+    }
+    notify();
+  }
+
+  function fetched(event: Pointer) {
+    const message = pointer(lib.rd_kafka_event_message_next(event));
+    if (!message) return;
+    // Errors here are per partition (end of partition, a topic not there yet): librdkafka retries them itself.
+    if (read.i32(message, MESSAGE.err) !== ERR.NO_ERROR) return;
+    records.push(toRecord(message, topicOf));
+    if (records.length >= 2 * maxRecords && !full) {
+      full = true;
+      applyPause();
+    }
+    notify();
+  }
+
+  function committed(event: Pointer) {
+    const waiter = commits.shift();
+    const code = lib.rd_kafka_event_error(event);
+    if (code === ERR.NO_ERROR) waiter?.resolve();
+    else waiter?.reject(new Error(`commit for ${options.groupId} failed: ${lib.rd_kafka_err2str(code)}`));
+  }
+
+  function errored(event: Pointer) {
+    const code = lib.rd_kafka_event_error(event);
+    const text = String(lib.rd_kafka_event_error_string(event));
+    const why = accessRefusal(code, text, options.kafka);
+    if (why) failure ??= new KafkaAccessError(why);
+    else if (lib.rd_kafka_event_error_is_fatal(event)) failure ??= new Error(`librdkafka failed for good: ${text}`);
+    else return; // transient (a broker down): librdkafka reconnects and the group carries on
+    notify();
+  }
+
+  const loop = pollEvents(
+    [queue, commitQueue],
+    (event, type) => {
+      if (type === EVENT.FETCH) fetched(event);
+      else if (type === EVENT.REBALANCE) rebalanced(event);
+      else if (type === EVENT.OFFSET_COMMIT) committed(event);
+      else if (type === EVENT.ERROR) errored(event);
+      else if (type === EVENT.LOG) serveLog(event, options.clientId);
+    },
+    {
+      busy: () => commits.length > 0 || closing !== undefined,
+      keepAlive: true,
+      fail: (error) => {
+        failure ??= error instanceof Error ? error : new Error(String(error));
+        notify();
+      },
+    },
+  );
+
+  let lagTimer: Timer | undefined;
+  if (options.onLag) {
+    const onLag = options.onLag;
+    let measuring = false;
+    lagTimer = setInterval(() => {
+      if (measuring || assigned.size === 0) return;
+      measuring = true;
+      Promise.all([
+        committedOffsets(options.kafka, options.groupId),
+        ...options.topics.map((t) => endOffsets(options.kafka, t)),
+      ])
+        .then(([done, ...ends]) => {
+          const at = new Map(done.map((position) => [slot(position), position.offset]));
+          const lags = ends
+            .flat()
+            .filter((end) => assigned.has(slot(end)))
+            .map((end) => {
+              const offset = at.get(slot(end)) ?? -1n;
+              return {
+                topic: end.topic,
+                partition: end.partition,
+                lag: Number(end.offset - (offset < 0n ? 0n : offset)),
+              };
+            });
+          onLag(lags);
+        })
+        .catch(() => {}) // a broker down: the next round reports
+        .finally(() => {
+          measuring = false;
+        });
+    }, LAG_INTERVAL_MS);
+    lagTimer.unref();
+  }
+
+  return {
+    async *batches(max = 5_000): AsyncGenerator<InRecord[]> {
+      maxRecords = max;
+      if (exclusive)
+        everyPartition = (await Promise.all(options.topics.map((topic) => endOffsets(options.kafka, topic))))
+          .flat()
+          .map(({ topic, partition }) => ({ topic, partition }));
+      const code = withList(
+        options.kafka,
+        options.topics.map((topic) => ({ topic, partition: -1 })),
+        (list) => lib.rd_kafka_subscribe(rk, list),
+      );
+      if (code !== ERR.NO_ERROR)
+        throw new Error(`subscribing to ${options.topics.join(", ")} failed: ${lib.rd_kafka_err2str(code)}`);
+      loop.wake();
+      for (;;) {
+        if (records.length > 0) {
+          const batch = records.splice(0, maxRecords);
+          if (full && records.length < maxRecords) {
+            full = false;
+            applyPause();
+          }
+          yield batch;
+          continue;
+        }
+        if (failure) throw failure;
+        if (finished) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+    },
+
+    commit(positions: Position[]): Promise<void> {
+      if (positions.length === 0) return Promise.resolve();
+      const { promise, resolve, reject } = Promise.withResolvers<void>();
+      const code = withList(options.kafka, positions, (list) =>
+        lib.rd_kafka_commit_queue(rk, list, commitQueue, null, null),
+      );
+      if (code !== ERR.NO_ERROR)
+        return Promise.reject(new Error(`commit for ${options.groupId} failed: ${lib.rd_kafka_err2str(code)}`));
+      commits.push({ resolve, reject });
+      loop.wake();
+      return promise;
+    },
+
+    pause() {
+      held = true;
+      applyPause();
+    },
+    resume() {
+      held = false;
+      applyPause();
+    },
+
+    close(): Promise<void> {
+      closing ??= (async () => {
+        clearInterval(lagTimer);
+        // Leaves the group without blocking: the revocation and the leave are served by the loop until done.
+        takeError(lib.rd_kafka_consumer_close_queue(rk, queue));
+        loop.wake();
+        const deadline = Date.now() + 10_000;
+        while (!lib.rd_kafka_consumer_closed(rk) && Date.now() < deadline) await Bun.sleep(2);
+        loop.stop();
+        finished = true;
+        for (const waiter of commits.splice(0)) waiter.reject(new Error(`the consumer of ${options.groupId} closed`));
+        notify();
+        lib.rd_kafka_queue_destroy(commitQueue);
+        lib.rd_kafka_queue_destroy(queue);
+        lib.rd_kafka_destroy_flags(rk, DESTROY_F_NO_CONSUMER_CLOSE);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,167 @@
+/**
+ * librdkafka's C API through bun:ffi: the symbols the client uses, the struct layouts it reads, and the constants
+ * of rdkafka.h (the same from 2.0 to 2.16). The library is opened on first use, so a process that never selects
+ * this client never needs it, and a missing library is one clear error saying how to install it.
+ */
+
+import { dlopen, type Pointer, FFIType as T } from "bun:ffi";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+const SYMBOLS = {
+  rd_kafka_version_str: { args: [], returns: T.cstring },
+  rd_kafka_version: { args: [], returns: T.i32 },
+  rd_kafka_err2str: { args: [T.i32], returns: T.cstring },
+  rd_kafka_conf_new: { args: [], returns: T.ptr },
+  rd_kafka_conf_set: { args: [T.ptr, T.ptr, T.ptr, T.ptr, T.u64], returns: T.i32 },
+  rd_kafka_conf_set_events: { args: [T.ptr, T.i32], returns: T.void },
+  rd_kafka_conf_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_new: { args: [T.i32, T.ptr, T.ptr, T.u64], returns: T.ptr },
+  rd_kafka_destroy_flags: { args: [T.ptr, T.i32], returns: T.void },
+  rd_kafka_set_log_queue: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_queue_get_main: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_queue_get_consumer: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_queue_new: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_queue_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_queue_poll: { args: [T.ptr, T.i32], returns: T.ptr },
+  rd_kafka_event_type: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_event_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_event_message_next: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_event_error: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_event_error_string: { args: [T.ptr], returns: T.cstring },
+  rd_kafka_event_error_is_fatal: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_event_log: { args: [T.ptr, T.ptr, T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_event_topic_partition_list: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_produceva: { args: [T.ptr, T.ptr, T.u64], returns: T.ptr },
+  rd_kafka_outq_len: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_purge: { args: [T.ptr, T.i32], returns: T.i32 },
+  rd_kafka_error_code: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_error_string: { args: [T.ptr], returns: T.cstring },
+  rd_kafka_error_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_message_headers: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_header_get_all: { args: [T.ptr, T.u64, T.ptr, T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_topic_name: { args: [T.ptr], returns: T.cstring },
+  rd_kafka_message_timestamp: { args: [T.ptr, T.ptr], returns: T.i64 },
+  rd_kafka_poll_set_consumer: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_subscribe: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_assign: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_incremental_assign: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_incremental_unassign: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_assignment: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_pause_partitions: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_resume_partitions: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_commit_queue: { args: [T.ptr, T.ptr, T.ptr, T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_consumer_close_queue: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_consumer_closed: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_topic_partition_list_new: { args: [T.i32], returns: T.ptr },
+  rd_kafka_topic_partition_list_add: { args: [T.ptr, T.ptr, T.i32], returns: T.ptr },
+  rd_kafka_topic_partition_list_destroy: { args: [T.ptr], returns: T.void },
+} as const;
+
+type Library = ReturnType<typeof dlopen<typeof SYMBOLS>>["symbols"];
+
+/**
+ * Where scripts/librdkafka.sh puts the library for `./pipeline setup` and for the image, then a system library
+ * (Debian's librdkafka1, or the loader's search path).
+ */
+const CANDIDATES = [
+  join(homedir(), ".cache", "event-pipeline", "librdkafka", "librdkafka.so.1"),
+  "/opt/librdkafka/librdkafka.so.1",
+  "/usr/lib/x86_64-linux-gnu/librdkafka.so.1",
+  "/usr/lib/aarch64-linux-gnu/librdkafka.so.1",
+  "librdkafka.so.1",
+];
+
+let library: Library | undefined;
+
+/**
+ * The library's functions, opened on first call. Throws, naming the package, when no librdkafka.so.1 loads.
+ *
+ * @example
+ * const version = rdkafka().rd_kafka_version_str(); // "2.16.0"
+ */
+export function rdkafka(): Library {
+  if (library) return library;
+  const failures: string[] = [];
+  for (const path of CANDIDATES) {
+    try {
+      library = dlopen(path, SYMBOLS).symbols;
+      return library;
+    } catch (error) {
+      failures.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  throw new Error(
+    `KAFKA_CLIENT=librdkafka needs librdkafka.so.1, which did not load; run ./pipeline setup (it fetches ` +
+      `the library of PyPI's confluent-kafka wheel), install Debian's librdkafka1 (no SCRAM with Kafka 4) ` +
+      `or set KAFKA_CLIENT=platformatic (tried ${failures.join("; ")})`,
+  );
+}
+
+/** A NUL-terminated copy of `text`, for the `const char *` parameters. */
+export const cstr = (text: string): Buffer => Buffer.from(`${text}\0`);
+
+export const CLIENT_TYPE = { producer: 0, consumer: 1 } as const;
+
+/** rd_kafka_event_type values (RD_KAFKA_EVENT_*). */
+export const EVENT = {
+  DR: 0x1,
+  FETCH: 0x2,
+  LOG: 0x4,
+  ERROR: 0x8,
+  REBALANCE: 0x10,
+  OFFSET_COMMIT: 0x20,
+} as const;
+
+/** rd_kafka_resp_err_t values the client acts on. */
+export const ERR = {
+  NO_ERROR: 0,
+  TRANSPORT: -195,
+  PARTITION_EOF: -191,
+  ALL_BROKERS_DOWN: -187,
+  QUEUE_FULL: -184,
+  SSL: -181,
+  ASSIGN_PARTITIONS: -175,
+  REVOKE_PARTITIONS: -174,
+  AUTHENTICATION: -169,
+  NO_OFFSET: -168,
+  PURGE_QUEUE: -152,
+  PURGE_INFLIGHT: -151,
+} as const;
+
+/** rd_kafka_vtype_t: the fields of rd_kafka_produceva's argument array. */
+export const VTYPE = { END: 0, TOPIC: 1, PARTITION: 3, VALUE: 4, KEY: 5, OPAQUE: 6, MSGFLAGS: 7, HEADER: 9 } as const;
+
+/** sizeof(rd_kafka_vu_t): the type, padded to 8, then a union of 64 bytes. */
+export const VU_SIZE = 72;
+export const MSG_F_COPY = 0x2;
+export const PARTITION_UA = -1;
+export const PURGE_QUEUE_AND_INFLIGHT = 0x1 | 0x2;
+export const DESTROY_F_NO_CONSUMER_CLOSE = 0x8;
+
+/** Offsets into rd_kafka_message_t (x86-64 and arm64 alike). */
+export const MESSAGE = {
+  err: 0,
+  topic: 8,
+  partition: 16,
+  payload: 24,
+  len: 32,
+  key: 40,
+  keyLen: 48,
+  offset: 56,
+  opaque: 64,
+};
+
+/** Offsets into rd_kafka_topic_partition_list_t and its rd_kafka_topic_partition_t elements (64 bytes each). */
+export const PARTITION_LIST = { cnt: 0, elems: 8 };
+export const TOPIC_PARTITION = { size: 64, topic: 0, partition: 8, offset: 16, err: 48 };
+
+/**
+ * A pointer librdkafka returned, as bun:ffi's number type (it types such results as possibly a bigint, which a
+ * user-space address never needs), or null for NULL.
+ *
+ * @example
+ * const event = pointer(rdkafka().rd_kafka_queue_poll(queue, 0));
+ */
+export const pointer = (value: Pointer | bigint | number | null): Pointer | null =>
+  value === null || value === 0 ? null : (Number(value) as Pointer);
