@@ -21,6 +21,8 @@ export interface InjectorDeps {
   rng: Rng;
   /** Stops and starts FerretDB; undefined when the stack did not start it or the run has no MongoDB sink. */
   ferretdb: ((action: "stop" | "start") => Promise<void>) | undefined;
+  /** Stops and starts MariaDB; undefined when the stack did not start it. */
+  mariadb: ((action: "stop" | "start") => Promise<void>) | undefined;
   /** Stops and starts the database; undefined when there is no local cluster. */
   postgres: { stop: () => Promise<void>; start: () => Promise<void> } | undefined;
   /** Requests sent so far, to show the broker went down under load. */
@@ -103,18 +105,24 @@ export function createInjector(deps: InjectorDeps) {
     return `stopped ${writing ? "while persist was writing" : "(persist was idle)"}, down ${down} ms${restarted}`;
   }
 
+  /** Stops a store of the stack's for a (seeded) while under load, then starts it again. */
+  async function restart(name: string, control: ((action: "stop" | "start") => Promise<void>) | undefined) {
+    if (!control) return `skipped: ${name} was not started by \`bun run stack\``;
+    await control("stop");
+    const down = between(rng, ...profile.downMs.postgres);
+    await Bun.sleep(down);
+    await control("start");
+    return `${name} down ${down} ms, back`;
+  }
+
   return async function inject(fault: Fault): Promise<string> {
     switch (fault.kind) {
       case "kill":
         return killAndRestart(fault.role, fault.instance);
-      case "ferretdb": {
-        if (!deps.ferretdb) return "skipped: FerretDB was not started by `bun run stack`";
-        await deps.ferretdb("stop");
-        const down = between(rng, ...profile.downMs.postgres);
-        await Bun.sleep(down);
-        await deps.ferretdb("start");
-        return `FerretDB down ${down} ms, back`;
-      }
+      case "ferretdb":
+        return restart("FerretDB", deps.ferretdb);
+      case "mariadb":
+        return restart("MariaDB", deps.mariadb);
       case "scale-up":
         await pipeline.start("enrich#2");
         return "enrich#2 joined";
