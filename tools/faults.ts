@@ -326,12 +326,13 @@ try {
   stopMonitor();
   load.abort();
   await pipeline.close();
-  await cdc
-    .drop()
-    .catch((error: Error) => problems.push({ text: `capture slot not dropped: ${error.message}`, fatal: true }));
   // Other sessions use both servers: whatever happened, leave them running.
   for (const problem of [await ensureBroker(kafka, logDir), await postgres?.ensure()])
     if (problem) problems.push({ text: problem, fatal: true });
+  // Once PostgreSQL answers again: a slot left behind would hold the shared cluster's WAL back.
+  await cdc
+    .drop()
+    .catch((error: Error) => problems.push({ text: `capture slot not dropped: ${error.message}`, fatal: true }));
   if (ferretdb && !(await documentStoreAnswers(env.MONGODB_URL))) await ferretdb("start");
   await mariadb?.("start");
 }

@@ -92,6 +92,9 @@ export function createInjector(deps: InjectorDeps) {
   async function database(alsoKill: ConsumerRole | undefined): Promise<string> {
     if (!postgres) return "skipped: no local cluster";
     const writing = await persistWriting();
+    // A fast shutdown waits for every walsender to hand over its WAL, and capture's was seen not to read it:
+    // the cluster then never stopped. So capture goes first (SIGKILL, a crash like any other) and comes back after.
+    const capture = pipeline.live.has("capture") ? await pipeline.stop("capture", "SIGKILL") : undefined;
     await postgres.stop();
     const down = between(rng, ...profile.downMs.postgres);
     const killed = alsoKill && (await victim(alsoKill));
@@ -102,7 +105,10 @@ export function createInjector(deps: InjectorDeps) {
     const restarted = killed
       ? `, ${killed} killed meanwhile, lifetime ${(await pipeline.start(killed)).lifetime} up`
       : "";
-    return `stopped ${writing ? "while persist was writing" : "(persist was idle)"}, down ${down} ms${restarted}`;
+    const captured = capture
+      ? `, capture killed first (${capture}), lifetime ${(await pipeline.start("capture")).lifetime} up`
+      : "";
+    return `stopped ${writing ? "while persist was writing" : "(persist was idle)"}, down ${down} ms${restarted}${captured}`;
   }
 
   /** Stops a store of the stack's for a (seeded) while under load, then starts it again. */

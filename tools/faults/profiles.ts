@@ -161,8 +161,10 @@ function shuffle<T>(rng: Rng, items: T[]): T[] {
  */
 export function plan(profile: Profile, rng: Rng): Fault[] {
   const faults: Fault[] = [];
+  // persist's kills are the PostgreSQL sink's: the instances of the other sinks have kills of their own.
   for (const role of ["enrich", "aggregate", "intervals", "persist", "ingest"] as const)
-    for (let i = 0; i < profile.kills[role]; i++) faults.push({ kind: "kill", role });
+    for (let i = 0; i < profile.kills[role]; i++)
+      faults.push({ kind: "kill", role, ...(role === "persist" && { instance: "persist" }) });
   profile.broker.forEach((signal, i) => {
     const alsoKill = profile.compound && i === 0 ? pick(rng, ["enrich", "aggregate", "persist"] as const) : undefined;
     faults.push({ kind: "broker", signal, ...(alsoKill && { alsoKill }) });
