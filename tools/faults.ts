@@ -43,8 +43,9 @@ import { userStatusLine } from "./users.ts";
 
 const USAGE = `Usage: bun run test:faults [--profile smoke|ci|full] [--seed N] [--foreign-wait S] [--ignore-foreign]
   --profile smoke   no faults, about a minute: checks the harness itself
-  --profile ci      the default, about 2 minutes: each consumer killed twice (intervals once) and ingest once, a broker and a
-                    PostgreSQL outage, a second enrich added and removed
+  --profile ci      the default, about 2.5 minutes: each consumer killed twice (intervals once) and ingest once, a broker and a
+                    PostgreSQL outage, a second enrich added and removed, capture and the cdc sinks killed and MariaDB
+                    restarted once each
   --profile full    about 10 minutes: more traffic, more of every fault, stages killed during outages
   --seed N          replays the same traffic and fault plan (every run prints its seed)
   --foreign-wait S  wait up to S seconds (default 60) for other consumers to leave the stages' groups

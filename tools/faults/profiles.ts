@@ -1,7 +1,8 @@
 /**
  * How hard a fault run pushes: the traffic, which faults and how many, and the deadlines. Measured on a
- * 2-core machine with a quiet stack: `ci` about 2 minutes (11 faults, ~21k events), `full` about 6.5 minutes
- * (26 faults, ~340k events, compound faults: a stage killed while the broker or the database is down),
+ * 2-core machine with a quiet stack before change data capture joined (its four faults add ~25 s to `ci`):
+ * `ci` about 2 minutes (14 faults then, 18 now, ~21k events), `full` about 6.5 minutes (32 faults then, 40 now,
+ * ~340k events, compound faults: a stage killed while the broker or the database is down),
  * `smoke` under a minute with no faults at all. A backlog others left in the topics adds the time to drain it.
  */
 import { between, pick, type Rng } from "../generators.ts";
