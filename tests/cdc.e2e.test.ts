@@ -197,6 +197,8 @@ describe("capture into the mysql and s3 sinks", () => {
     const snapshotOf30 = all.find((r) => r.key?.toString() === '{"id":30}' && r.value.length > 0) as InRecord;
     // The snapshot's change of row 30, published again after its update with its headers (as a capture replay
     // would).
+    const turnedAway = () => persistMysql.metric("rows_conflicting_total", { table: mirrorOf(topic) });
+    const before = await turnedAway();
     const producer = createProducer({ kafka: testKafka(), clientId: "test-stale" });
     await producer.send([{ topic, key: '{"id":30}', value: snapshotOf30.value, headers: snapshotOf30.headers }]);
     await producer.close();
@@ -209,6 +211,7 @@ describe("capture into the mysql and s3 sinks", () => {
       `select score, name from ${mirrorOf(topic)} where id = 30`,
     );
     expect(Number(rows[0]?.score)).toBe(7);
+    expect(await turnedAway()).toBe(before + 1);
   }, 60_000);
 
   test("the bucket holds every change of the topic exactly once, in objects named by their offsets", async () => {
