@@ -44,8 +44,8 @@ export const persist: Stage = {
     if (unknown.length > 0) throw new Error(`${name} stores topics with no decoding rule: ${unknown.join(", ")}`);
     const rowOf = (record: InRecord): SinkRow => {
       const value = (decoderOf(record.topic) as (record: InRecord) => unknown)(record);
-      const { topic, partition, offset, key } = record;
-      return { topic, partition, offset, ...(key && { key }), value };
+      const { topic, partition, offset, key, headers } = record;
+      return { topic, partition, offset, ...(key && { key }), headers, value };
     };
 
     /** Counts what a write or a flush did; returns the positions it says may be committed. */

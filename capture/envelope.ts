@@ -1,8 +1,10 @@
 /**
  * Row changes as records of `cdc.<schema>.<table>`: the key is the primary key as a JSON object, the value
- * Debezium's change-event envelope (shared/change.ts), and a delete is followed by a tombstone.
+ * Debezium's change-event envelope (shared/change.ts), and a delete is followed by a tombstone. Every record,
+ * the tombstone too, carries its source position in the `cdc.position` header, which sinks compare to drop what
+ * capture published again after a crash.
  */
-import type { ChangeEvent } from "../shared/change.ts";
+import { type ChangeEvent, POSITION_HEADER, positionText } from "../shared/change.ts";
 import type { OutRecord } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
 
@@ -18,6 +20,11 @@ export interface RowChange {
   /** The LSN of the transaction's commit (the consistent point for snapshot rows), and of the change itself. */
   commitLsn: bigint;
   lsn: bigint;
+  /**
+   * What orders changes that share both LSNs: for snapshot rows, which all carry the consistent point, the row's
+   * number in the snapshot, counted in publish order; 0 for a streamed change.
+   */
+  ordinal: number;
   txId: number | null;
   /** When the transaction committed (when the snapshot was read), epoch milliseconds. */
   committedAt: number;
@@ -35,7 +42,8 @@ export interface Origin {
  *
  * @example
  * changeRecords({ op: "c", schema: "public", table: "users", key: ["id"], before: null, after: { id: 1 }, ... }, origin);
- * // [{ topic: "cdc.public.users", key: '{"id":1}', value: '{"before":null,"after":{"id":1},"op":"c",...}' }]
+ * // [{ topic: "cdc.public.users", key: '{"id":1}', value: '{"before":null,"after":{"id":1},"op":"c",...}',
+ * //    headers: { "cdc.position": "event_pipeline/24023119/24023128/0" } }]
  */
 export function changeRecords(change: RowChange, origin: Origin): OutRecord[] {
   const row = (change.op === "d" ? change.before : change.after) ?? {};
@@ -59,6 +67,10 @@ export function changeRecords(change: RowChange, origin: Origin): OutRecord[] {
       lsn: Number(change.lsn),
     },
   };
-  const event: OutRecord = { topic, key, value: JSON.stringify(envelope) };
-  return change.op === "d" ? [event, { topic, key, value: null }] : [event];
+  const at = (index: number) => ({
+    [POSITION_HEADER]: positionText(origin.name, change.commitLsn, change.lsn, index),
+  });
+  const event: OutRecord = { topic, key, value: JSON.stringify(envelope), headers: at(change.ordinal) };
+  // The tombstone shares its delete's LSNs and comes right after it.
+  return change.op === "d" ? [event, { topic, key, value: null, headers: at(change.ordinal + 1) }] : [event];
 }

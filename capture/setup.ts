@@ -15,7 +15,9 @@
  * A snapshot interrupted by a crash leaves a slot whose rows never all reached the broker; the
  * `event_pipeline_capture` table in the source database says which slots completed theirs, and a slot without
  * that mark is dropped and made again, with a new snapshot (its rows are then published twice at most: at
- * least once, like the stream).
+ * least once, like the stream). The new slot's consistent point lies after the old one, so the new snapshot's
+ * rows are positioned after every row of the interrupted one: sinks keep both (two reads of the row), never
+ * taking the second for a repeat of the first.
  */
 import pg from "pg";
 import type { Logger } from "../shared/log.ts";
@@ -139,6 +141,8 @@ export async function createSlotWithSnapshot(options: SnapshotOptions): Promise<
     await reader.query("begin isolation level repeatable read read only");
     await reader.query(`set transaction snapshot '${snapshot.replaceAll("'", "''")}'`);
     const readAt = Date.now();
+    // The rows share the consistent point as their LSNs; their number in publish order tells them apart.
+    let ordinal = 0;
     for (const table of tables) {
       let rows = 0;
       await reader.query(`declare snapshot_rows no scroll cursor for select * from ${qualified(table)}`);
@@ -154,6 +158,7 @@ export async function createSlotWithSnapshot(options: SnapshotOptions): Promise<
             after: row,
             commitLsn: consistentPoint,
             lsn: consistentPoint,
+            ordinal: ordinal++,
             txId: null,
             committedAt: readAt,
           })),

@@ -138,6 +138,7 @@ export async function startStream(options: StreamOptions) {
           after: message.tag === "delete" ? null : message.new,
           commitLsn: transaction.commitLsn,
           lsn,
+          ordinal: 0,
           txId: transaction.xid,
           committedAt: transaction.committedAt,
         });

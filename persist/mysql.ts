@@ -5,15 +5,19 @@
  *   commits DDL at once, so schema changes run before the batch's transaction; both are idempotent). Types come
  *   from the JSON values: whole numbers BIGINT, other numbers DOUBLE, booleans BOOLEAN, objects and arrays
  *   JSON, key strings VARCHAR(191), other strings and values first seen as null LONGTEXT.
- * - Creates, updates and snapshot reads are upserts by primary key; deletes delete.
+ * - Creates, updates and snapshot reads are upserts by primary key; deletes delete. A batch keeps each row's
+ *   latest change only and writes them with multi-row statements: one upsert per table and column set, one
+ *   delete per table, in chunks of at most ROWS_PER_STATEMENT rows (and about STATEMENT_BYTES of values, well
+ *   under the server's default 16 MiB packet).
  * - Exactly once in effect: the rows and the group's positions (`cdc_consumer_offsets`) commit in one
  *   transaction that first locks the batch's positions and drops every record below them.
  * - An older change never overwrites a newer one: each row keeps its change's source position
- *   (`_cdc_commit_lsn`, `_cdc_lsn`), and an upsert or a delete applies only when its position is newer. (A
- *   change replayed by capture after the row was deleted recreates it until the replayed delete follows.)
+ *   (`_cdc_commit_lsn`, `_cdc_lsn`), and an upsert or a delete applies to a row only when its position is newer,
+ *   a guard each statement evaluates per row. (A change replayed by capture after the row was deleted recreates
+ *   it until the replayed delete follows.)
  */
 import mysql from "mysql2/promise";
-import { type ChangeEvent, positionOf, rowOf } from "../shared/change.ts";
+import { type ChangeEvent, compareLsns, positionOf, rowOf } from "../shared/change.ts";
 import { within } from "../shared/deadline.ts";
 import type { Position } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
@@ -21,6 +25,9 @@ import type { SinkFactory, SinkRow } from "./sink.ts";
 
 /** The source position columns every mirror ends with. */
 const POSITION_COLUMNS = ["_cdc_commit_lsn", "_cdc_lsn"] as const;
+/** Rows per multi-row statement at most, and the size of their values, roughly, before a statement is cut. */
+const ROWS_PER_STATEMENT = 2_000;
+const STATEMENT_BYTES = 4 * 1024 * 1024;
 
 /** A MySQL identifier, backquoted. */
 const quote = (name: string) => `\`${name.replaceAll("`", "``")}\``;
@@ -48,10 +55,6 @@ interface Latest {
   position: [bigint, bigint];
 }
 
-/** Orders two source positions: commit LSN, then change LSN. */
-const compare = (a: [bigint, bigint], b: [bigint, bigint]) =>
-  a[0] === b[0] ? (a[1] === b[1] ? 0 : a[1] < b[1] ? -1 : 1) : a[0] < b[0] ? -1 : 1;
-
 /** The primary key columns of a change: the fields of its record key, `{"id":42}` (checked by decodeChange). */
 const keyColumns = (row: SinkRow<ChangeEvent>): string[] => Object.keys(JSON.parse(String(row.key)) as object);
 
@@ -70,6 +73,8 @@ export const mysqlSink: SinkFactory = ({ env, log, group }) => {
     connectTimeout: 5_000,
     supportBigNumbers: true,
     bigNumberStrings: true,
+    // A row an upsert's guard leaves as it is then counts 0 in affectedRows, not 1: see upserted().
+    flags: ["-FOUND_ROWS"],
   });
   /** Known columns per mirror table, from the catalog or our own DDL. */
   const columns = new Map<string, Set<string>>();
@@ -146,7 +151,7 @@ export const mysqlSink: SinkFactory = ({ env, log, group }) => {
         const id = `${table}\u0000${JSON.stringify(key.map((k) => source[k]))}`;
         const position = positionOf(row.value);
         const held = latest.get(id);
-        if (!held || compare(position, held.position) >= 0)
+        if (!held || compareLsns(position, held.position) >= 0)
           latest.set(id, {
             table,
             key,
@@ -174,20 +179,19 @@ export const mysqlSink: SinkFactory = ({ env, log, group }) => {
         const floor = new Map(stored.map((s) => [`${s.topic}\u0000${s.partition}`, BigInt(s.next_offset)]));
         const isFresh = (row: { topic: string; partition: number; offset: bigint }) =>
           row.offset >= (floor.get(`${row.topic}\u0000${row.partition}`) ?? 0n);
-        const fresh = [...latest.values()].filter(isFresh);
         const written: Record<string, number> = {};
         const conflicts: Record<string, number> = {};
-        for (const change of fresh) {
-          const applied = await apply(connection, change, columns.get(change.table) as Set<string>);
-          const counts = applied ? written : conflicts;
-          counts[change.table] = (counts[change.table] ?? 0) + 1;
+        for (const statement of statements([...latest.values()].filter(isFresh), columns)) {
+          const applied = await statement.run(connection);
+          written[statement.table] = (written[statement.table] ?? 0) + applied;
+          conflicts[statement.table] = (conflicts[statement.table] ?? 0) + statement.rows - applied;
         }
-        for (const p of positions)
-          await connection.query(
-            `update cdc_consumer_offsets set next_offset = greatest(next_offset, ?), updated_at = current_timestamp(6)
-              where group_id = ? and topic = ? and \`partition\` = ?`,
-            [p.offset.toString(), group, p.topic, p.partition],
-          );
+        await connection.query(
+          `insert into cdc_consumer_offsets (group_id, topic, \`partition\`, next_offset) values ?
+           on duplicate key update next_offset = greatest(next_offset, values(next_offset)),
+             updated_at = current_timestamp(6)`,
+          [positions.map((p) => [group, p.topic, p.partition, p.offset.toString()])],
+        );
         await connection.commit();
         return { written, conflicts, replayed: rows.filter((row) => !isFresh(row)).length };
       } catch (error) {
@@ -210,29 +214,96 @@ export const mysqlSink: SinkFactory = ({ env, log, group }) => {
   };
 };
 
-/** Applies one change if it is newer than what the row holds; true when it changed the table. */
-async function apply(connection: mysql.PoolConnection, change: Latest, known: Set<string>): Promise<boolean> {
-  const { table, key, event, position } = change;
-  const [commit, lsn] = position.map(String);
-  const row = rowOf(event);
-  if (event.op === "d") {
-    const [result] = await connection.query<mysql.ResultSetHeader>(
-      `delete from ${quote(table)} where ${key.map((k) => `${quote(k)} = ?`).join(" and ")}
-         and (_cdc_commit_lsn, _cdc_lsn) <= (?, ?)`,
-      [...key.map((k) => parameter(row[k])), commit, lsn],
-    );
-    return result.affectedRows > 0;
+/** One multi-row statement of a batch: its table, how many changes it carries, and how it runs. */
+interface Statement {
+  table: string;
+  rows: number;
+  /** Runs it; resolves how many of its rows it changed (the others were no newer than the row stored). */
+  run: (connection: mysql.PoolConnection) => Promise<number>;
+}
+
+/** Cuts `items` into runs of at most ROWS_PER_STATEMENT, and about STATEMENT_BYTES of `sizeOf`. */
+function* chunks<T>(items: T[], sizeOf: (item: T) => number): Generator<T[]> {
+  let chunk: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = sizeOf(item);
+    if (chunk.length > 0 && (chunk.length === ROWS_PER_STATEMENT || bytes + size > STATEMENT_BYTES)) {
+      yield chunk;
+      [chunk, bytes] = [[], 0];
+    }
+    chunk.push(item);
+    bytes += size;
   }
-  const names = [...known].filter((name) => name in row);
+  if (chunk.length > 0) yield chunk;
+}
+
+/**
+ * The rows an upsert inserted or updated. With FOUND_ROWS off, affectedRows counts 1 per inserted row, 2 per
+ * updated one and 0 per row the guard kept; the server's info reports the updated ones ("Records: 3
+ * Duplicates: 1 ...", absent for a single row, where affectedRows alone tells).
+ */
+function upserted(result: Pick<mysql.ResultSetHeader, "affectedRows" | "info">): number {
+  const reported = /Duplicates: (\d+)/.exec(result.info ?? "")?.[1];
+  const updated = reported === undefined ? (result.affectedRows === 2 ? 1 : 0) : Number(reported);
+  return result.affectedRows - updated;
+}
+
+/**
+ * The statements that apply a batch's latest changes, each newer than what its row holds: per table, one upsert
+ * per set of columns the changes carry (a column the source gained shows in the newer changes only) and one
+ * delete, cut into chunks.
+ */
+function statements(changes: Latest[], columns: Map<string, Set<string>>): Statement[] {
+  const groups = new Map<string, { table: string; key: string[]; names?: string[]; changes: Latest[] }>();
+  for (const change of changes) {
+    const row = rowOf(change.event);
+    // A delete needs the key only; an upsert every known column its row has.
+    const names =
+      change.event.op === "d" ? undefined : [...(columns.get(change.table) as Set<string>)].filter((n) => n in row);
+    const id = `${change.table}\u0000${names?.join("\u0000") ?? ""}`;
+    const group = groups.get(id) ?? { table: change.table, key: change.key, ...(names && { names }), changes: [] };
+    group.changes.push(change);
+    groups.set(id, group);
+  }
+  return [...groups.values()].flatMap(({ table, key, names, changes }) => {
+    const rows = changes.map((change) => {
+      const row = rowOf(change.event);
+      return [...(names ?? key).map((n) => parameter(row[n])), ...change.position.map(String)];
+    });
+    // Objects are JSON text by now: a row's size is about the length of its texts.
+    const sizeOf = (values: unknown[]) =>
+      values.reduce<number>((n, v) => n + (typeof v === "string" ? v.length : 8), 0);
+    return [...chunks(rows, sizeOf)].map((chunk) => ({
+      table,
+      rows: chunk.length,
+      run: names ? upsert(table, key, names, chunk) : remove(table, key, chunk),
+    }));
+  });
+}
+
+/** Inserts `rows` (the values of `names`, then the position), or updates each stored row its position is newer than. */
+function upsert(table: string, key: string[], names: string[], rows: unknown[][]) {
   const newer = "(values(_cdc_commit_lsn), values(_cdc_lsn)) > (_cdc_commit_lsn, _cdc_lsn)";
   // Assignments run left to right: the position columns go last, so every column compares to the old position.
   const updates = [...names.filter((n) => !key.includes(n)), ...POSITION_COLUMNS].map(
     (n) => `${quote(n)} = if(${newer}, values(${quote(n)}), ${quote(n)})`,
   );
-  const [result] = await connection.query<mysql.ResultSetHeader>(
-    `insert into ${quote(table)} (${[...names, ...POSITION_COLUMNS].map(quote).join(", ")}) values (?)
-     on duplicate key update ${updates.join(", ")}`,
-    [[...names.map((n) => parameter(row[n])), commit, lsn]],
-  );
-  return result.affectedRows > 0;
+  const sql = `insert into ${quote(table)} (${[...names, ...POSITION_COLUMNS].map(quote).join(", ")}) values ?
+     on duplicate key update ${updates.join(", ")}`;
+  return async (connection: mysql.PoolConnection) =>
+    upserted((await connection.query<mysql.ResultSetHeader>(sql, [rows]))[0]);
+}
+
+/** Deletes the rows `rows` name (their key values, then the delete's position) that are no newer than it. */
+function remove(table: string, key: string[], rows: unknown[][]) {
+  // The deletes as a derived table, joined to the mirror: each row compares to its own delete's position. Every
+  // row casts its positions, as a union's column types come from all its rows and text compares as a double.
+  const row = `select ${[...key.map((k) => `? as ${quote(k)}`), "cast(? as unsigned) as c", "cast(? as unsigned) as l"].join(", ")}`;
+  const deletes = rows.map(() => row).join(" union all ");
+  const sql = `delete m from ${quote(table)} m join (${deletes}) d
+     on ${key.map((k) => `m.${quote(k)} = d.${quote(k)}`).join(" and ")}
+     and (m._cdc_commit_lsn, m._cdc_lsn) <= (d.c, d.l)`;
+  return async (connection: mysql.PoolConnection) =>
+    (await connection.query<mysql.ResultSetHeader>(sql, rows.flat()))[0].affectedRows;
 }

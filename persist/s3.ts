@@ -1,8 +1,10 @@
 /**
  * The object storage sink, an idempotent store: each partition of a stored topic becomes newline-delimited JSON
  * objects `<topic>/partition=<n>/<first offset>-<last offset>.ndjson` (offsets zero-padded to 20 digits, so
- * names sort by offset; the topic as the broker names it, so a run in a KAFKA_NAMESPACE has objects of its own), one line per record: `{"topic","partition","offset","key","value"}`, the value being
- * the decoded change event. Tombstones and dead letters take an offset but no line.
+ * names sort by offset; the topic as the broker names it, so a run in a KAFKA_NAMESPACE has objects of its own),
+ * one line per record: `{"topic","partition","offset","key","position","value"}`, the value being the decoded
+ * change event and the position its `cdc.position` header (absent when the record has none). Tombstones and dead
+ * letters take an offset but no line.
  *
  * Object boundaries are offsets, never wall-clock moments, so a replay rebuilds the same objects:
  * - an object ends after S3_ROTATE_RECORDS offsets (at its first offset + S3_ROTATE_RECORDS - 1), or, if it is
@@ -14,8 +16,19 @@
  * - each object is one PUT: it exists whole or not at all.
  * Kafka commits follow the uploads: a partition's position moves only to the first offset of its open object,
  * so records waiting in memory are read again after a crash. The secret key is only handed to the client.
+ *
+ * Capture publishes at least once: after a crash it publishes again what the broker had but its slot had not
+ * confirmed, at new offsets. Such a record repeats a stored one: its source position is not after that of the
+ * last line stored before it in its partition (capture publishes in source order and a key stays in its
+ * partition, so one source's positions only grow there), and it takes an offset but no line (`repeats` in
+ * shared/change.ts; a record without a position, or from another source, is always stored). The last stored
+ * position is the last line's, so it is read back from the bucket wherever memory does not hold it (a new
+ * process, a rewind, past an object the replay skipped): the last line of the nearest object before with any.
+ * An object rebuilt by a replay therefore starts from the same position as when it was first written, and gets
+ * the same lines.
  */
 import { S3Client } from "bun";
+import { POSITION_HEADER, repeats } from "../shared/change.ts";
 import type { Config } from "../shared/config.ts";
 import { within } from "../shared/deadline.ts";
 import { kafkaConnection, onBroker, type Position } from "../shared/kafka.ts";
@@ -44,14 +57,15 @@ export const bucketClient = (env: Config) =>
     region: env.S3_REGION,
   });
 
-/** An object's offset range, inclusive. */
+/** An object's offset range, inclusive, and whether it holds no line. */
 interface Range {
   first: bigint;
   last: bigint;
+  empty: boolean;
 }
 
 /** The object being filled: its range (its end may still move down on a time rollover) and lines. */
-interface Open extends Range {
+interface Open extends Omit<Range, "empty"> {
   /** True when `last` comes from an uploaded object: it is rebuilt as it is, never cut short by time. */
   existing: boolean;
   /** False for an existing object the replay entered past its beginning: its records are skipped, not uploaded. */
@@ -70,6 +84,11 @@ interface PartitionState {
   /** The highest offset taken in, and the next offset after the last batch. */
   lastAdded: bigint;
   consumed: bigint | undefined;
+  /**
+   * The `cdc.position` of the last line stored before the next record, null when that line has none (or there
+   * is no line), undefined while unknown: then it is read from the bucket when the next object opens.
+   */
+  stored: string | null | undefined;
 }
 
 /**
@@ -86,6 +105,7 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
   const rotateMs = env.S3_ROTATE_SECONDS * 1000;
   const states = new Map<string, PartitionState>();
   let written: Record<string, number> = {};
+  let conflicts: Record<string, number> = {};
   let replayed = 0;
 
   async function listObjects(topic: string, partition: number): Promise<Range[]> {
@@ -94,9 +114,9 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
     let continuationToken: string | undefined;
     do {
       const page = await client.list({ prefix, maxKeys: 1000, ...(continuationToken && { continuationToken }) });
-      for (const { key } of page.contents ?? []) {
+      for (const { key, size } of page.contents ?? []) {
         const match = NAME.exec(key);
-        if (match) objects.push({ first: BigInt(match[1] as string), last: BigInt(match[2] as string) });
+        if (match) objects.push({ first: BigInt(match[1] as string), last: BigInt(match[2] as string), empty: !size });
       }
       continuationToken = page.isTruncated ? page.nextContinuationToken : undefined;
     } while (continuationToken);
@@ -111,7 +131,19 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
       open: undefined,
       lastAdded: -1n,
       consumed: undefined,
+      stored: undefined,
     };
+  }
+
+  /** The position of the last line stored before `offset`: the last line of the nearest object before it with any. */
+  async function storedBefore(state: PartitionState, offset: bigint): Promise<string | null> {
+    const before = state.objects.filter((o) => o.last < offset && !o.empty);
+    const object = before.at(-1);
+    if (!object) return null;
+    const name = objectName(onBroker(kafka, state.topic), state.partition, object.first, object.last);
+    const text = await client.file(name).text();
+    const line = text.trimEnd().split("\n").at(-1) as string;
+    return (JSON.parse(line) as { position?: string }).position ?? null;
   }
 
   async function upload(state: PartitionState): Promise<void> {
@@ -120,7 +152,9 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
       const name = objectName(onBroker(kafka, state.topic), state.partition, open.first, open.last);
       await client.write(name, open.lines.join(""), { type: "application/x-ndjson" });
       written[state.topic] = (written[state.topic] ?? 0) + open.lines.length;
-      if (!open.existing) state.objects.push({ first: open.first, last: open.last });
+      const range = { first: open.first, last: open.last, empty: open.lines.length === 0 };
+      if (open.existing) state.objects = state.objects.map((o) => (o.first === open.first ? range : o));
+      else state.objects.push(range);
     }
     state.open = undefined;
   }
@@ -129,7 +163,14 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
   function objectFor(state: PartitionState, offset: bigint, enteredAt: bigint): Open {
     const covering = state.objects.find((o) => o.first <= offset && offset <= o.last);
     const base = { lines: [], openedAt: Date.now() };
-    if (covering) return { ...covering, existing: true, upload: enteredAt <= covering.first, ...base };
+    if (covering)
+      return {
+        first: covering.first,
+        last: covering.last,
+        existing: true,
+        upload: enteredAt <= covering.first,
+        ...base,
+      };
     const next = state.objects.find((o) => o.first > offset);
     const last = offset + rotateRecords - 1n;
     return {
@@ -153,14 +194,23 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
         states.set(`${current.topic}\u0000${current.partition}`, current);
       }
       if (current.open && row.offset > current.open.last) await upload(current);
-      current.open ??= objectFor(current, row.offset, current.consumed ?? row.offset);
+      if (!current.open) {
+        const open = objectFor(current, row.offset, current.consumed ?? row.offset);
+        // Past an object the replay skips, the position stored before the next one is the bucket's to tell.
+        if (!open.upload) current.stored = undefined;
+        else current.stored ??= await storedBefore(current, open.first);
+        current.open = open;
+      }
       const open = current.open;
-      if (open.upload) {
+      const position = row.headers?.[POSITION_HEADER];
+      if (!open.upload) replayed++;
+      else if (repeats(position, current.stored)) conflicts[current.topic] = (conflicts[current.topic] ?? 0) + 1;
+      else {
         const { topic, partition, offset, key, value } = row;
-        open.lines.push(
-          `${JSON.stringify({ topic, partition, offset: Number(offset), key: key?.toString("utf8") ?? null, value })}\n`,
-        );
-      } else replayed++;
+        const line = { topic, partition, offset: Number(offset), key: key?.toString("utf8") ?? null, position, value };
+        open.lines.push(`${JSON.stringify(line)}\n`);
+        current.stored = position ?? null;
+      }
       current.lastAdded = row.offset;
     }
     if (current.open && current.open.last < next) await upload(current);
@@ -195,6 +245,7 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
     },
     async write(rows, positions) {
       written = {};
+      conflicts = {};
       replayed = 0;
       const result: Position[] = [];
       for (const position of positions) {
@@ -207,7 +258,7 @@ export const s3Sink: SinkFactory = ({ env, log }) => {
         result.push(committable(taken));
       }
       await rollOver(Date.now());
-      return { written, conflicts: {}, replayed, positions: result };
+      return { written, conflicts, replayed, positions: result };
     },
     async flush() {
       written = {};

@@ -23,6 +23,8 @@ export interface SinkRow<T = unknown> {
   offset: bigint;
   /** The record's key, for a store that keys rows by it (a captured row's primary key). */
   key?: Buffer;
+  /** The record's headers, for a store that reads them (a cdc record's source position). */
+  headers?: Record<string, string>;
   value: T;
 }
 

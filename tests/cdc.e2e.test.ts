@@ -8,9 +8,10 @@ import mysql from "mysql2/promise";
 import pg from "pg";
 import { mirrorOf } from "../persist/mysql.ts";
 import { bucketClient } from "../persist/s3.ts";
-import { type ChangeEvent, positionOf } from "../shared/change.ts";
-import { createProducer, type InRecord, readRange } from "../shared/kafka.ts";
+import { type ChangeEvent, compareLsns, POSITION_HEADER, parsePosition, positionOf } from "../shared/change.ts";
+import { createProducer, groupLag, type InRecord, readRange } from "../shared/kafka.ts";
 import { cdcTopicOf } from "../shared/topics.ts";
+import { groupOf } from "../tools/harness.ts";
 import { ownCapture } from "./capture.ts";
 import { pollUntil, readTopic, type Stage, spawnStage, testConfig, testKafka } from "./support.ts";
 
@@ -85,6 +86,14 @@ describe("capture", () => {
     const [snapshotCommit] = positionOf(snapshot.find((e) => idOf(e) === 1) as ChangeEvent);
     const [updateCommit] = positionOf(updated as ChangeEvent);
     expect(updateCommit > snapshotCommit).toBe(true);
+    // Every record, the tombstone too, carries its source position, and within a partition they grow.
+    const at = all.map((r) => parsePosition(r.headers[POSITION_HEADER]));
+    expect(at.every((p) => p?.source === captureEnv.CAPTURE_SLOT)).toBe(true);
+    for (let partition = 0; partition < env.TOPIC_PARTITIONS; partition++) {
+      const inPartition = all.flatMap((r, i) => (r.partition === partition ? [at[i]?.at ?? []] : []));
+      for (let i = 1; i < inPartition.length; i++)
+        expect(compareLsns(inPartition[i - 1] ?? [], inPartition[i] ?? [])).toBe(-1);
+    }
   }, 90_000);
 
   test("a new column flows through without a restart", async () => {
@@ -188,48 +197,82 @@ describe("capture into the mysql and s3 sinks", () => {
   test("an older change never overwrites a newer one", async () => {
     const all = await everything();
     const snapshotOf30 = all.find((r) => r.key?.toString() === '{"id":30}' && r.value.length > 0) as InRecord;
-    // The snapshot's change of row 30, published again after its update (as a capture replay would).
+    // The snapshot's change of row 30, published again after its update with its headers (as a capture replay
+    // would).
+    const turnedAway = () => persistMysql.metric("rows_conflicting_total", { table: mirrorOf(topic) });
+    const before = await turnedAway();
     const producer = createProducer({ kafka: testKafka(), clientId: "test-stale" });
-    await producer.send([{ topic, key: '{"id":30}', value: snapshotOf30.value }]);
-    await producer.send([{ topic, key: '{"id":999999}', value: JSON.stringify(marker()) }]);
+    await producer.send([{ topic, key: '{"id":30}', value: snapshotOf30.value, headers: snapshotOf30.headers }]);
     await producer.close();
-    await pollUntil("the marker behind the stale change to be mirrored", async () => {
-      const [rows] = await mirror.query<mysql.RowDataPacket[]>(`select id from ${mirrorOf(topic)} where id = 999999`);
-      return rows.length > 0 ? true : undefined;
-    });
+    // The mysql sink commits only what its transaction wrote: once it caught up, the stale change was applied.
+    const group = groupOf("persist", { ...process.env, ...sinkEnv, PERSIST_SINK: "mysql" }) as string;
+    await pollUntil("the mysql sink to read the stale change", async () =>
+      (await groupLag(testKafka(), group, [topic])) === 0 ? true : undefined,
+    );
     const [rows] = await mirror.query<mysql.RowDataPacket[]>(
       `select score, name from ${mirrorOf(topic)} where id = 30`,
     );
     expect(Number(rows[0]?.score)).toBe(7);
+    expect(await turnedAway()).toBe(before + 1);
   }, 60_000);
 
   test("the bucket holds every change of the topic exactly once, in objects named by their offsets", async () => {
     const all = await everything();
-    const published = all.filter((r) => r.value.length > 0).length;
+    // A change is its key and source position: the stale one above (and any capture published again after
+    // its SIGKILL) is in the topic twice, and in the bucket once, at its first offset.
+    const first = new Map<string, string>();
+    for (const r of all.filter((r) => r.value.length > 0)) {
+      const change = `${r.key}@${r.headers[POSITION_HEADER]}`;
+      if (!first.has(change)) first.set(change, `${r.partition}:${r.offset}`);
+    }
+    expect(all.filter((r) => r.value.length > 0).length).toBeGreaterThan(first.size);
     const lines = async () => {
-      const stored: string[] = [];
+      const stored: { change: string; at: string }[] = [];
       const page = await bucket.list({ prefix: `${topic}/` });
       for (const { key } of page.contents ?? []) {
         expect(key).toMatch(/\/partition=\d\/\d{20}-\d{20}\.ndjson$/);
-        const text = await bucket.file(key).text();
-        for (const line of text.split("\n").filter(Boolean)) {
-          const { partition, offset } = JSON.parse(line) as { partition: number; offset: number };
-          stored.push(`${partition}:${offset}`);
+        for (const text of (await bucket.file(key).text()).split("\n").filter(Boolean)) {
+          const line = JSON.parse(text) as { partition: number; offset: number; key: string; position: string };
+          stored.push({ change: `${line.key}@${line.position}`, at: `${line.partition}:${line.offset}` });
         }
       }
       return stored;
     };
     const stored = await pollUntil(
-      `${published} lines in the bucket`,
+      `${first.size} lines in the bucket`,
       async () => {
         const found = await lines();
-        return found.length >= published ? found : undefined;
+        return found.length >= first.size ? found : undefined;
       },
       60_000,
     );
-    expect(new Set(stored).size).toBe(stored.length);
-    const offsets = all.filter((r) => r.value.length > 0).map((r) => `${r.partition}:${r.offset}`);
-    expect(stored.sort()).toEqual(offsets.sort());
+    expect(new Set(stored.map((s) => s.change)).size).toBe(stored.length);
+    expect(new Map(stored.map((s) => [s.change, s.at]))).toEqual(first);
+  }, 90_000);
+
+  test("after a restart of the s3 sink, changes published again are not stored again, and new ones are", async () => {
+    const linesOf = async (id: number) => {
+      let count = 0;
+      for (const { key } of (await bucket.list({ prefix: `${topic}/` })).contents ?? [])
+        for (const line of (await bucket.file(key).text()).split("\n").filter(Boolean))
+          if ((JSON.parse(line) as { key: string }).key === `{"id":${id}}`) count++;
+      return count;
+    };
+    const all = await everything();
+    const changesOf = (id: number) => all.filter((r) => r.key?.toString() === `{"id":${id}}` && r.value.length > 0);
+    const before = await linesOf(40);
+    expect(before).toBe(new Set(changesOf(40).map((r) => r.headers[POSITION_HEADER])).size);
+    await persistS3.stop("SIGKILL");
+    // Row 40's changes again, as capture after a crash, then a change of its own after them.
+    const producer = createProducer({ kafka: testKafka(), clientId: "test-republish" });
+    await producer.send(changesOf(40).map((r) => ({ topic, key: r.key, value: r.value, headers: r.headers })));
+    await producer.close();
+    await source.query(`update ${table} set name = 'after the restart' where id = 40`);
+    persistS3 = await spawnStage("persist", { ...sinkEnv, PERSIST_SINK: "s3" });
+    await pollUntil("the new change of row 40 in the bucket", async () =>
+      (await linesOf(40)) > before ? true : undefined,
+    );
+    expect(await linesOf(40)).toBe(before + 1);
   }, 90_000);
 });
 
@@ -267,25 +310,3 @@ describe("capture's slot", () => {
     await pollUntil("capture to report not ready", async () => ((await capture.ready()) === 503 ? true : undefined));
   }, 60_000);
 });
-
-/** A newer change of a row of its own, produced behind the stale one to show it was read. */
-function marker(): ChangeEvent {
-  return {
-    before: null,
-    after: { id: 999999, email: "marker", name: null, nickname: null, score: null },
-    op: "c",
-    ts_ms: Date.now(),
-    source: {
-      connector: "postgresql",
-      name: "test",
-      ts_ms: Date.now(),
-      snapshot: "false",
-      db: "source",
-      sequence: JSON.stringify(["99999999999", "99999999999"]),
-      schema: "public",
-      table,
-      txId: 1,
-      lsn: 99999999999,
-    },
-  };
-}

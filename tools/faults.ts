@@ -24,10 +24,11 @@ import { brokerAnswers, endOffsets, ensureTopics, kafkaConnection, seekGroup } f
 import { createLogger } from "../shared/log.ts";
 import { TOPICS, topicSpecs } from "../shared/topics.ts";
 import { localFerretDb } from "../tests/support.ts";
+import { accountCdc, CDC_INSTANCES, cdcSettings, cdcStart, startUserLoad } from "./faults/cdc.ts";
 import { account, type Check, type Contamination } from "./faults/checks.ts";
 import { drain, MONGODB_GROUP, nextFreeWindow, raiseStoredPositions, sendClosers, snapshot } from "./faults/drain.ts";
 import { groupMembers } from "./faults/groups.ts";
-import { ensureBroker, postgresAnswers, postgresControl, stackBrokerPid } from "./faults/infra.ts";
+import { ensureBroker, mariaDbControl, postgresAnswers, postgresControl, stackBrokerPid } from "./faults/infra.ts";
 import { createInjector } from "./faults/inject.ts";
 import { Ledger } from "./faults/ledger.ts";
 import { loadLine, type Stream, startLoad } from "./faults/load.ts";
@@ -38,11 +39,13 @@ import { between, mulberry32, seedOf } from "./generators.ts";
 import { groupOf } from "./harness.ts";
 import { pollEvery, TimeoutError } from "./poll.ts";
 import { freePort } from "./ports.ts";
+import { userStatusLine } from "./users.ts";
 
 const USAGE = `Usage: bun run test:faults [--profile smoke|ci|full] [--seed N] [--foreign-wait S] [--ignore-foreign]
   --profile smoke   no faults, about a minute: checks the harness itself
-  --profile ci      the default, about 2 minutes: each consumer killed twice (intervals once) and ingest once, a broker and a
-                    PostgreSQL outage, a second enrich added and removed
+  --profile ci      the default, about 2.5 minutes: each consumer killed twice (intervals once) and ingest once, a broker and a
+                    PostgreSQL outage, a second enrich added and removed, capture and the cdc sinks killed and MariaDB
+                    restarted once each
   --profile full    about 10 minutes: more traffic, more of every fault, stages killed during outages
   --seed N          replays the same traffic and fault plan (every run prints its seed)
   --foreign-wait S  wait up to S seconds (default 60) for other consumers to leave the stages' groups
@@ -97,7 +100,11 @@ const withMongodb = await documentStoreAnswers(env.MONGODB_URL);
 const mongo = withMongodb ? new MongoClient(env.MONGODB_URL, { serverSelectionTimeoutMS: 5_000 }) : undefined;
 const ferretdb = withMongodb ? localFerretDb() : undefined;
 if (withMongodb) INSTANCES.push(MONGODB_PERSIST);
+INSTANCES.push(...CDC_INSTANCES);
+const mariadb = mariaDbControl(env.MYSQL_URL);
+const cdc = cdcSettings(run);
 const stageEnv = {
+  ...cdc.env,
   LOG_LEVEL: "info",
   WINDOW_SECONDS: String(profile.window.seconds),
   WINDOW_GRACE_SECONDS: String(profile.window.graceSeconds),
@@ -133,6 +140,7 @@ async function preflight(): Promise<void> {
     problems.push({ text: "PostgreSQL faults skipped: no local cluster behind DATABASE_URL", fatal: false });
   if (!withMongodb) problems.push({ text: "MongoDB sink not run: nothing answers at MONGODB_URL", fatal: false });
   else if (!ferretdb) problems.push({ text: "FerretDB restarts skipped: not the stack's FerretDB", fatal: false });
+  if (!mariadb) problems.push({ text: "MariaDB restarts skipped: not the stack's MariaDB", fatal: false });
   const alone = async () => {
     const busy = [...(await groupMembers(kafka, GROUPS))].filter(([, members]) => members.length > 0);
     if (busy.length === 0) return true;
@@ -205,6 +213,7 @@ async function runFaults(faults: Fault[]): Promise<void> {
     rng,
     postgres,
     ferretdb,
+    mariadb,
     requestsSoFar: () => streams.reduce((n, s) => n + s.tally.requests, 0),
   });
   // These sleeps shape the run (faults land at random moments under load); every wait on the pipeline polls.
@@ -248,6 +257,7 @@ try {
   await pipeline.scrapePersist();
   const baseline = pipeline.persistTotals();
   const startOffsets = await snapshot(kafka);
+  const cdcFrom = await cdcStart(kafka);
   // An idle partition's watermark follows the wall clock, so event time starts after now as well as after the
   // warm-up windows: a drain that took long must not make the whole run late.
   const from = Math.max(warmupWindow + 2 * windowMs, Math.ceil(Date.now() / windowMs) * windowMs + windowMs);
@@ -255,6 +265,7 @@ try {
 
   const loadStart = Date.now();
   const loginClock = () => from + (Date.now() - loadStart);
+  const users = await startUserLoad({ env, run, seed, rate: profile.cdc.rate, slot: cdc.slot, signal: load.signal });
   const traffic = startLoad({ ingestUrl, run, seed, profile, ledger, loginClock, signal: load.signal });
   streams = traffic.streams;
   stopMonitor = startMonitor();
@@ -262,8 +273,9 @@ try {
     await runFaults(faults);
   } finally {
     load.abort();
-    await traffic.done;
+    await Promise.all([traffic.done, users.done]);
   }
+  say(`users written: ${userStatusLine(users.tally)}`);
   say(`load stopped; ${loadLine(streams)}`);
   if (interrupted) throw new Error("interrupted");
 
@@ -275,6 +287,14 @@ try {
   ledger.record("logins", closers.result);
   say("closing logins accepted; waiting for the pipeline to drain");
   await drained("the pipeline to drain");
+  const captured = await accountCdc({
+    env,
+    run,
+    start: cdcFrom,
+    users: users.tally,
+    timeoutMs: profile.drainTimeoutMs,
+    say,
+  });
   stopMonitor();
   say("drained; stopping the stages and counting");
   await pipeline.close();
@@ -297,6 +317,8 @@ try {
     retriedIds: new Set(closers.retried),
     otherMembers,
   }));
+  checks.push(...captured.checks);
+  details.push(...captured.details);
 } catch (error) {
   problems.push({ text: `run failed: ${(error as Error).message}`, fatal: true });
   say(`run failed: ${(error as Error).stack ?? error}`);
@@ -308,7 +330,12 @@ try {
   // Other sessions use both servers: whatever happened, leave them running.
   for (const problem of [await ensureBroker(kafka, logDir), await postgres?.ensure()])
     if (problem) problems.push({ text: problem, fatal: true });
+  // Once PostgreSQL answers again: a slot left behind would hold the shared cluster's WAL back.
+  await cdc
+    .drop()
+    .catch((error: Error) => problems.push({ text: `capture slot not dropped: ${error.message}`, fatal: true }));
   if (ferretdb && !(await documentStoreAnswers(env.MONGODB_URL))) await ferretdb("start");
+  await mariadb?.("start");
 }
 const status = printSummary({
   title: `fault run ${run}, profile ${profileName}, seed ${seed}, ${((Date.now() - started) / 1000).toFixed(0)} s`,

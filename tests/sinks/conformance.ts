@@ -1,8 +1,8 @@
 /**
  * The behaviour every sink owes persist, checked the same way for each store against the real broker and the real
  * store: records produced straight to a topic the sink stores are there exactly once, after a replay of the
- * whole group, after persist is SIGKILLed in the middle of a stream, after an outage of the store, and around
- * poison records. A sink's test file describes how to make its records and how to read what it stored, then calls
+ * whole group, after persist is SIGKILLed in the middle of a stream, after an outage of the store, around
+ * poison records, and, for the cdc sinks, when records are published again as capture does after a crash. A sink's test file describes how to make its records and how to read what it stored, then calls
  * {@link describeSinkConformance}; nothing else differs between stores.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -33,7 +33,7 @@ export interface SinkConformance {
    * The `i`-th record of a series, and the identity the store keeps it under. Identities are distinct per
    * `series`, and contain it, so that `stored` can find a series.
    */
-  record: (series: string, i: number) => { key: string; value: string; id: string };
+  record: (series: string, i: number) => { key: string; value: string; headers?: Record<string, string>; id: string };
   /**
    * The identities of `series` the store holds, one entry per stored row, document or line, so that a record
    * stored twice shows twice.
@@ -45,6 +45,11 @@ export interface SinkConformance {
   forgetPositions?: () => Promise<void>;
   /** Stops and starts the store, for the outage case; left out where the store cannot be stopped here. */
   outage?: { stop: () => Promise<void>; start: () => Promise<void> };
+  /**
+   * The records carry capture's source positions (`cdc.position`): the same records published again at new
+   * offsets, as capture does after a crash, must be stored once, and the records after them all.
+   */
+  republished?: boolean;
 }
 
 /**
@@ -75,8 +80,8 @@ export function describeSinkConformance(target: SinkConformance): void {
   const seriesOf = (name: string) => `${run}-${name}`;
   const records = (series: string, from: number, to: number): OutRecord[] =>
     Array.from({ length: to - from }, (_, i) => {
-      const { key, value } = target.record(series, from + i);
-      return { topic: target.topic, key, value };
+      const { key, value, headers } = target.record(series, from + i);
+      return { topic: target.topic, key, value, ...(headers && { headers }) };
     });
   const ids = (series: string, count: number) =>
     Array.from({ length: count }, (_, i) => target.record(series, i).id).sort();
@@ -94,6 +99,19 @@ export function describeSinkConformance(target: SinkConformance): void {
     expect([...stored].sort()).toEqual(ids(series, count));
   }
 
+  /** Waits until persist committed everything of its topics: what it read is in the store. */
+  const caughtUp = () =>
+    pollUntil(
+      "persist to catch up with its topics",
+      async () => ((await groupLag(kafka, group, topics)) === 0 ? true : undefined),
+      120_000,
+    );
+
+  /** Checks that the store holds exactly the first `count` records of `series`, once each. */
+  async function expectExactly(series: string, count: number) {
+    expect([...(await target.stored(series))].sort()).toEqual(ids(series, count));
+  }
+
   /**
    * Restarts persist with the group's offsets back where the suite started (after `meanwhile`, while it is
    * stopped): Kafka replays every record of this suite. Checks that the records of `series` were indeed read again.
@@ -103,11 +121,7 @@ export function describeSinkConformance(target: SinkConformance): void {
     await seekGroup(kafka, group, start);
     await meanwhile?.();
     persist = await spawnStage("persist", env);
-    await pollUntil(
-      "persist to catch up with its topics",
-      async () => ((await groupLag(kafka, group, topics)) === 0 ? true : undefined),
-      120_000,
-    );
+    await caughtUp();
     expect(await persist.metric("records_in_total", { topic: target.topic })).toBeGreaterThanOrEqual(count);
     await expectStored(series, count);
   }
@@ -169,6 +183,35 @@ export function describeSinkConformance(target: SinkConformance): void {
         }
         await expectStored(series, 2_000);
         await pollUntil("persist to report ready", async () => ((await persist.ready()) === 200 ? true : undefined));
+      }, 180_000);
+    }
+
+    if (target.republished) {
+      /**
+       * Stores 1,000 records of a series, then publishes its records from `from` on again (as capture after a
+       * crash: the tail the broker had) and 500 new ones after them, with persist SIGKILLed and restarted in
+       * between when `restart`; the store must hold the 1,500 once each.
+       */
+      const publishAgain = async (name: string, from: number, restart: boolean) => {
+        const series = seriesOf(name);
+        await producer.send(records(series, 0, 1_000));
+        await expectStored(series, 1_000);
+        await caughtUp();
+        // Everything is committed: the repeats are new to Kafka, and only the store can tell them from changes.
+        if (restart) expect(await persist.stop("SIGKILL")).not.toBe(0);
+        await producer.send([...records(series, from, 1_000), ...records(series, 1_000, 1_500)]);
+        if (restart) persist = await spawnStage("persist", env);
+        await expectStored(series, 1_500);
+        await caughtUp();
+        await expectExactly(series, 1_500);
+      };
+
+      test("records published again with their source positions are stored once, and newer ones all", async () => {
+        await publishAgain("republished", 600, false);
+      }, 180_000);
+
+      test("after a restart of persist, records published again are still stored once", async () => {
+        await publishAgain("republished-restart", 0, true);
       }, 180_000);
     }
 

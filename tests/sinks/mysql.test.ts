@@ -34,6 +34,7 @@ describeSinkConformance({
     return rows.map((row) => identity(series, Number(row.id) - base));
   },
   violation: invalidChange,
+  republished: true,
   forgetPositions: async () => {
     await pool.query("delete from cdc_consumer_offsets where group_id = ?", [
       groupOf("persist", { PERSIST_SINK: "mysql" }),

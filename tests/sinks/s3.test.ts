@@ -44,4 +44,5 @@ describeSinkConformance({
   record: userCreated,
   stored: async (series) => (await storedEmails()).filter((email) => email.startsWith(`${series}-`)),
   violation: invalidChange,
+  republished: true,
 });

@@ -6,7 +6,8 @@
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { createDb, type DatabaseSettings, databaseAnswers } from "../../persist/postgres/db.ts";
-import { processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
+import { mariaDbDown, mariaDbUp, runningMariaDbPid } from "../../scripts/stack/mariadb.ts";
+import { MARIADB, processExited, runningKafkaPid, STACK_HOME } from "../../scripts/stack.ts";
 import { brokerAnswers, type KafkaConnection } from "../../shared/kafka.ts";
 import { localCluster } from "../../tests/support.ts";
 import { pollEvery } from "../poll.ts";
@@ -108,5 +109,21 @@ export async function postgresControl(database: DatabaseSettings) {
         return `could not restart PostgreSQL: ${(error as Error).message}`;
       }
     },
+  };
+}
+
+/**
+ * Stops and starts the MariaDB `bun run stack` started (its own pid file, never a search by name); undefined
+ * when the server at MYSQL_URL is someone else's (no MariaDB faults then).
+ *
+ * @example
+ * const mariadb = mariaDbControl(env.MYSQL_URL);
+ * await mariadb?.("stop"); await mariadb?.("start");
+ */
+export function mariaDbControl(mysqlUrl: string): ((action: "stop" | "start") => Promise<void>) | undefined {
+  if (runningMariaDbPid(MARIADB) === undefined) return undefined;
+  return async (action) => {
+    if (action === "stop") await mariaDbDown(MARIADB);
+    else await mariaDbUp(mysqlUrl, MARIADB);
   };
 }

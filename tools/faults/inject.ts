@@ -21,6 +21,8 @@ export interface InjectorDeps {
   rng: Rng;
   /** Stops and starts FerretDB; undefined when the stack did not start it or the run has no MongoDB sink. */
   ferretdb: ((action: "stop" | "start") => Promise<void>) | undefined;
+  /** Stops and starts MariaDB; undefined when the stack did not start it. */
+  mariadb: ((action: "stop" | "start") => Promise<void>) | undefined;
   /** Stops and starts the database; undefined when there is no local cluster. */
   postgres: { stop: () => Promise<void>; start: () => Promise<void> } | undefined;
   /** Requests sent so far, to show the broker went down under load. */
@@ -90,6 +92,9 @@ export function createInjector(deps: InjectorDeps) {
   async function database(alsoKill: ConsumerRole | undefined): Promise<string> {
     if (!postgres) return "skipped: no local cluster";
     const writing = await persistWriting();
+    // A fast shutdown waits for every walsender to hand over its WAL, and capture's was seen not to read it:
+    // the cluster then never stopped. So capture goes first (SIGKILL, a crash like any other) and comes back after.
+    const capture = pipeline.live.has("capture") ? await pipeline.stop("capture", "SIGKILL") : undefined;
     await postgres.stop();
     const down = between(rng, ...profile.downMs.postgres);
     const killed = alsoKill && (await victim(alsoKill));
@@ -100,21 +105,30 @@ export function createInjector(deps: InjectorDeps) {
     const restarted = killed
       ? `, ${killed} killed meanwhile, lifetime ${(await pipeline.start(killed)).lifetime} up`
       : "";
-    return `stopped ${writing ? "while persist was writing" : "(persist was idle)"}, down ${down} ms${restarted}`;
+    const captured = capture
+      ? `, capture killed first (${capture}), lifetime ${(await pipeline.start("capture")).lifetime} up`
+      : "";
+    return `stopped ${writing ? "while persist was writing" : "(persist was idle)"}, down ${down} ms${restarted}${captured}`;
+  }
+
+  /** Stops a store of the stack's for a (seeded) while under load, then starts it again. */
+  async function restart(name: string, control: ((action: "stop" | "start") => Promise<void>) | undefined) {
+    if (!control) return `skipped: ${name} was not started by \`bun run stack\``;
+    await control("stop");
+    const down = between(rng, ...profile.downMs.postgres);
+    await Bun.sleep(down);
+    await control("start");
+    return `${name} down ${down} ms, back`;
   }
 
   return async function inject(fault: Fault): Promise<string> {
     switch (fault.kind) {
       case "kill":
         return killAndRestart(fault.role, fault.instance);
-      case "ferretdb": {
-        if (!deps.ferretdb) return "skipped: FerretDB was not started by `bun run stack`";
-        await deps.ferretdb("stop");
-        const down = between(rng, ...profile.downMs.postgres);
-        await Bun.sleep(down);
-        await deps.ferretdb("start");
-        return `FerretDB down ${down} ms, back`;
-      }
+      case "ferretdb":
+        return restart("FerretDB", deps.ferretdb);
+      case "mariadb":
+        return restart("MariaDB", deps.mariadb);
       case "scale-up":
         await pipeline.start("enrich#2");
         return "enrich#2 joined";

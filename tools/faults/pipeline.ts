@@ -45,9 +45,14 @@ export const roleOf = (instance: string): Role => instance.split("#")[0] as Role
 
 /** persist with the MongoDB sink: its own instance and group (persist-mongodb), beside the PostgreSQL one. */
 export const MONGODB_PERSIST = "persist#mongodb";
-/** Settings of an instance beyond the run's: the sink of {@link MONGODB_PERSIST}. */
-const instanceEnv = (instance: string): Record<string, string> =>
-  instance === MONGODB_PERSIST ? { PERSIST_SINK: "mongodb" } : {};
+/**
+ * Settings of an instance beyond the run's: the sink of a persist instance named after it (`persist#mongodb`,
+ * `persist#mysql`, `persist#s3`); other instances of persist (`persist`) use PostgreSQL's.
+ */
+const instanceEnv = (instance: string): Record<string, string> => {
+  const [role, name] = instance.split("#");
+  return role === "persist" && name && ["mongodb", "mysql", "s3"].includes(name) ? { PERSIST_SINK: name } : {};
+};
 
 /** Instances of the stages, started, killed and restarted by name ("enrich#2"). */
 export class Pipeline {
@@ -123,7 +128,8 @@ export class Pipeline {
   /** Records the current counters of every live lifetime of the PostgreSQL persist (the checks are about it). */
   async scrapePersist(): Promise<void> {
     for (const stage of this.live.values()) {
-      if (roleOf(stage.instance) !== "persist" || stage.instance === MONGODB_PERSIST) continue;
+      // Only PostgreSQL's persist (`persist`, not `persist#<sink>`): the checks of its counters are about it.
+      if (stage.instance !== "persist") continue;
       const text = await stage.handle.metrics();
       if (text === undefined) continue;
       this.persistCounters.set(`${stage.instance}.${stage.lifetime}`, {

@@ -1,7 +1,8 @@
 /**
  * How hard a fault run pushes: the traffic, which faults and how many, and the deadlines. Measured on a
- * 2-core machine with a quiet stack: `ci` about 2 minutes (11 faults, ~21k events), `full` about 6.5 minutes
- * (26 faults, ~340k events, compound faults: a stage killed while the broker or the database is down),
+ * 2-core machine with a quiet stack before change data capture joined (its four faults add ~25 s to `ci`):
+ * `ci` about 2 minutes (14 faults then, 18 now, ~21k events), `full` about 6.5 minutes (32 faults then, 40 now,
+ * ~340k events, compound faults: a stage killed while the broker or the database is down),
  * `smoke` under a minute with no faults at all. A backlog others left in the topics adds the time to drain it.
  */
 import { between, pick, type Rng } from "../generators.ts";
@@ -27,6 +28,11 @@ export interface Profile {
   postgres: number;
   /** SIGKILLs of persist#mongodb (persist with the MongoDB sink) and restarts of FerretDB; none without one. */
   mongodb: { kills: number; restarts: number };
+  /**
+   * Change data capture: users written to the source table (changes per second), SIGKILLs of capture and of
+   * persist with each cdc sink, and restarts of the stack's MariaDB.
+   */
+  cdc: { rate: number; kills: { capture: number; mysql: number; s3: number }; mariadb: number };
   /** Times a second enrich instance joins and later leaves. */
   rebalances: number;
   /** A stage killed while the broker, or the database, is down. */
@@ -55,6 +61,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     broker: [],
     postgres: 0,
     mongodb: { kills: 0, restarts: 0 },
+    cdc: { rate: 20, kills: { capture: 0, mysql: 0, s3: 0 }, mariadb: 0 },
     rebalances: 0,
     compound: false,
     downMs: { stage: [0, 0], broker: [0, 0], postgres: [0, 0] },
@@ -76,6 +83,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     broker: ["SIGTERM"],
     postgres: 1,
     mongodb: { kills: 1, restarts: 1 },
+    cdc: { rate: 20, kills: { capture: 1, mysql: 1, s3: 1 }, mariadb: 1 },
     rebalances: 1,
     compound: false,
     downMs: { stage: [0, 2_000], broker: [1_000, 4_000], postgres: [2_000, 5_000] },
@@ -97,6 +105,7 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
     broker: ["SIGTERM", "SIGKILL", "SIGTERM"],
     postgres: 3,
     mongodb: { kills: 2, restarts: 2 },
+    cdc: { rate: 50, kills: { capture: 2, mysql: 2, s3: 2 }, mariadb: 2 },
     rebalances: 3,
     compound: true,
     downMs: { stage: [0, 5_000], broker: [1_000, 10_000], postgres: [2_000, 15_000] },
@@ -107,12 +116,13 @@ export const PROFILES: Record<"smoke" | "ci" | "full", Profile> = {
 };
 
 export type ConsumerRole = "enrich" | "aggregate" | "intervals" | "persist";
-export type StageRole = ConsumerRole | "ingest";
+export type StageRole = ConsumerRole | "ingest" | "capture";
 
 /** One fault of the plan. */
 export type Fault =
   | { kind: "kill"; role: StageRole; instance?: string }
   | { kind: "ferretdb" }
+  | { kind: "mariadb" }
   | { kind: "broker"; signal: "SIGTERM" | "SIGKILL"; alsoKill?: ConsumerRole }
   | { kind: "postgres"; alsoKill?: ConsumerRole }
   | { kind: "scale-up" }
@@ -125,6 +135,8 @@ export function describe(fault: Fault): string {
       return `SIGKILL ${fault.instance ?? fault.role}`;
     case "ferretdb":
       return "restart FerretDB";
+    case "mariadb":
+      return "restart MariaDB";
     case "broker":
       return `${fault.signal} broker${fault.alsoKill ? ` + SIGKILL ${fault.alsoKill} while it is down` : ""}`;
     case "postgres":
@@ -150,8 +162,10 @@ function shuffle<T>(rng: Rng, items: T[]): T[] {
  */
 export function plan(profile: Profile, rng: Rng): Fault[] {
   const faults: Fault[] = [];
+  // persist's kills are the PostgreSQL sink's: the instances of the other sinks have kills of their own.
   for (const role of ["enrich", "aggregate", "intervals", "persist", "ingest"] as const)
-    for (let i = 0; i < profile.kills[role]; i++) faults.push({ kind: "kill", role });
+    for (let i = 0; i < profile.kills[role]; i++)
+      faults.push({ kind: "kill", role, ...(role === "persist" && { instance: "persist" }) });
   profile.broker.forEach((signal, i) => {
     const alsoKill = profile.compound && i === 0 ? pick(rng, ["enrich", "aggregate", "persist"] as const) : undefined;
     faults.push({ kind: "broker", signal, ...(alsoKill && { alsoKill }) });
@@ -159,6 +173,11 @@ export function plan(profile: Profile, rng: Rng): Fault[] {
   for (let i = 0; i < profile.mongodb.kills; i++)
     faults.push({ kind: "kill", role: "persist", instance: MONGODB_PERSIST });
   for (let i = 0; i < profile.mongodb.restarts; i++) faults.push({ kind: "ferretdb" });
+  for (let i = 0; i < profile.cdc.kills.capture; i++) faults.push({ kind: "kill", role: "capture" });
+  for (const sink of ["mysql", "s3"] as const)
+    for (let i = 0; i < profile.cdc.kills[sink]; i++)
+      faults.push({ kind: "kill", role: "persist", instance: `persist#${sink}` });
+  for (let i = 0; i < profile.cdc.mariadb; i++) faults.push({ kind: "mariadb" });
   for (let i = 0; i < profile.postgres; i++)
     faults.push({ kind: "postgres", ...(profile.compound && i === 0 && { alsoKill: "persist" as const }) });
   shuffle(rng, faults);
