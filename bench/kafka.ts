@@ -3,21 +3,28 @@
  * `--events` small JSON records (acks=all, idempotent, keyed like the stages' records) and then consumes them
  * back through a fresh group; each rate is printed beside the faster client's, the ceiling of that run.
  * `--soak` / BENCH_SOAK_S seconds more of produce-and-consume per client samples the process's RSS every
- * second, to show memory staying flat under load (0, the default, skips it).
+ * second, to show memory staying flat under load (0, the default, skips it); BENCH_SOAK_CLIENTS (a comma list,
+ * default both) picks the clients soaked. Everything runs in a Kafka namespace of its own, deleted at the end.
  *
  * Exits 0 when it ran (it reports, it does not assert); 1 when it cannot run.
  */
 import { KAFKA_CLIENTS, type KafkaClientName, parseConfig } from "../shared/config.ts";
-import { brokerAnswers, endOffsets, kafkaClient, kafkaConnection, type OutRecord } from "../shared/kafka.ts";
+import {
+  brokerAnswers,
+  endOffsets,
+  type KafkaConnection,
+  kafkaClient,
+  kafkaConnection,
+  type OutRecord,
+} from "../shared/kafka.ts";
 import { dlqOf, TOPICS } from "../shared/topics.ts";
+import { inNamespace } from "../tools/harness.ts";
 import { BenchError, int, mib, numberOptions, printFigures, printTable, runBench } from "./cli.ts";
 
 /** A topic no stage reads; the bench's records are told apart by their run id. */
 const TOPIC = dlqOf(TOPICS.loginsStats);
 const CHUNK = 1_000;
 const IN_FLIGHT = 8;
-
-const kafka = kafkaConnection(parseConfig(process.env));
 
 /** `count` records of about 100 bytes of JSON, keyed by one of 1,000 users. */
 function records(run: string, count: number): OutRecord[] {
@@ -29,7 +36,7 @@ function records(run: string, count: number): OutRecord[] {
 }
 
 /** Produces `count` records with `name`'s producer, `IN_FLIGHT` sends of `CHUNK` at a time; records/s. */
-async function produceRate(name: KafkaClientName, run: string, count: number): Promise<number> {
+async function produceRate(kafka: KafkaConnection, name: KafkaClientName, run: string, count: number) {
   const producer = kafkaClient(name).createProducer({ kafka, clientId: `bench-${name}` });
   const all = records(run, count);
   const started = performance.now();
@@ -51,7 +58,12 @@ async function produceRate(name: KafkaClientName, run: string, count: number): P
 }
 
 /** Reads `count` records from `from` with `name`'s consumer in a fresh group; records/s from the first batch. */
-async function consumeRate(name: KafkaClientName, from: Awaited<ReturnType<typeof endOffsets>>, count: number) {
+async function consumeRate(
+  kafka: KafkaConnection,
+  name: KafkaClientName,
+  from: Awaited<ReturnType<typeof endOffsets>>,
+  count: number,
+) {
   const consumer = kafkaClient(name).createConsumer({
     kafka,
     groupId: `bench-kafka-${crypto.randomUUID()}`,
@@ -78,13 +90,25 @@ async function main(): Promise<number> {
     events: { env: "BENCH_EVENTS", fallback: 200_000, min: 1 },
     soak: { env: "BENCH_SOAK_S", fallback: 0 },
   });
-  if (!(await brokerAnswers(kafka, 5_000))) throw new BenchError(`no broker at ${kafka.brokers.join(",")}`);
+  const env = parseConfig(process.env);
+  const soaked = (process.env.BENCH_SOAK_CLIENTS ?? KAFKA_CLIENTS.join(",")).split(",").map((name) => name.trim());
+  const unknown = soaked.filter((name) => !(KAFKA_CLIENTS as readonly string[]).includes(name));
+  if (unknown.length > 0)
+    throw new BenchError(`BENCH_SOAK_CLIENTS: ${unknown.join(", ")} is not one of ${KAFKA_CLIENTS.join(", ")}`);
+  const broker = kafkaConnection(env);
+  if (!(await brokerAnswers(broker, 5_000))) throw new BenchError(`no broker at ${broker.brokers.join(",")}`);
+  return inNamespace(`bench-kafka-${crypto.randomUUID().slice(0, 8)}`, (kafka) =>
+    measure(kafka, events, soak, soaked as KafkaClientName[]),
+  );
+}
+
+async function measure(kafka: KafkaConnection, events: number, soak: number, soaked: KafkaClientName[]) {
   const produced: { name: string; rate: number }[] = [];
   const consumed: { name: string; rate: number }[] = [];
   for (const name of KAFKA_CLIENTS) {
     const from = await endOffsets(kafka, TOPIC);
-    produced.push({ name, rate: await produceRate(name, crypto.randomUUID(), events) });
-    consumed.push({ name, rate: await consumeRate(name, from, events) });
+    produced.push({ name, rate: await produceRate(kafka, name, crypto.randomUUID(), events) });
+    consumed.push({ name, rate: await consumeRate(kafka, name, from, events) });
   }
   const byRate = (a: { rate: number }, b: { rate: number }) => b.rate - a.rate;
   const [fastProduce, ...slowProduce] = produced.sort(byRate) as [(typeof produced)[0]];
@@ -95,15 +119,15 @@ async function main(): Promise<number> {
 
   if (soak > 0) {
     const rows = [["client", "RSS at start", "RSS at end", "max RSS", "records produced+consumed"]];
-    for (const name of KAFKA_CLIENTS) {
+    for (const name of soaked) {
       const samples: number[] = [];
       const sampler = setInterval(() => samples.push(process.memoryUsage.rss()), 1000);
       const until = Date.now() + soak * 1000;
       let moved = 0;
       while (Date.now() < until) {
         const from = await endOffsets(kafka, TOPIC);
-        await produceRate(name, crypto.randomUUID(), 50_000);
-        await consumeRate(name, from, 50_000);
+        await produceRate(kafka, name, crypto.randomUUID(), 50_000);
+        await consumeRate(kafka, name, from, 50_000);
         moved += 100_000;
       }
       clearInterval(sampler);

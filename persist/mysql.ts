@@ -78,20 +78,14 @@ export const mysqlSink: SinkFactory = ({ env, log, group }) => {
   });
   /** Known columns per mirror table, from the catalog or our own DDL. */
   const columns = new Map<string, Set<string>>();
-  /** Key columns per mirror table. */
-  const keys = new Map<string, string[]>();
 
   async function loadColumns(table: string): Promise<Set<string> | undefined> {
     const [rows] = await pool.query<mysql.RowDataPacket[]>(
-      `select column_name as name, column_key as k from information_schema.columns
+      `select column_name as name from information_schema.columns
         where table_schema = database() and table_name = ? order by ordinal_position`,
       [table],
     );
     if (rows.length === 0) return undefined;
-    keys.set(
-      table,
-      rows.filter((row) => row.k === "PRI").map((row) => String(row.name)),
-    );
     return new Set(rows.map((row) => String(row.name)));
   }
 
