@@ -14,6 +14,7 @@ import { type PolledApi, startPolledApi } from "./polled-api.ts";
 import {
   type Ingest,
   KNOWN_PLACES,
+  ownMongoUrl,
   pollUntil,
   postInBatches,
   type Stage,
@@ -28,9 +29,9 @@ import {
 const run = crypto.randomUUID().slice(0, 8);
 const env = testConfig();
 const sql = createDb(env, 2);
-const mongo = new MongoClient(env.MONGODB_URL, { serverSelectionTimeoutMS: 5_000 });
+const MONGODB = { PERSIST_SINK: "mongodb", MONGODB_URL: ownMongoUrl(`e2e_${run}`) };
+const mongo = new MongoClient(MONGODB.MONGODB_URL, { serverSelectionTimeoutMS: 5_000 });
 const db = mongo.db();
-const MONGODB = { PERSIST_SINK: "mongodb" };
 const group = groupOf("persist", { ...process.env, ...MONGODB }) as string;
 
 const locations = (series: string, count: number) =>
@@ -77,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([poll, enrich, persistPostgres, persistMongo, ingest].map((stage) => stage?.stop()));
   api?.stop();
+  await db.dropDatabase().catch(() => {});
   await Promise.all([sql.end(), mongo.close()]);
 });
 

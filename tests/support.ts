@@ -178,6 +178,20 @@ export async function localCluster(): Promise<((action: "stop" | "start") => Pro
 }
 
 /**
+ * `MONGODB_URL` naming a database of `name` on the same server, for one test file's documents: FerretDB filters
+ * on anything but `_id` equality by reading the whole collection, so queries in a shared database slow down as
+ * other runs' documents pile up there. The file drops it at the end.
+ *
+ * @example
+ * const url = ownMongoUrl(`conformance_${run}`); // "mongodb://127.0.0.1:27017/conformance_1a2b3c4d"
+ */
+export function ownMongoUrl(name: string): string {
+  const url = new URL(testConfig().MONGODB_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
  * The series of {@link storedSeries} in a MongoDB collection: `count` says how many documents of a series are
  * stored; `expectDocuments` waits until `expected` are, then checks that they are exactly the posted ones.
  *

@@ -5,12 +5,12 @@ import { POSITIONS_COLLECTION } from "../../persist/mongodb.ts";
 import type { Position } from "../../shared/kafka.ts";
 import { TOPICS } from "../../shared/topics.ts";
 import { groupOf } from "../../tools/harness.ts";
-import { enrichedLocation, localFerretDb, startGroupAtEnd, testConfig } from "../support.ts";
+import { enrichedLocation, localFerretDb, ownMongoUrl, startGroupAtEnd } from "../support.ts";
 import { describeSinkConformance } from "./conformance.ts";
 
-const env = { PERSIST_SINK: "mongodb" };
+const env = { PERSIST_SINK: "mongodb", MONGODB_URL: ownMongoUrl(`conformance_${crypto.randomUUID().slice(0, 8)}`) };
 const group = groupOf("persist", { ...process.env, ...env }) as string;
-const mongo = new MongoClient(testConfig().MONGODB_URL, { serverSelectionTimeoutMS: 5_000 });
+const mongo = new MongoClient(env.MONGODB_URL, { serverSelectionTimeoutMS: 5_000 });
 const db = mongo.db();
 const positions = db.collection<{ _id: string; offset: number }>(POSITIONS_COLLECTION);
 const ferretdb = localFerretDb();
@@ -22,7 +22,10 @@ beforeAll(async () => {
   start = await startGroupAtEnd(group, [TOPICS.locationsEnriched, TOPICS.vehiclesEnriched]);
   await rewindPositions();
 });
-afterAll(() => mongo.close());
+afterAll(async () => {
+  await db.dropDatabase().catch(() => {});
+  await mongo.close();
+});
 
 /** Sets the sink's stored positions to where the topics ended when the run began. */
 async function rewindPositions(): Promise<void> {
