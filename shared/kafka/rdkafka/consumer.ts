@@ -175,11 +175,14 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
   let paused = false;
   let closing: Promise<void> | undefined;
 
-  /** The first assignment of a partition starts at its `startAt` position, if it has one. */
+  /**
+   * A partition starts at its `startAt` position, if it has one, on every assignment until this member commits
+   * it: a rebalance before any commit (an exclusive group's, which revokes everything) must not send it back to
+   * the group's committed offset or the topic's beginning.
+   */
   const withStart = (partitions: TopicPartition[]) =>
     partitions.map((tp) => {
       const offset = startAt.get(slot(tp));
-      startAt.delete(slot(tp));
       return offset === undefined ? tp : { ...tp, offset };
     });
 
@@ -357,7 +360,9 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
         return Promise.reject(new Error(`commit for ${options.groupId} failed: ${lib.rd_kafka_err2str(code)}`));
       commits.push({ resolve, reject });
       loop.wake();
-      return promise;
+      return promise.then(() => {
+        for (const position of positions) startAt.delete(slot(position));
+      });
     },
 
     pause() {
