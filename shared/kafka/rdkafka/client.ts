@@ -88,7 +88,8 @@ export interface EventLoop {
 }
 
 /**
- * Polls `queue` with timeout 0 and hands each event to `handle` (which must not destroy it), then destroys it.
+ * Polls `queues` with timeout 0 and hands each event to `handle` (which must not destroy it), then destroys it;
+ * `drain`, when given, is called on every turn too and says how much it served (a consumer's fetched records).
  * While `busy()` holds (deliveries outstanding, a commit in flight) the queue is polled every millisecond,
  * otherwise every {@link IDLE_POLL_MS}; `keepAlive` decides whether an idle loop keeps the process running.
  * An exception from `handle` goes to `fail` and the loop carries on: a loop that died would hang its client.
@@ -101,7 +102,12 @@ export interface EventLoop {
 export function pollEvents(
   queues: Pointer[],
   handle: (event: Pointer, type: number) => void,
-  { busy, keepAlive, fail }: { busy: () => boolean; keepAlive: boolean; fail: (error: unknown) => void },
+  {
+    busy,
+    keepAlive,
+    fail,
+    drain,
+  }: { busy: () => boolean; keepAlive: boolean; fail: (error: unknown) => void; drain?: (most: number) => number },
 ): EventLoop {
   const lib = rdkafka();
   let timer: Timer | undefined;
@@ -110,9 +116,17 @@ export function pollEvents(
   function turn() {
     timer = undefined;
     if (stopped) return;
+    // Each queue and the drain get their own share of the turn, so a busy one never starves the others.
     let served = 0;
+    if (drain) {
+      try {
+        served += drain(EVENTS_PER_TURN);
+      } catch (error) {
+        fail(error);
+      }
+    }
     for (const queue of queues) {
-      for (; served < EVENTS_PER_TURN; served++) {
+      for (let n = 0; n < EVENTS_PER_TURN; n++, served++) {
         const event = pointer(lib.rd_kafka_queue_poll(queue, 0));
         if (!event) break;
         try {

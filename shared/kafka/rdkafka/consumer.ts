@@ -1,8 +1,10 @@
 /**
  * The port's {@link KafkaConsumer} on librdkafka: a group member with manual commits, cooperative-sticky
- * rebalancing, pause/resume and lag reports. Fetched records, rebalances and commit results are events on the
- * consumer's queue, served by the client's non-blocking loop; records wait in a JavaScript queue of at most two
- * batches, and fetching pauses while it is full.
+ * rebalancing, pause/resume and lag reports. Rebalances and commit results are events on the consumer's queues;
+ * fetched records are routed to a queue of their own, read up to a thousand per call. Both are served by the
+ * client's non-blocking loop. Records wait in a JavaScript queue of at most two batches; while it is full they
+ * stay in librdkafka's queue, whose bound (`queued.max.messages.kbytes`) stops fetching. Pausing is for the stage
+ * alone: librdkafka drops what it prefetched for a paused partition and fetches it again on resume.
  */
 import { CString, type Pointer, ptr, read, toBuffer } from "bun:ffi";
 import { committedOffsets, endOffsets } from "../admin.ts";
@@ -24,6 +26,8 @@ import {
 } from "./ffi.ts";
 
 const LAG_INTERVAL_MS = 5_000;
+/** Fetched records taken from librdkafka per call. */
+const FETCH_BATCH = 1_000;
 
 type TopicPartition = { topic: string; partition: number };
 const slot = ({ topic, partition }: TopicPartition) => `${topic}:${partition}`;
@@ -74,6 +78,8 @@ function withList<T>(
  * memory for the next allocation of that size, and librdkafka would then write into whatever lives there.
  */
 const slots = new BigUint64Array(4);
+/** The out-array of rd_kafka_consume_batch_queue: message pointers (its address is taken on every use, too). */
+const fetchedSlots = new BigUint64Array(FETCH_BATCH);
 
 /**
  * Topic names by topic handle, for one client: its handles live as long as it does (not longer, so the cache
@@ -147,6 +153,9 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       "session.timeout.ms": "6000", // the broker's minimum: a killed member's partitions move on quickly
       "heartbeat.interval.ms": "1000",
       "fetch.wait.max.ms": "200",
+      // Once its queue reaches the bound below, librdkafka waits this long before fetching again (1 s by default,
+      // which held reading at a fifth of the rate).
+      "fetch.queue.backoff.ms": "20",
       // librdkafka's defaults (64 MB of prefetched records, 50 MB fetches) cost hundreds of MB of RSS per stage.
       "queued.max.messages.kbytes": "16384",
       "fetch.max.bytes": String(4 * 1024 * 1024),
@@ -155,7 +164,8 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     EVENT.FETCH | EVENT.REBALANCE | EVENT.OFFSET_COMMIT,
   );
   const commitQueue = pointer(lib.rd_kafka_queue_new(rk));
-  if (!commitQueue) throw new Error("librdkafka gave no queue for commits");
+  const fetchQueue = pointer(lib.rd_kafka_queue_new(rk));
+  if (!commitQueue || !fetchQueue) throw new Error("librdkafka gave no queue for commits and records");
 
   const topicOf = topicNames(options.kafka);
   const records: InRecord[] = [];
@@ -169,9 +179,7 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
   /** Every partition of `topics`, for the exclusive member; looked up before joining. */
   let everyPartition: TopicPartition[] = [];
   const commits: { resolve: () => void; reject: (error: Error) => void }[] = [];
-  // Paused by the stage (a failing batch), or because two batches are queued.
-  let held = false;
-  let full = false;
+  // Paused by the stage (a failing batch).
   let paused = false;
   let closing: Promise<void> | undefined;
 
@@ -186,6 +194,19 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       return offset === undefined ? tp : { ...tp, offset };
     });
 
+  /**
+   * Routes the records of `partitions` to the fetch queue. It must happen before they are assigned: fetching then
+   * starts with the route in place, so no record of theirs reaches the consumer's queue ahead of the others.
+   */
+  function routeFetches(partitions: TopicPartition[]) {
+    for (const { topic, partition } of partitions) {
+      const from = pointer(lib.rd_kafka_queue_get_partition(rk, cstr(onBroker(options.kafka, topic)), partition));
+      if (!from) throw new Error(`librdkafka has no queue for ${topic}:${partition}`);
+      lib.rd_kafka_queue_forward(from, fetchQueue);
+      lib.rd_kafka_queue_destroy(from);
+    }
+  }
+
   function setPaused(partitions: TopicPartition[], pause: boolean) {
     if (partitions.length === 0) return;
     withList(options.kafka, partitions, (list) =>
@@ -193,11 +214,10 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     );
   }
 
-  function applyPause() {
-    const want = held || full;
-    if (want === paused) return;
-    paused = want;
-    setPaused([...assigned.values()], want);
+  function setHeld(pause: boolean) {
+    if (pause === paused) return;
+    paused = pause;
+    setPaused([...assigned.values()], pause);
   }
 
   function dropQueued(partitions: TopicPartition[]) {
@@ -214,8 +234,10 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       if (exclusive) {
         const lead = [...options.topics].sort()[0];
         taken = partitions.some((tp) => tp.topic === lead && tp.partition === 0) ? everyPartition : [];
+        routeFetches(taken);
         withList(options.kafka, withStart(taken), (list) => lib.rd_kafka_assign(rk, list));
       } else {
+        routeFetches(taken);
         const error = withList(options.kafka, withStart(taken), (list) =>
           takeError(lib.rd_kafka_incremental_assign(rk, list)),
         );
@@ -234,16 +256,36 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     notify();
   }
 
+  /** Queues a fetched message's record. Errors here are per partition (a topic not there yet): librdkafka retries. */
+  function take(message: Pointer) {
+    if (read.i32(message, MESSAGE.err) === ERR.NO_ERROR) records.push(toRecord(message, topicOf));
+  }
+
+  /** Takes up to `most` fetched records off the fetch queue, as far as the JavaScript queue has room; how many. */
+  function drainFetched(most: number): number {
+    let taken = 0;
+    for (;;) {
+      const room = Math.min(most - taken, 2 * maxRecords - records.length, FETCH_BATCH);
+      if (room <= 0) break;
+      const count = Number(lib.rd_kafka_consume_batch_queue(fetchQueue, 0, ptr(fetchedSlots), room));
+      try {
+        for (let i = 0; i < count; i++) take(Number(fetchedSlots[i]) as Pointer);
+      } finally {
+        // Every message is destroyed, also those after one that failed (the failure stops the consumer).
+        for (let j = 0; j < count; j++) lib.rd_kafka_message_destroy(Number(fetchedSlots[j]) as Pointer);
+      }
+      taken += Math.max(0, count);
+      if (count < room) break;
+    }
+    if (taken > 0) notify();
+    return taken;
+  }
+
+  /** A record on the consumer's own queue: none once routed, but one that came there is read, not dropped. */
   function fetched(event: Pointer) {
     const message = pointer(lib.rd_kafka_event_message_next(event));
     if (!message) return;
-    // Errors here are per partition (end of partition, a topic not there yet): librdkafka retries them itself.
-    if (read.i32(message, MESSAGE.err) !== ERR.NO_ERROR) return;
-    records.push(toRecord(message, topicOf));
-    if (records.length >= 2 * maxRecords && !full) {
-      full = true;
-      applyPause();
-    }
+    take(message);
     notify();
   }
 
@@ -276,6 +318,7 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     {
       busy: () => commits.length > 0 || closing !== undefined,
       keepAlive: true,
+      drain: drainFetched,
       fail: (error) => {
         failure ??= error instanceof Error ? error : new Error(String(error));
         notify();
@@ -335,10 +378,7 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       for (;;) {
         if (records.length > 0) {
           const batch = records.splice(0, maxRecords);
-          if (full && records.length < maxRecords) {
-            full = false;
-            applyPause();
-          }
+          loop.wake(); // room again: take what librdkafka holds
           yield batch;
           continue;
         }
@@ -366,12 +406,10 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     },
 
     pause() {
-      held = true;
-      applyPause();
+      setHeld(true);
     },
     resume() {
-      held = false;
-      applyPause();
+      setHeld(false);
     },
 
     close(): Promise<void> {
@@ -387,6 +425,7 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
         for (const waiter of commits.splice(0)) waiter.reject(new Error(`the consumer of ${options.groupId} closed`));
         notify();
         lib.rd_kafka_queue_destroy(commitQueue);
+        lib.rd_kafka_queue_destroy(fetchQueue);
         lib.rd_kafka_queue_destroy(queue);
         lib.rd_kafka_destroy_flags(rk, DESTROY_F_NO_CONSUMER_CLOSE);
       })();
