@@ -13,6 +13,12 @@ import { CLIENT_TYPE, cstr, EVENT, pointer, rdkafka } from "./ffi.ts";
 const EVENTS_PER_TURN = 5_000;
 /** How often an idle queue is looked at; while work is outstanding it is polled every millisecond. */
 const IDLE_POLL_MS = 25;
+/**
+ * While work is outstanding and events came this recently, the queue is polled on every turn of the event loop
+ * instead: a delivery then reaches its caller without waiting out a 1 ms timer. A broker that stopped answering
+ * sends the loop back to the timer, so waiting on it costs no CPU.
+ */
+const EAGER_POLL_MS = 5;
 
 export interface ClientHandle {
   rk: Pointer;
@@ -90,8 +96,8 @@ export interface EventLoop {
 /**
  * Polls `queues` with timeout 0 and hands each event to `handle` (which must not destroy it), then destroys it;
  * `drain`, when given, is called on every turn too and says how much it served (a consumer's fetched records).
- * While `busy()` holds (deliveries outstanding, a commit in flight) the queue is polled every millisecond,
- * otherwise every {@link IDLE_POLL_MS}; `keepAlive` decides whether an idle loop keeps the process running.
+ * While `busy()` holds (deliveries outstanding, a commit in flight) the queue is polled on every turn of the event
+ * loop as long as events keep coming, else every millisecond; otherwise every {@link IDLE_POLL_MS}; `keepAlive` decides whether an idle loop keeps the process running.
  * An exception from `handle` goes to `fail` and the loop carries on: a loop that died would hang its client.
  *
  * @example
@@ -111,10 +117,13 @@ export function pollEvents(
 ): EventLoop {
   const lib = rdkafka();
   let timer: Timer | undefined;
+  let immediate: ReturnType<typeof setImmediate> | undefined;
+  let lastServed = 0;
   let stopped = false;
 
   function turn() {
     timer = undefined;
+    immediate = undefined;
     if (stopped) return;
     // Each queue and the drain get their own share of the turn, so a busy one never starves the others.
     let served = 0;
@@ -140,20 +149,27 @@ export function pollEvents(
     }
     if (stopped) return;
     // More may be waiting: come back at once, after whatever else the event loop has to do.
-    const delay = served > 0 ? 0 : busy() ? 1 : IDLE_POLL_MS;
-    timer = setTimeout(turn, delay);
+    const now = performance.now();
+    if (served > 0) lastServed = now;
+    if (served > 0 || (busy() && now - lastServed < EAGER_POLL_MS)) {
+      immediate = setImmediate(turn);
+      return;
+    }
+    timer = setTimeout(turn, busy() ? 1 : IDLE_POLL_MS);
     if (!keepAlive && !busy()) timer.unref();
   }
 
   return {
     wake() {
       if (stopped) return;
+      if (immediate) return; // the next turn is already due
       if (timer) clearTimeout(timer);
-      timer = setTimeout(turn, 0);
+      immediate = setImmediate(turn);
     },
     stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
     },
   };
 }
