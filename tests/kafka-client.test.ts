@@ -22,7 +22,7 @@ import {
   scramFailsOnKafka4,
 } from "../shared/kafka.ts";
 import { dlqOf, TOPICS } from "../shared/topics.ts";
-import { pollUntil, snapshot, testConfig, testKafka } from "./support.ts";
+import { pollUntil, snapshot, startGroupAtEnd, testConfig, testKafka } from "./support.ts";
 
 /** A topic no stage reads, so the records written here disturb nobody; tests pick out their own by key. */
 const TOPIC = dlqOf(TOPICS.loginsStats);
@@ -307,6 +307,48 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
       });
       await b.consumer.close();
       await pollUntil("all six back on the first", async () => (a.assignment?.length === 6 ? true : undefined));
+    } finally {
+      await Promise.all([a.consumer.close(), b.consumer.close()]);
+    }
+  });
+
+  test("after a rebalance, every partition a member keeps is read again from the group's committed offset", async () => {
+    const groupId = group(`${name}-reread`);
+    // The group's own committed offsets, not startAt positions: the stages read that way.
+    const from = await startGroupAtEnd(groupId, [TOPIC]);
+    const prefix = `${RUN}-${name}-reread`;
+    const deliveries = await produce(
+      Array.from({ length: 60 }, (_, i) => ({ topic: TOPIC, key: `${prefix}-${i}`, partition: i % 6, value: "x" })),
+    );
+    const mine = (records: InRecord[]) => records.filter((r) => r.key?.toString().startsWith(prefix));
+    const a = read({ groupId });
+    await ours(a, prefix, 60);
+    // Half of each partition is done: the other half is what a rebalance must hand out again.
+    const start = new Map(from.map((p) => [p.partition, p.offset]));
+    const half = [...start].map(([partition, offset]) => ({ topic: TOPIC, partition, offset: offset + 5n }));
+    await a.consumer.commit(half);
+    const seen = a.records.length;
+    const b = read({ groupId });
+    try {
+      const expected = (partitions: { partition: number }[]) =>
+        deliveries
+          .filter((d) => partitions.some((p) => p.partition === d.partition))
+          .filter((d) => d.offset >= (start.get(d.partition) ?? 0n) + 5n)
+          .map((d) => `${d.partition}:${d.offset}`);
+      const missing = (reading: Reading, records: InRecord[]) => {
+        const got = new Set(mine(records).map((r) => `${r.partition}:${r.offset}`));
+        return expected(reading.assignment ?? []).filter((at) => !got.has(at));
+      };
+      await pollUntil("each member reading the partitions it holds from the committed offset", async () => {
+        const [pa, pb] = [a.assignment ?? [], b.assignment ?? []];
+        if (pa.length === 0 || pb.length === 0 || pa.length + pb.length !== 6) return undefined;
+        return missing(a, a.records.slice(seen)).length === 0 && missing(b, b.records).length === 0 ? true : undefined;
+      }).catch((error: Error) => {
+        const kept = a.assignment?.map((p) => p.partition).join(",");
+        throw new Error(
+          `${error.message}; the first member holds [${kept}] and missed ${missing(a, a.records.slice(seen))}`,
+        );
+      });
     } finally {
       await Promise.all([a.consumer.close(), b.consumer.close()]);
     }

@@ -66,7 +66,11 @@ export interface ConsumerOptions {
   topics: string[];
   /** Start here instead of at the group's committed offsets (which fall back to the earliest record). */
   startAt?: Position[];
-  /** Called with this member's partitions after every rebalance. */
+  /**
+   * Called with this member's partitions after every rebalance. Each of them is then read again from the group's
+   * committed offset, those the member kept through the rebalance too: state built from what was read before it
+   * is rebuilt from there.
+   */
   onAssign?: (partitions: { topic: string; partition: number }[]) => void;
   /**
    * Every partition of `topics` to one member of the group (the lowest member id), none to the others: for a

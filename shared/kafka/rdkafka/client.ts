@@ -2,23 +2,19 @@
  * One librdkafka client handle and the loop that serves its queue from JavaScript's own thread. Everything
  * librdkafka reports (deliveries, fetched records, rebalances, commit results, logs, errors) arrives as an event
  * on a queue that this loop polls with a timeout of 0, so no call ever blocks the event loop and librdkafka never
- * calls into JavaScript (no callback is registered at all). Every event is destroyed once handled.
+ * calls into JavaScript (no callback is registered at all): it writes to a pipe that the loop reads instead.
+ * Every event is destroyed once handled.
  */
 import { CString, type Pointer, ptr, read } from "bun:ffi";
+import { closeSync } from "node:fs";
 import { config } from "../../config.ts";
 import { createLogger, type Logger } from "../../log.ts";
-import { CLIENT_TYPE, cstr, EVENT, pointer, rdkafka } from "./ffi.ts";
+import { CLIENT_TYPE, cstr, EVENT, libc, O_CLOEXEC, O_NONBLOCK, pointer, rdkafka } from "./ffi.ts";
 
 /** Events served per turn of the loop, so a busy queue never holds the event loop for long. */
 const EVENTS_PER_TURN = 5_000;
-/** How often an idle queue is looked at; while work is outstanding it is polled every millisecond. */
-const IDLE_POLL_MS = 25;
-/**
- * While work is outstanding and events came this recently, the queue is polled on every turn of the event loop
- * instead: a delivery then reaches its caller without waiting out a 1 ms timer. A broker that stopped answering
- * sends the loop back to the timer, so waiting on it costs no CPU.
- */
-const EAGER_POLL_MS = 5;
+/** How often queues are looked at without a wake-up from librdkafka: a safety net, not the way events arrive. */
+const IDLE_POLL_MS = 100;
 
 export interface ClientHandle {
   rk: Pointer;
@@ -88,37 +84,71 @@ export function serveLog(event: Pointer, clientId: string): void {
 }
 
 export interface EventLoop {
-  /** Serves the queue now and keeps serving it; the loop stops once `stop` is called. */
+  /** Serves the queues now and keeps serving them; the loop stops once `stop` is called. */
   wake(): void;
   stop(): void;
 }
 
+/** Records or events taken off a queue by their own call (a consumer's fetched records, a batch per call). */
+export interface Drain {
+  queue: Pointer;
+  /** Takes at most `most` and says how many it took. */
+  serve(most: number): number;
+}
+
+/**
+ * A pipe librdkafka writes a byte into whenever one of `queues` gets something after it was last polled, read
+ * here without blocking: each byte calls `wake`. The pipe is what keeps a process with an open client running.
+ * Returns what stops it.
+ */
+function wakeOnEnqueue(queues: Pointer[], wake: () => void): () => void {
+  const lib = rdkafka();
+  const fds = new Int32Array(2);
+  if (libc().pipe2(ptr(fds), O_NONBLOCK | O_CLOEXEC) !== 0) throw new Error("no pipe for librdkafka's wake-ups");
+  const [readFd, writeFd] = [fds[0] as number, fds[1] as number];
+  const payload = Buffer.from("!");
+  for (const queue of queues) lib.rd_kafka_queue_io_event_enable(queue, writeFd, payload, payload.length);
+  const reader = Bun.file(readFd).stream().getReader();
+  let open = true;
+  const reading = (async () => {
+    while (open) {
+      const { done } = await reader.read();
+      if (done) return;
+      wake();
+    }
+  })().catch(() => {}); // a cancelled read
+  return () => {
+    open = false;
+    for (const queue of queues) lib.rd_kafka_queue_io_event_enable(queue, -1, null, 0);
+    void reader.cancel().then(() =>
+      reading.finally(() => {
+        closeSync(readFd);
+        closeSync(writeFd);
+      }),
+    );
+  };
+}
+
 /**
  * Polls `queues` with timeout 0 and hands each event to `handle` (which must not destroy it), then destroys it;
- * `drain`, when given, is called on every turn too and says how much it served (a consumer's fetched records).
- * While `busy()` holds (deliveries outstanding, a commit in flight) the queue is polled on every turn of the event
- * loop as long as events keep coming, else every millisecond; otherwise every {@link IDLE_POLL_MS}; `keepAlive` decides whether an idle loop keeps the process running.
- * An exception from `handle` goes to `fail` and the loop carries on: a loop that died would hang its client.
+ * `drain`, when given, is served on every turn too. A turn comes when librdkafka signals that a queue got
+ * something (so a delivery reaches its caller at once, and waiting costs no CPU), again at once while a turn
+ * served anything, and every {@link IDLE_POLL_MS} otherwise. An exception from `handle` goes to `fail` and the
+ * loop carries on: a loop that died would hang its client.
  *
  * @example
  * const loop = pollEvents([queue], (event, type) => { if (type === EVENT.DR) deliver(event); }, {
- *   busy: () => pending > 0, keepAlive: false, fail: (error) => log.error(error),
+ *   fail: (error) => log.error(error),
  * });
  */
 export function pollEvents(
   queues: Pointer[],
   handle: (event: Pointer, type: number) => void,
-  {
-    busy,
-    keepAlive,
-    fail,
-    drain,
-  }: { busy: () => boolean; keepAlive: boolean; fail: (error: unknown) => void; drain?: (most: number) => number },
+  { fail, drain }: { fail: (error: unknown) => void; drain?: Drain },
 ): EventLoop {
   const lib = rdkafka();
   let timer: Timer | undefined;
   let immediate: ReturnType<typeof setImmediate> | undefined;
-  let lastServed = 0;
   let stopped = false;
 
   function turn() {
@@ -129,7 +159,7 @@ export function pollEvents(
     let served = 0;
     if (drain) {
       try {
-        served += drain(EVENTS_PER_TURN);
+        served += drain.serve(EVENTS_PER_TURN);
       } catch (error) {
         fail(error);
       }
@@ -148,28 +178,25 @@ export function pollEvents(
       }
     }
     if (stopped) return;
-    // More may be waiting: come back at once, after whatever else the event loop has to do.
-    const now = performance.now();
-    if (served > 0) lastServed = now;
-    if (served > 0 || (busy() && now - lastServed < EAGER_POLL_MS)) {
-      immediate = setImmediate(turn);
-      return;
-    }
-    timer = setTimeout(turn, busy() ? 1 : IDLE_POLL_MS);
-    if (!keepAlive && !busy()) timer.unref();
+    // More may be waiting: come back after whatever else the event loop has to do. Otherwise the pipe says when.
+    if (served > 0) immediate = setImmediate(turn);
+    else timer = setTimeout(turn, IDLE_POLL_MS);
   }
 
+  const wake = () => {
+    if (stopped || immediate) return; // the next turn is already due
+    if (timer) clearTimeout(timer);
+    immediate = setImmediate(turn);
+  };
+  const unwatch = wakeOnEnqueue(drain ? [...queues, drain.queue] : queues, wake);
   return {
-    wake() {
-      if (stopped) return;
-      if (immediate) return; // the next turn is already due
-      if (timer) clearTimeout(timer);
-      immediate = setImmediate(turn);
-    },
+    wake,
     stop() {
+      if (stopped) return;
       stopped = true;
       if (timer) clearTimeout(timer);
       if (immediate) clearImmediate(immediate);
+      unwatch();
     },
   };
 }

@@ -176,6 +176,20 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
   const notify = () => wake?.();
   const assigned = new Map<string, TopicPartition>();
   const startAt = new Map((options.startAt ?? []).map((position) => [slot(position), position.offset]));
+  /**
+   * Per topic and partition, where a rebalance sends reading back to: the offset this member last committed, or
+   * before any commit the first record it read. With the cooperative assignor a partition the member keeps is not
+   * assigned again, and librdkafka would read on from where it was; the port's contract (and the stages' state
+   * rebuilt after every rebalance) wants it read again from the committed offset, as a new assignment is.
+   */
+  const rewindTo = new Map<string, Map<number, bigint>>();
+  const rewindOf = (topic: string) => {
+    const known = rewindTo.get(topic);
+    if (known) return known;
+    const partitions = new Map<number, bigint>();
+    rewindTo.set(topic, partitions);
+    return partitions;
+  };
   /** Every partition of `topics`, for the exclusive member; looked up before joining. */
   let everyPartition: TopicPartition[] = [];
   const commits: { resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -214,6 +228,19 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     );
   }
 
+  /** Reads the partitions a member kept through a rebalance again from their committed offsets. */
+  function rewind(kept: TopicPartition[]) {
+    const back = kept.flatMap((tp) => {
+      const offset = rewindOf(tp.topic).get(tp.partition);
+      return offset === undefined ? [] : [{ ...tp, offset }]; // nothing read yet: still where it started
+    });
+    if (back.length === 0) return;
+    dropQueued(back);
+    // Asynchronous: librdkafka drops what it fetched before the seek (its version barrier), and so does dropQueued.
+    const error = withList(options.kafka, back, (list) => takeError(lib.rd_kafka_seek_partitions(rk, list, 0)));
+    if (error) failure ??= new Error(`rewinding ${options.groupId} after a rebalance failed: ${error.message}`);
+  }
+
   function setHeld(pause: boolean) {
     if (pause === paused) return;
     paused = pause;
@@ -237,11 +264,14 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
         routeFetches(taken);
         withList(options.kafka, withStart(taken), (list) => lib.rd_kafka_assign(rk, list));
       } else {
+        const kept = [...assigned.values()];
+        for (const tp of taken) rewindOf(tp.topic).delete(tp.partition);
         routeFetches(taken);
         const error = withList(options.kafka, withStart(taken), (list) =>
           takeError(lib.rd_kafka_incremental_assign(rk, list)),
         );
         if (error) failure ??= new Error(`joining ${options.groupId} failed: ${error.message}`);
+        rewind(kept);
       }
       for (const tp of taken) assigned.set(slot(tp), tp);
       if (paused) setPaused(taken, true);
@@ -249,7 +279,10 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     } else {
       const revoked = exclusive ? [...assigned.values()] : partitions;
       dropQueued(revoked);
-      for (const tp of revoked) assigned.delete(slot(tp));
+      for (const tp of revoked) {
+        assigned.delete(slot(tp));
+        rewindOf(tp.topic).delete(tp.partition);
+      }
       if (exclusive) lib.rd_kafka_assign(rk, null);
       else withList(options.kafka, partitions, (list) => takeError(lib.rd_kafka_incremental_unassign(rk, list)));
     }
@@ -258,11 +291,17 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
 
   /** Queues a fetched message's record. Errors here are per partition (a topic not there yet): librdkafka retries. */
   function take(message: Pointer) {
-    if (read.i32(message, MESSAGE.err) === ERR.NO_ERROR) records.push(toRecord(message, topicOf));
+    if (read.i32(message, MESSAGE.err) !== ERR.NO_ERROR) return;
+    const record = toRecord(message, topicOf);
+    const rewind = rewindOf(record.topic);
+    if (!rewind.has(record.partition)) rewind.set(record.partition, record.offset);
+    records.push(record);
   }
 
   /** Takes up to `most` fetched records off the fetch queue, as far as the JavaScript queue has room; how many. */
   function drainFetched(most: number): number {
+    // After a failure (a record that could not be read among them) nothing more is taken: the consumer is done.
+    if (failure) return 0;
     let taken = 0;
     for (;;) {
       const room = Math.min(most - taken, 2 * maxRecords - records.length, FETCH_BATCH);
@@ -316,9 +355,7 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       else if (type === EVENT.LOG) serveLog(event, options.clientId);
     },
     {
-      busy: () => commits.length > 0 || closing !== undefined,
-      keepAlive: true,
-      drain: drainFetched,
+      drain: { queue: fetchQueue, serve: drainFetched },
       fail: (error) => {
         failure ??= error instanceof Error ? error : new Error(String(error));
         notify();
@@ -376,13 +413,14 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
         throw new Error(`subscribing to ${options.topics.join(", ")} failed: ${lib.rd_kafka_err2str(code)}`);
       loop.wake();
       for (;;) {
+        // A failure ends the reading at once: records taken after it may have gaps.
+        if (failure) throw failure;
         if (records.length > 0) {
           const batch = records.splice(0, maxRecords);
           loop.wake(); // room again: take what librdkafka holds
           yield batch;
           continue;
         }
-        if (failure) throw failure;
         if (finished) return;
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -401,7 +439,10 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       commits.push({ resolve, reject });
       loop.wake();
       return promise.then(() => {
-        for (const position of positions) startAt.delete(slot(position));
+        for (const position of positions) {
+          startAt.delete(slot(position));
+          if (assigned.has(slot(position))) rewindOf(position.topic).set(position.partition, position.offset);
+        }
       });
     },
 

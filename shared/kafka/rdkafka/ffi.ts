@@ -26,6 +26,7 @@ const SYMBOLS = {
   rd_kafka_queue_poll: { args: [T.ptr, T.i32], returns: T.ptr },
   rd_kafka_queue_get_partition: { args: [T.ptr, T.ptr, T.i32], returns: T.ptr },
   rd_kafka_queue_forward: { args: [T.ptr, T.ptr], returns: T.void },
+  rd_kafka_queue_io_event_enable: { args: [T.ptr, T.i32, T.ptr, T.u64], returns: T.void },
   rd_kafka_consume_batch_queue: { args: [T.ptr, T.i32, T.ptr, T.u64], returns: T.i64 },
   rd_kafka_message_destroy: { args: [T.ptr], returns: T.void },
   rd_kafka_event_type: { args: [T.ptr], returns: T.i32 },
@@ -53,6 +54,7 @@ const SYMBOLS = {
   rd_kafka_incremental_unassign: { args: [T.ptr, T.ptr], returns: T.ptr },
   rd_kafka_assignment: { args: [T.ptr, T.ptr], returns: T.i32 },
   rd_kafka_pause_partitions: { args: [T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_seek_partitions: { args: [T.ptr, T.ptr, T.i32], returns: T.ptr },
   rd_kafka_resume_partitions: { args: [T.ptr, T.ptr], returns: T.i32 },
   rd_kafka_commit_queue: { args: [T.ptr, T.ptr, T.ptr, T.ptr, T.ptr], returns: T.i32 },
   rd_kafka_consumer_close_queue: { args: [T.ptr, T.ptr], returns: T.ptr },
@@ -101,6 +103,18 @@ export function rdkafka(): Library {
       `or set KAFKA_CLIENT=platformatic (tried ${failures.join("; ")})`,
   );
 }
+
+const LIBC = { pipe2: { args: [T.ptr, T.i32], returns: T.i32 } } as const;
+let libcSymbols: ReturnType<typeof dlopen<typeof LIBC>>["symbols"] | undefined;
+
+/** The C library's pipe2, for the pipe librdkafka signals its queues through (Node has no call that makes one). */
+export function libc() {
+  libcSymbols ??= dlopen("libc.so.6", LIBC).symbols;
+  return libcSymbols;
+}
+/** pipe2 flags (Linux, x86-64 and arm64 alike). */
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
 
 /** A NUL-terminated copy of `text`, for the `const char *` parameters. */
 export const cstr = (text: string): Buffer => Buffer.from(`${text}\0`);

@@ -1,7 +1,7 @@
 /**
  * The port's {@link KafkaProducer} on librdkafka: idempotent, acks=all, Java's partitioner (murmur2_random).
- * librdkafka batches records itself (linger.ms), so each `send` hands its records over at once; their delivery
- * reports come back as events, each carrying the sequence number it was produced with.
+ * librdkafka batches the records that gather while requests are in flight, so each `send` hands its records over
+ * at once; their delivery reports come back as events, each carrying the sequence number it was produced with.
  */
 import { type Pointer, ptr, read } from "bun:ffi";
 import { brokerAnswers } from "../admin.ts";
@@ -141,8 +141,6 @@ export function createRdProducer(options: ProducerOptions): KafkaProducer {
       else if (type === EVENT.LOG) serveLog(event, options.clientId);
     },
     {
-      busy: () => pending.size > 0 || lib.rd_kafka_outq_len(rk) > 0,
-      keepAlive: false,
       // Only a bug gets here (a delivery report that could not be read): fail the sends rather than leave them hanging.
       fail: (error) => {
         for (const { send } of pending.values()) fail(send, error instanceof Error ? error : new Error(String(error)));
