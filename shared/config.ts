@@ -121,7 +121,7 @@ const Fields = v.object({
   ),
   KAFKA_CLIENT: v.optional(
     v.pipe(v.string(), v.trim(), v.picklist(KAFKA_CLIENTS, `must be one of ${KAFKA_CLIENTS.join(", ")}`)),
-    "platformatic",
+    "librdkafka",
   ),
   KAFKA_SASL_MECHANISM: optionalText(v.picklist(SASL_MECHANISMS, `must be one of ${SASL_MECHANISMS.join(", ")}`)),
   KAFKA_SASL_USERNAME: optionalText(v.string()),

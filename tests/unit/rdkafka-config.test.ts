@@ -8,9 +8,9 @@ import type { KafkaConnection } from "../../shared/kafka/types.ts";
 const CA = import.meta.path; // any readable file stands in for a CA or a certificate here
 
 describe("KAFKA_CLIENT", () => {
-  test("defaults to platformatic and takes librdkafka", () => {
-    expect(parseConfig({}).KAFKA_CLIENT).toBe("platformatic");
-    expect(parseConfig({ KAFKA_CLIENT: " librdkafka " }).KAFKA_CLIENT).toBe("librdkafka");
+  test("defaults to librdkafka and takes platformatic", () => {
+    expect(parseConfig({}).KAFKA_CLIENT).toBe("librdkafka");
+    expect(parseConfig({ KAFKA_CLIENT: " platformatic " }).KAFKA_CLIENT).toBe("platformatic");
   });
 
   test("any other value is a configuration error naming both", () => {
