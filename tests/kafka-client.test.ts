@@ -291,7 +291,7 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
     }
   });
 
-  test("two members share the partitions, and the one left takes them all back", async () => {
+  test("two members share the partitions, and the one left takes them all back and reads them", async () => {
     const groupId = group(`${name}-share`);
     const from = await snapshot(TOPIC);
     const a = read({ groupId, startAt: from });
@@ -307,6 +307,36 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
       });
       await b.consumer.close();
       await pollUntil("all six back on the first", async () => (a.assignment?.length === 6 ? true : undefined));
+      // Partitions that went to the other member and came back are read again, every one of them.
+      const prefix = `${RUN}-${name}-back`;
+      await produce(
+        Array.from({ length: 12 }, (_, i) => ({ topic: TOPIC, key: `${prefix}-${i}`, partition: i % 6, value: "x" })),
+      );
+      expect(await ours(a, prefix, 12)).toHaveLength(12);
+    } finally {
+      await Promise.all([a.consumer.close(), b.consumer.close()]);
+    }
+  });
+
+  test("a partition taken away while the member was paused is read again once it comes back", async () => {
+    const groupId = group(`${name}-paused-away`);
+    const from = await snapshot(TOPIC);
+    const a = read({ groupId, startAt: from });
+    await pollUntil("all six partitions on the first member", async () =>
+      a.assignment?.length === 6 ? true : undefined,
+    );
+    a.consumer.pause();
+    const b = read({ groupId, startAt: from });
+    try {
+      await pollUntil("some partitions on the second member", async () => (b.assignment?.length ? true : undefined));
+      a.consumer.resume();
+      await b.consumer.close();
+      await pollUntil("all six back on the first", async () => (a.assignment?.length === 6 ? true : undefined));
+      const prefix = `${RUN}-${name}-paused-away`;
+      await produce(
+        Array.from({ length: 12 }, (_, i) => ({ topic: TOPIC, key: `${prefix}-${i}`, partition: i % 6, value: "x" })),
+      );
+      expect(await ours(a, prefix, 12)).toHaveLength(12);
     } finally {
       await Promise.all([a.consumer.close(), b.consumer.close()]);
     }

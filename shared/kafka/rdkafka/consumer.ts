@@ -221,8 +221,15 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
     }
   }
 
+  /**
+   * Partitions paused in librdkafka. A pause outlives the assignment: a partition revoked while paused and
+   * assigned again later stays paused there until it is resumed by name, so an assignment resumes those.
+   */
+  const pausedThere = new Set<string>();
+
   function setPaused(partitions: TopicPartition[], pause: boolean) {
     if (partitions.length === 0) return;
+    for (const tp of partitions) pause ? pausedThere.add(slot(tp)) : pausedThere.delete(slot(tp));
     withList(options.kafka, partitions, (list) =>
       pause ? lib.rd_kafka_pause_partitions(rk, list) : lib.rd_kafka_resume_partitions(rk, list),
     );
@@ -275,6 +282,11 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
       }
       for (const tp of taken) assigned.set(slot(tp), tp);
       if (paused) setPaused(taken, true);
+      else
+        setPaused(
+          taken.filter((tp) => pausedThere.has(slot(tp))),
+          false,
+        );
       options.onAssign?.([...assigned.values()]);
     } else {
       const revoked = exclusive ? [...assigned.values()] : partitions;
