@@ -102,6 +102,19 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
     }
   }
 
+  /** Waits until `reading` holds all six partitions. */
+  const holdsAll = (reading: Reading, what: string) =>
+    pollUntil(what, async () => (reading.assignment?.length === 6 ? true : undefined));
+
+  /** Writes two records to every partition and waits until `reading` has all of them. */
+  async function readsEveryPartition(reading: Reading, label: string) {
+    const prefix = `${RUN}-${name}-${label}`;
+    await produce(
+      Array.from({ length: 12 }, (_, i) => ({ topic: TOPIC, key: `${prefix}-${i}`, partition: i % 6, value: "x" })),
+    );
+    expect(await ours(reading, prefix, 12)).toHaveLength(12);
+  }
+
   /** Commits where every partition ends now, so a new member of the group reads only what comes next. */
   async function commitEnds(reading: Reading, from: Position[]) {
     await pollUntil("an assignment", async () => (reading.assignment?.length ? true : undefined));
@@ -291,56 +304,37 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
     }
   });
 
-  test("two members share the partitions, and the one left takes them all back and reads them", async () => {
-    const groupId = group(`${name}-share`);
-    const from = await snapshot(TOPIC);
-    const a = read({ groupId, startAt: from });
-    await pollUntil("all six partitions on the first member", async () =>
-      a.assignment?.length === 6 ? true : undefined,
-    );
-    const b = read({ groupId, startAt: from });
-    try {
-      await pollUntil("the partitions split between both", async () => {
-        const [ofA, ofB] = [a.assignment ?? [], b.assignment ?? []];
-        const union = new Set([...ofA, ...ofB].map((p) => p.partition));
-        return ofA.length > 0 && ofB.length > 0 && ofA.length + ofB.length === 6 && union.size === 6 ? true : undefined;
-      });
-      await b.consumer.close();
-      await pollUntil("all six back on the first", async () => (a.assignment?.length === 6 ? true : undefined));
-      // Partitions that went to the other member and came back are read again, every one of them.
-      const prefix = `${RUN}-${name}-back`;
-      await produce(
-        Array.from({ length: 12 }, (_, i) => ({ topic: TOPIC, key: `${prefix}-${i}`, partition: i % 6, value: "x" })),
-      );
-      expect(await ours(a, prefix, 12)).toHaveLength(12);
-    } finally {
-      await Promise.all([a.consumer.close(), b.consumer.close()]);
-    }
-  });
-
-  test("a partition taken away while the member was paused is read again once it comes back", async () => {
-    const groupId = group(`${name}-paused-away`);
-    const from = await snapshot(TOPIC);
-    const a = read({ groupId, startAt: from });
-    await pollUntil("all six partitions on the first member", async () =>
-      a.assignment?.length === 6 ? true : undefined,
-    );
-    a.consumer.pause();
-    const b = read({ groupId, startAt: from });
-    try {
-      await pollUntil("some partitions on the second member", async () => (b.assignment?.length ? true : undefined));
-      a.consumer.resume();
-      await b.consumer.close();
-      await pollUntil("all six back on the first", async () => (a.assignment?.length === 6 ? true : undefined));
-      const prefix = `${RUN}-${name}-paused-away`;
-      await produce(
-        Array.from({ length: 12 }, (_, i) => ({ topic: TOPIC, key: `${prefix}-${i}`, partition: i % 6, value: "x" })),
-      );
-      expect(await ours(a, prefix, 12)).toHaveLength(12);
-    } finally {
-      await Promise.all([a.consumer.close(), b.consumer.close()]);
-    }
-  });
+  test.each([
+    ["reading", false],
+    ["paused while some were away", true],
+  ])(
+    "two members share the partitions, and the one left takes them all back and reads them (%s)",
+    async (_, paused) => {
+      const groupId = group(`${name}-share-${paused}`);
+      const from = await snapshot(TOPIC);
+      const a = read({ groupId, startAt: from });
+      await holdsAll(a, "all six partitions on the first member");
+      // A pause must not outlive the assignment of a partition taken away meanwhile.
+      if (paused) a.consumer.pause();
+      const b = read({ groupId, startAt: from });
+      try {
+        await pollUntil("the partitions split between both", async () => {
+          const [ofA, ofB] = [a.assignment ?? [], b.assignment ?? []];
+          const union = new Set([...ofA, ...ofB].map((p) => p.partition));
+          return ofA.length > 0 && ofB.length > 0 && ofA.length + ofB.length === 6 && union.size === 6
+            ? true
+            : undefined;
+        });
+        if (paused) a.consumer.resume();
+        await b.consumer.close();
+        await holdsAll(a, "all six back on the first");
+        // Partitions that went to the other member and came back are read again, every one of them.
+        await readsEveryPartition(a, `back-${paused}`);
+      } finally {
+        await Promise.all([a.consumer.close(), b.consumer.close()]);
+      }
+    },
+  );
 
   test("after a rebalance, every partition a member keeps is read again from the group's committed offset", async () => {
     const groupId = group(`${name}-reread`);
@@ -388,7 +382,7 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
     const groupId = group(`${name}-exclusive`);
     const from = await snapshot(TOPIC);
     const a = read({ groupId, startAt: from, exclusive: true });
-    await pollUntil("all six on the first member", async () => (a.assignment?.length === 6 ? true : undefined));
+    await holdsAll(a, "all six on the first member");
     const b = read({ groupId, startAt: from, exclusive: true });
     try {
       const [active, standby] = await pollUntil("one active member and one standing by", async () => {
