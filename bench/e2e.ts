@@ -21,7 +21,7 @@ import { foreignProcesses, GROUPS, lookForForeign } from "./e2e/foreign.ts";
 import { createGroupWatcher } from "./e2e/groups.ts";
 import { deleteRows } from "./e2e/latency.ts";
 import { type Options, parseOptions, USAGE } from "./e2e/options.ts";
-import { startPipeline, stopPipeline } from "./e2e/pipeline.ts";
+import { PIPELINE, startPipeline, stopPipeline } from "./e2e/pipeline.ts";
 import { resultsJson, type Startup, writeReport } from "./e2e/report.ts";
 import { infraSources, type PidSource, residentMemory } from "./e2e/resources.ts";
 import { searchMaxRate, verdict } from "./e2e/search.ts";
@@ -170,7 +170,7 @@ async function stepOnce(
 
 try {
   await waitForQuiet();
-  log(`starting ingest, enrich, aggregate, persist (stage logs: ${logs.path})`);
+  log(`starting ${PIPELINE.join(", ")} (stage logs: ${logs.path})`);
   stages = await startPipeline(logs.path, stageTweaks());
   const sources = new Map<string, PidSource>([
     ...stages.map((s) => [s.name, () => [s.child.pid]] as [string, PidSource]),

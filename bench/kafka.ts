@@ -4,7 +4,8 @@
  * back through a fresh group; each rate is printed beside the faster client's, the ceiling of that run.
  * `--soak` / BENCH_SOAK_S seconds more of produce-and-consume per client samples the process's RSS every
  * second, to show memory staying flat under load (0, the default, skips it); BENCH_SOAK_CLIENTS (a comma list,
- * default both) picks the clients soaked. Everything runs in a Kafka namespace of its own, deleted at the end.
+ * default both) picks the clients soaked. Each client also sends one record at a time for a few seconds, as a
+ * lightly loaded stage does: the CPU that costs and the time each send takes. Everything runs in a Kafka namespace of its own, deleted at the end.
  *
  * Exits 0 when it ran (it reports, it does not assert); 1 when it cannot run.
  */
@@ -55,6 +56,36 @@ async function produceRate(kafka: KafkaConnection, name: KafkaClientName, run: s
     await producer.close();
   }
   return count / ((performance.now() - started) / 1000);
+}
+
+/** One record every few milliseconds for `ms`: the share of a core the process used, and each send's p50 and p99. */
+async function trickle(kafka: KafkaConnection, name: KafkaClientName, ms: number) {
+  const producer = kafkaClient(name).createProducer({ kafka, clientId: `bench-${name}` });
+  try {
+    await producer.send(records("warm-up", 1));
+    const took: number[] = [];
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    while (performance.now() - started < ms) {
+      const sent = performance.now();
+      await producer.send(records(name, 1));
+      took.push(performance.now() - sent);
+      await Bun.sleep(4); // the pacing of the offered load, not a synchronisation
+    }
+    const used = process.cpuUsage(cpu);
+    took.sort((a, b) => a - b);
+    const at = (q: number) => (took[Math.floor(q * (took.length - 1))] ?? 0).toFixed(2);
+    const wall = (performance.now() - started) * 1000;
+    return [
+      name,
+      int(took.length / (ms / 1000)),
+      `${(((used.user + used.system) / wall) * 100).toFixed(1)}%`,
+      at(0.5),
+      at(0.99),
+    ];
+  } finally {
+    await producer.close();
+  }
 }
 
 /** Reads `count` records from `from` with `name`'s consumer in a fresh group; records/s from the first batch. */
@@ -116,6 +147,10 @@ async function measure(kafka: KafkaConnection, events: number, soak: number, soa
   console.log(`${int(events)} records of ~110 bytes, acks=all, idempotent, to ${TOPIC}`);
   printFigures("records", "produced/s", [fastProduce, ...slowProduce]);
   printFigures("records", "consumed/s", [fastConsume, ...slowConsume]);
+  const light = [["client", "sends/s", "CPU (of a core)", "p50 ms", "p99 ms"]];
+  for (const name of KAFKA_CLIENTS) light.push(await trickle(kafka, name, 4_000));
+  console.log("one record per send, one send at a time, 4 ms apart, for 4 s");
+  printTable(light);
 
   if (soak > 0) {
     const rows = [["client", "RSS at start", "RSS at end", "max RSS", "records produced+consumed"]];

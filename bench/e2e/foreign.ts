@@ -3,9 +3,10 @@
  * the consumer groups, and a fault-injection run even stops and restarts the servers. Before measuring, the
  * bench waits until none of that is running; during each step it looks again and records what it saw.
  */
-import { groupOf, STAGES, type StageName } from "../../tools/harness.ts";
+import { groupOf } from "../../tools/harness.ts";
 import { stageTweaks } from "../stages.ts";
 import type { GroupWatcher } from "./groups.ts";
+import { PIPELINE } from "./pipeline.ts";
 
 /** Command lines that mean pipeline work: stages, tests, the fault run, other benches, wrk. */
 const PATTERNS = [
@@ -17,9 +18,7 @@ const PATTERNS = [
 ];
 
 /** The groups of every stage that consumes, as the bench runs them (BENCH_STAGE_ENV included). */
-export const GROUPS = (Object.keys(STAGES) as StageName[]).flatMap(
-  (name) => groupOf(name, { ...process.env, ...stageTweaks().env }) ?? [],
-);
+export const GROUPS = PIPELINE.flatMap((name) => groupOf(name, { ...process.env, ...stageTweaks().env }) ?? []);
 
 /** Processes other than `ours` (and this process and its parent) whose command line matches a pattern. */
 export function foreignProcesses(ours: number[]): string[] {

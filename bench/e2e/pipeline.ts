@@ -1,20 +1,24 @@
 /**
- * The four stages as their own processes (tools/harness.ts), as in production: ready once /readyz answers 200,
- * stopped with SIGTERM (SIGKILL only if one hangs past its shutdown deadline).
+ * The stages an HTTP event travels through as their own processes (tools/harness.ts), as in production: ready
+ * once /readyz answers 200, stopped with SIGTERM (SIGKILL only if one hangs past its shutdown deadline).
  */
-import { type ProcessHandle, STAGES, type StageName, startStage } from "../../tools/harness.ts";
+import { type ProcessHandle, type StageName, startStage } from "../../tools/harness.ts";
 import type { StageTweaks } from "../stages.ts";
 
 /**
- * Starts every stage side by side, with `tweaks` and their output appended to `output`, and resolves once each
+ * From the HTTP API to PostgreSQL. The other sources (poll, capture) need an API or a database of their own to
+ * read, and carry nothing of the bench's traffic.
+ */
+export const PIPELINE: readonly StageName[] = ["ingest", "enrich", "aggregate", "intervals", "persist"];
+
+/**
+ * Starts every stage of {@link PIPELINE} side by side, with `tweaks` and their output appended to `output`, and resolves once each
  * answers /readyz with 200 (broker reachable, and for persist the database too). If any fails to start, the
  * ones that did are stopped again.
  */
 export async function startPipeline(output: string, tweaks: StageTweaks): Promise<ProcessHandle[]> {
   const started = await Promise.allSettled(
-    (Object.keys(STAGES) as StageName[]).map((name) =>
-      startStage(name, { mode: "process", waitReady: true, output, ...tweaks }),
-    ),
+    PIPELINE.map((name) => startStage(name, { mode: "process", waitReady: true, output, ...tweaks })),
   );
   const stages = started.flatMap((result) => (result.status === "fulfilled" ? [result.value] : []));
   const failed = started.find((result) => result.status === "rejected");

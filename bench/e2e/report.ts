@@ -4,18 +4,18 @@
  */
 import { cpus, freemem, totalmem } from "node:os";
 import type { Sql } from "../../persist/postgres/db.ts";
-import { STAGES, type StageName } from "../../tools/harness.ts";
 import type { HistogramDelta } from "../../tools/metrics.ts";
 import { type ChartStep, RSVG_INSTALL } from "./chart.ts";
 import type { Distribution } from "./latency.ts";
 import type { Options } from "./options.ts";
+import { PIPELINE } from "./pipeline.ts";
 import { CRITERIA, verdict } from "./search.ts";
 import type { StepResult } from "./step.ts";
 
 /** The end-to-end goals: the rate to sustain, its latency and each stage's memory. */
 export const GOALS = { rate: 5_000, p50Ms: 50, p99Ms: 250, rssBytes: 120e6 };
 
-const STAGE_NAMES = Object.keys(STAGES) as StageName[];
+const STAGE_NAMES = PIPELINE;
 
 const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
 const int = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -273,7 +273,7 @@ function findings(steps: ChartStep[], probes: StepResult[]): string[] {
     });
     out.push(
       `- Of each service's VmRSS, ${mb(Math.min(...shared))}-${mb(Math.max(...shared))} MB (at ${steps.at(-1)?.label}) ` +
-        "are file-backed pages, mostly the Bun executable, shared by all four processes: VmRSS counts them once per process.",
+        "are file-backed pages, mostly the Bun executable, shared by the stages' processes: VmRSS counts them once per process.",
     );
   }
   return out;
@@ -304,12 +304,12 @@ export async function writeReport(input: ReportInput): Promise<string> {
     `- ${m.cores} cores (${m.cpu}), ${m.memory}, Linux ${m.kernel}`,
     `- Bun ${m.bun}; ${m.postgres}; Kafka 4.2.1 (KRaft, single node, from \`bun run stack\`), 6 partitions per topic`,
     `- \`locations\` held ~${int(m.locationsRows)} rows (inserts maintain its primary key and (user_id, event_time) index)`,
-    "- Everything on this one machine: the bench client, the four stages, the broker and PostgreSQL share the cores.",
+    "- Everything on this one machine: the bench client, the stages, the broker and PostgreSQL share the cores.",
     "",
     "## How it was measured",
     "",
     `- Command: \`${input.command}\`${input.stageEnv ? `; stage environment \`${input.stageEnv}\`` : ""}.`,
-    "- `ingest.ts`, `enrich.ts`, `aggregate.ts`, `persist.ts` each run as their own process (`bun run <stage>.ts`,",
+    `- ${PIPELINE.map((name) => `\`${name}.ts\``).join(", ")} each run as their own process (\`bun run <stage>.ts\`,`,
     "  LOG_LEVEL=warn, free ports), ready once `/readyz` answers 200 and each consumer group has joined. The groups'",
     "  backlog is drained first (committed offsets equal end offsets), then a 5 s warm-up at 1k events/s.",
     `  This run drained ${int(input.startup.backlog.enrich)} records for enrich and ${int(input.startup.backlog.persist)} for persist that other runs had left.`,
@@ -347,7 +347,7 @@ export async function writeReport(input: ReportInput): Promise<string> {
     "Peak and average over each step's sending window; the last row is each process's high-water mark since it",
     "started, which includes draining the backlog other runs had left in the groups before the first step. The goal",
     "is judged on VmRSS. In brackets, the peak of RssAnon, the private part: the rest is RssFile, pages of the",
-    "~107 MB Bun executable that the process touched, which all four stages share through the page cache.",
+    "~107 MB Bun executable that the process touched, which the stages share through the page cache.",
     "",
     "### CPU (cores kept busy on average over the sending window)",
     "",
