@@ -6,7 +6,7 @@ import "./setup.ts";
 import { expect } from "bun:test";
 import type { Db } from "mongodb";
 import type { Sql } from "../persist/postgres/db.ts";
-import { documentStoreAnswers, ferretDbUp, runningFerretDbPid } from "../scripts/stack/ferretdb.ts";
+import { documentStoreAnswers, ferretDbDown, ferretDbUp, runningFerretDbPid } from "../scripts/stack/ferretdb.ts";
 import { type Config, parseConfig } from "../shared/config.ts";
 import {
   createProducer,
@@ -227,8 +227,9 @@ export function localFerretDb(): ((action: "stop" | "start") => Promise<void>) |
   if (runningFerretDbPid() === undefined) return undefined;
   return async (action) => {
     if (action === "start") return ferretDbUp(url, DATABASE_URL);
-    const pid = runningFerretDbPid();
-    if (pid !== undefined) process.kill(pid, "SIGTERM");
+    // Until the process is gone, not only until it stops answering: a start while it is still shutting down
+    // would take it for the server and then see it exit.
+    await ferretDbDown();
     await pollUntil("FerretDB to stop answering", async () =>
       (await documentStoreAnswers(url, 500)) ? undefined : true,
     );
