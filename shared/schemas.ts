@@ -26,6 +26,8 @@ function epochToMillis(epoch: number): number {
  */
 export function parseTimestamp(input: string | number): number {
   if (typeof input === "number") return epochToMillis(input);
+  const canonical = canonicalMillis(input);
+  if (!Number.isNaN(canonical)) return canonical;
   const text = input.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return epochToMillis(Number(text));
   const iso = ISO_DATE_TIME.exec(text);
@@ -49,6 +51,59 @@ export function parseTimestamp(input: string | number): number {
   if (!exists || second > 59 || Number.isNaN(offset)) return Number.NaN;
   const ms = fraction === "" ? 0 : Number(fraction.slice(0, 3).padEnd(3, "0"));
   return utc(year, month - 1, day, hour, minute, second, ms) - offset;
+}
+
+/** The last string {@link canonicalMillis} read, and its milliseconds: what {@link formatTimestamp} gives back. */
+let lastCanonicalText = "";
+let lastCanonicalMs = Number.NaN;
+
+/** The number written in `count` digits of `text` from `from`; NaN if one is not a digit. */
+function digitsAt(text: string, from: number, count: number): number {
+  let value = 0;
+  for (let i = from; i < from + count; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/**
+ * Milliseconds of a timestamp already in the normalised form, `YYYY-MM-DDTHH:MM:SS.mmmZ` (what every topic
+ * carries, so what every consumer reads, twice per record), read digit by digit with nothing allocated; NaN for
+ * any other string, which the general parser then reads. It remembers the string: formatting its milliseconds
+ * gives it back.
+ */
+function canonicalMillis(text: string): number {
+  // "-", "-", "T", ":", ":", ".", "Z" at their places.
+  if (text.length !== 24 || text.charCodeAt(4) !== 45 || text.charCodeAt(7) !== 45 || text.charCodeAt(10) !== 84)
+    return Number.NaN;
+  if (text.charCodeAt(13) !== 58 || text.charCodeAt(16) !== 58 || text.charCodeAt(19) !== 46) return Number.NaN;
+  if (text.charCodeAt(23) !== 90) return Number.NaN;
+  const year = digitsAt(text, 0, 4);
+  const month = digitsAt(text, 5, 2);
+  const day = digitsAt(text, 8, 2);
+  const hour = digitsAt(text, 11, 2);
+  const minute = digitsAt(text, 14, 2);
+  const second = digitsAt(text, 17, 2);
+  const ms = digitsAt(text, 20, 3);
+  // A NaN (not a digit) fails every comparison. Whatever fails here, the general parser reads (and refuses).
+  if (!(year >= 100 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month))) return Number.NaN;
+  if (!(hour <= 23 && minute <= 59 && second <= 59 && ms >= 0)) return Number.NaN;
+  lastCanonicalMs = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  lastCanonicalText = text;
+  return lastCanonicalMs;
+}
+
+/**
+ * The normalised form of `ms`: ISO-8601 in UTC to the millisecond. A timestamp just read in that form (the usual
+ * case) is given back as it was read, without formatting: in that form one instant has one string.
+ *
+ * @example
+ * formatTimestamp(Date.UTC(2023, 8, 12, 0, 45, 51)); // "2023-09-12T00:45:51.000Z"
+ */
+export function formatTimestamp(ms: number): string {
+  return ms === lastCanonicalMs ? lastCanonicalText : new Date(ms).toISOString();
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -89,7 +144,7 @@ export const Timestamp = v.pipe(
   // range is not reported for what is no time at all.
   v.check((ms: number) => Number.isFinite(ms), TIMESTAMP_FORMS),
   v.check((ms: number) => !Number.isFinite(ms) || (ms >= MIN_TIME && ms < MAX_TIME), "must be between 1970 and 2100"),
-  v.transform((ms) => new Date(ms).toISOString()),
+  v.transform(formatTimestamp),
 );
 
 /** A client's idempotency key, or ingest's time-ordered UUID. */

@@ -182,6 +182,45 @@ describe("Timestamp", () => {
     );
   });
 
+  test("the normalised form, read digit by digit, gives what the general parser gives for the same text", () => {
+    // Every field of YYYY-MM-DDTHH:MM:SS.mmmZ drawn from all its digits, so impossible dates and times are in too;
+    // the same text with "+00:00" for "Z" goes through the general parser.
+    const digits = (count: number) =>
+      fc.string({ unit: fc.constantFrom(..."0123456789"), minLength: count, maxLength: count });
+    const near = (count: number, likely: string[]) => fc.oneof(digits(count), fc.constantFrom(...likely));
+    fc.assert(
+      fc.property(
+        fc.tuple(
+          near(4, ["1970", "2000", "2023", "2024", "2099", "2100", "1969", "0099", "0100"]),
+          near(2, ["01", "02", "09", "12", "00", "13"]),
+          near(2, ["01", "28", "29", "30", "31", "00", "32"]),
+          near(2, ["00", "23", "24"]),
+          near(2, ["00", "59", "60"]),
+          near(2, ["00", "59", "60"]),
+          digits(3),
+        ),
+        ([year, month, day, hour, minute, second, ms]) => {
+          const text = `${year}-${month}-${day}T${hour}:${minute}:${second}.${ms}Z`;
+          const general = parseTimestamp(text.replace("Z", "+00:00"));
+          expect(parseTimestamp(text)).toBe(general);
+          const result = v.safeParse(Timestamp, text, { abortPipeEarly: true });
+          const inRange = general >= Date.UTC(1970, 0, 1) && general < Date.UTC(2100, 0, 1);
+          expect(result.success).toBe(inRange);
+          if (result.success) expect(result.output).toBe(new Date(general).toISOString());
+        },
+      ),
+      { numRuns: 5_000 },
+    );
+  });
+
+  test("a timestamp in another form is normalised even right after one in the normalised form", () => {
+    expect(v.parse(Timestamp, "2023-09-12T00:45:51.000Z")).toBe("2023-09-12T00:45:51.000Z");
+    expect(v.parse(Timestamp, "2023-09-12T03:45:51+03:00")).toBe("2023-09-12T00:45:51.000Z");
+    expect(v.parse(Timestamp, 1694479551)).toBe("2023-09-12T00:45:51.000Z");
+    expect(v.parse(Timestamp, "2023-09-12T00:45:51.000Z")).toBe("2023-09-12T00:45:51.000Z");
+    expect(v.parse(Timestamp, "2024-01-31 12:00:00")).toBe("2024-01-31T12:00:00.000Z");
+  });
+
   test("a garbage timestamp reports one issue without abortPipeEarly", () => {
     const result = v.safeParse(Timestamp, "yesterday");
     expect(result.issues?.map((issue) => issue.message)).toEqual([
