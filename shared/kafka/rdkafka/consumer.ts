@@ -14,6 +14,7 @@ import type { ConsumerOptions, InRecord, KafkaConnection, KafkaConsumer, Positio
 import { openClient, pollEvents, serveLog, takeError } from "./client.ts";
 import { accessRefusal, connectionSettings } from "./config.ts";
 import {
+  copyOut,
   cstr,
   DESTROY_F_NO_CONSUMER_CLOSE,
   ERR,
@@ -113,7 +114,7 @@ function toRecord(message: Pointer, topicOf: (handle: Pointer) => string): InRec
       const name = new CString(read.ptr(slotsAt, 8) as Pointer).toString();
       const size = Number(read.u64(slotsAt, 24));
       const value = read.ptr(slotsAt, 16) as Pointer;
-      headers[name] = size > 0 && value ? Buffer.from(toBuffer(value, 0, size)).toString() : "";
+      headers[name] = size > 0 && value ? copyOut(value, size).toString() : "";
     }
   }
   return {
@@ -121,8 +122,8 @@ function toRecord(message: Pointer, topicOf: (handle: Pointer) => string): InRec
     partition: read.i32(message, MESSAGE.partition),
     offset: read.i64(message, MESSAGE.offset),
     // Copies: the message's memory goes with its event.
-    key: keyLength > 0 && key ? Buffer.from(toBuffer(key, 0, keyLength)) : undefined,
-    value: length > 0 && payload ? Buffer.from(toBuffer(payload, 0, length)) : Buffer.alloc(0),
+    key: keyLength > 0 && key ? copyOut(key, keyLength) : undefined,
+    value: length > 0 && payload ? copyOut(payload, length) : Buffer.alloc(0),
     headers,
     timestamp: lib.rd_kafka_message_timestamp(message, slot8),
   };

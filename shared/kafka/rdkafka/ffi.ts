@@ -4,7 +4,7 @@
  * this client never needs it, and a missing library is one clear error saying how to install it.
  */
 
-import { dlopen, type Pointer, FFIType as T } from "bun:ffi";
+import { dlopen, type Pointer, ptr, FFIType as T } from "bun:ffi";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
@@ -104,13 +104,29 @@ export function rdkafka(): Library {
   );
 }
 
-const LIBC = { pipe2: { args: [T.ptr, T.i32], returns: T.i32 } } as const;
+const LIBC = {
+  pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
+  memcpy: { args: [T.ptr, T.ptr, T.u64], returns: T.ptr },
+} as const;
 let libcSymbols: ReturnType<typeof dlopen<typeof LIBC>>["symbols"] | undefined;
 
-/** The C library's pipe2, for the pipe librdkafka signals its queues through (Node has no call that makes one). */
+/**
+ * The C library's pipe2, for the pipe librdkafka signals its queues through (Node has no call that makes one),
+ * and memcpy, which copies a record's bytes out of librdkafka's memory.
+ */
 export function libc() {
   libcSymbols ??= dlopen("libc.so.6", LIBC).symbols;
   return libcSymbols;
+}
+
+/**
+ * A copy, in a Buffer of its own, of the `length` bytes at `address`. It costs one call: bun:ffi's `toBuffer`
+ * would first wrap the memory in an ArrayBuffer with a finalizer, which took a tenth of a consumer's time.
+ */
+export function copyOut(address: Pointer, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  libc().memcpy(ptr(out), address, length);
+  return out;
 }
 /** pipe2 flags (Linux, x86-64 and arm64 alike). */
 export const O_NONBLOCK = 0o4000;
