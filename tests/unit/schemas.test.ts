@@ -153,8 +153,7 @@ describe("Timestamp", () => {
     expect(messages(Timestamp, "1969-12-31T23:59:59Z")).toEqual(["must be between 1970 and 2100"]);
   });
 
-  // BUG (shared/schemas.ts): Date.parse rolls impossible calendar dates over to the next month, so they are
-  // accepted and silently stored as a different day. Flip to `test` once fixed.
+  // Date.UTC rolls impossible calendar dates over to the next month: they must be refused, not stored as another day.
   test.each(["2023-02-29T00:00:00Z", "2023-09-31T00:00:00Z", "2024-02-30T12:00:00Z"])(
     "rejects the nonexistent calendar date %s",
     (input) => {
@@ -162,8 +161,6 @@ describe("Timestamp", () => {
     },
   );
 
-  // BUG (shared/schemas.ts), cosmetic: without abortPipeEarly (how consumers parse), a garbage timestamp also
-  // reports "must be between 1970 and 2100", which is misleading in a DLQ error header. Flip to `test` once fixed.
   test("with a zone, the instant is the one Date.parse reads (for every zone, fraction and separator)", () => {
     const two = (n: number) => String(n).padStart(2, "0");
     fc.assert(
@@ -352,9 +349,8 @@ describe("LocationEvent", () => {
     expect(v.safeParse(LocationEvent, []).success).toBe(false);
   });
 
-  // BUG (shared/schemas.ts + valibot strictObject), cosmetic: an array passes the "is an object" check, so it is
-  // reported as "user_id/timestamp/lat/long missing" plus "0 is not a known field" instead of one root issue
-  // "must be a JSON object". Flip to `test` once fixed.
+  // An array passes valibot's "is an object" check: without a rule of its own it would be reported as
+  // "user_id/timestamp/lat/long missing" plus "0 is not a known field".
   test("reports an array as the event with one root issue", () => {
     expect(rejectedPaths(LocationEvent, [seedLocation()])).toEqual([""]);
   });
@@ -690,8 +686,7 @@ describe("what travels on the topics", () => {
     expect(rejectedPaths(LoginWindowStats, { ...stats(), [field]: value })).toEqual([path]);
   });
 
-  // BUG (shared/schemas.ts), minor: `v.record` accepts an array, so a count map [1, 2] passes as {"0":1,"1":2}.
-  // Only aggregate writes this topic, so nothing sends one today. Flip to `test` once fixed.
+  // `v.record` alone accepts an array, as {"0":1,"1":2} for [1, 2].
   test("LoginWindowStats rejects an array as a count map", () => {
     expect(rejectedPaths(LoginWindowStats, { ...stats(), total_device_type_count: [1, 2] })).toEqual([
       "total_device_type_count",
