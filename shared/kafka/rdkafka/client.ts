@@ -92,7 +92,10 @@ export interface EventLoop {
 /** Records or events taken off a queue by their own call (a consumer's fetched records, a batch per call). */
 export interface Drain {
   queue: Pointer;
-  /** Takes at most `most` and says how many it took. */
+  /**
+   * Takes at most `most` and says how many it took. Fewer means the queue is empty, or the taker has no room
+   * and wakes the loop once it has.
+   */
   serve(most: number): number;
 }
 
@@ -132,9 +135,12 @@ function wakeOnEnqueue(queues: Pointer[], wake: () => void): () => void {
 /**
  * Polls `queues` with timeout 0 and hands each event to `handle` (which must not destroy it), then destroys it;
  * `drain`, when given, is served on every turn too. A turn comes when librdkafka signals that a queue got
- * something (so a delivery reaches its caller at once, and waiting costs no CPU), again at once while a turn
- * served anything, and every {@link IDLE_POLL_MS} otherwise. An exception from `handle` goes to `fail` and the
- * loop carries on: a loop that died would hang its client.
+ * something (so a delivery reaches its caller at once, and waiting costs no CPU), again at once when a queue
+ * still held more than a turn's share, and every {@link IDLE_POLL_MS} otherwise. A turn that empties a queue
+ * re-arms its signal (librdkafka writes to the pipe once per queue until it is polled again), so a busy client
+ * polls as often as events arrive, not on every turn of the event loop: polling an empty queue took a sixth of
+ * single-event ingest. An exception from `handle` goes to `fail` and the loop carries on: a loop that died would
+ * hang its client.
  *
  * @example
  * const loop = pollEvents([queue], (event, type) => { if (type === EVENT.DR) deliver(event); }, {
@@ -155,17 +161,22 @@ export function pollEvents(
     timer = undefined;
     immediate = undefined;
     if (stopped) return;
-    // Each queue and the drain get their own share of the turn, so a busy one never starves the others.
-    let served = 0;
+    // Each queue and the drain get their own share of the turn, so a busy one never starves the others. `more`:
+    // a queue still holds events after its share, and the pipe signals only a queue that was emptied.
+    let more = false;
     if (drain) {
       try {
-        served += drain.serve(EVENTS_PER_TURN);
+        more = drain.serve(EVENTS_PER_TURN) >= EVENTS_PER_TURN;
       } catch (error) {
         fail(error);
       }
     }
     for (const queue of queues) {
-      for (let n = 0; n < EVENTS_PER_TURN; n++, served++) {
+      for (let n = 0; ; n++) {
+        if (n === EVENTS_PER_TURN) {
+          more = true;
+          break;
+        }
         const event = pointer(lib.rd_kafka_queue_poll(queue, 0));
         if (!event) break;
         try {
@@ -178,8 +189,8 @@ export function pollEvents(
       }
     }
     if (stopped) return;
-    // More may be waiting: come back after whatever else the event loop has to do. Otherwise the pipe says when.
-    if (served > 0) immediate = setImmediate(turn);
+    // More is waiting: come back after whatever else the event loop has to do. Otherwise the pipe says when.
+    if (more) immediate = setImmediate(turn);
     else timer = setTimeout(turn, IDLE_POLL_MS);
   }
 
