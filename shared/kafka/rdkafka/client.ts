@@ -188,7 +188,8 @@ export function pollEvents(
         }
       }
     }
-    if (stopped) return;
+    // Stopped, or woken while serving (a handler made room): the next turn is settled already.
+    if (stopped || immediate) return;
     // More is waiting: come back after whatever else the event loop has to do. Otherwise the pipe says when.
     if (more) immediate = setImmediate(turn);
     else timer = setTimeout(turn, IDLE_POLL_MS);

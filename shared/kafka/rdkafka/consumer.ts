@@ -258,7 +258,11 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
   function dropQueued(partitions: TopicPartition[]) {
     const gone = new Set(partitions.map(slot));
     const kept = records.filter((record) => !gone.has(slot(record)));
+    if (kept.length === records.length) return;
     records.splice(0, records.length, ...kept);
+    // Room again. A drain that stopped on a full queue left records in librdkafka, and its signal fires only for
+    // a queue that was emptied: without a turn now they would wait for the idle poll.
+    loop.wake();
   }
 
   function rebalanced(event: Pointer) {
@@ -473,7 +477,11 @@ export function createRdConsumer(options: ConsumerOptions): KafkaConsumer {
         takeError(lib.rd_kafka_consumer_close_queue(rk, queue));
         loop.wake();
         const deadline = Date.now() + 10_000;
-        while (!lib.rd_kafka_consumer_closed(rk) && Date.now() < deadline) await Bun.sleep(2);
+        // Each check serves a turn: the close's last steps leave no event behind to signal the loop with.
+        while (!lib.rd_kafka_consumer_closed(rk) && Date.now() < deadline) {
+          loop.wake();
+          await Bun.sleep(2);
+        }
         loop.stop();
         finished = true;
         for (const waiter of commits.splice(0)) waiter.reject(new Error(`the consumer of ${options.groupId} closed`));
