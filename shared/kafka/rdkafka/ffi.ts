@@ -124,6 +124,7 @@ export function libc() {
  * would first wrap the memory in an ArrayBuffer with a finalizer, which took a tenth of a consumer's time.
  */
 export function copyOut(address: Pointer, length: number): Buffer {
+  if (length <= 0) return Buffer.alloc(0); // ptr() refuses an empty buffer
   const out = Buffer.allocUnsafe(length);
   libc().memcpy(ptr(out), address, length);
   return out;
