@@ -74,11 +74,13 @@ function transaction(sql: Sql, groupId: string, staged: Staged[], next: Position
       order by o.topic, o.partition
       for update of o`;
     let stored = await lock();
-    // A partition this group never stored gets its row first (one round trip more, once per partition).
+    // A partition this group never stored gets its row first (one round trip more, once per partition), in the
+    // lock's order: two members inserting rows for the same partitions in different orders could deadlock.
     if (stored.length < next.length) {
       await tx`
         insert into consumer_offsets (group_id, topic, partition, next_offset)
         select ${groupId}, t, p, 0 from unnest(${topics}::text[], ${partitions}::int[]) as u(t, p)
+        order by t, p
         on conflict do nothing`;
       stored = await lock();
     }
