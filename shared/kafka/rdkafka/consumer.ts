@@ -6,72 +6,21 @@
  * stay in librdkafka's queue, whose bound (`queued.max.messages.kbytes`) stops fetching. Pausing is for the stage
  * alone: librdkafka drops what it prefetched for a paused partition and fetches it again on resume.
  */
-import { CString, type Pointer, ptr, read, toBuffer } from "bun:ffi";
+import { CString, type Pointer, ptr, read } from "bun:ffi";
 import { committedOffsets, endOffsets } from "../admin.ts";
 import { KafkaAccessError } from "../connection.ts";
 import { fromBroker, onBroker } from "../namespace.ts";
 import type { ConsumerOptions, InRecord, KafkaConnection, KafkaConsumer, Position } from "../types.ts";
 import { openClient, pollEvents, serveLog, takeError } from "./client.ts";
 import { accessRefusal, connectionSettings } from "./config.ts";
-import {
-  copyOut,
-  cstr,
-  DESTROY_F_NO_CONSUMER_CLOSE,
-  ERR,
-  EVENT,
-  MESSAGE,
-  PARTITION_LIST,
-  pointer,
-  rdkafka,
-  TOPIC_PARTITION,
-} from "./ffi.ts";
+import { copyOut, cstr, DESTROY_F_NO_CONSUMER_CLOSE, ERR, EVENT, MESSAGE, pointer, rdkafka } from "./ffi.ts";
+import { partitionsOf, type TopicPartition, withList } from "./partitions.ts";
 
 const LAG_INTERVAL_MS = 5_000;
 /** Fetched records taken from librdkafka per call. */
 const FETCH_BATCH = 1_000;
 
-type TopicPartition = { topic: string; partition: number };
 const slot = ({ topic, partition }: TopicPartition) => `${topic}:${partition}`;
-
-/** The entries of an rd_kafka_topic_partition_list_t, named as the stages name their topics. */
-function partitionsOf(kafka: KafkaConnection, list: Pointer | null): TopicPartition[] {
-  if (!list) return [];
-  const count = read.i32(list, PARTITION_LIST.cnt);
-  const elems = read.ptr(list, PARTITION_LIST.elems) as Pointer;
-  return Array.from({ length: count }, (_, i) => {
-    const at = i * TOPIC_PARTITION.size;
-    return {
-      topic: fromBroker(kafka, new CString(read.ptr(elems, at + TOPIC_PARTITION.topic) as Pointer).toString()),
-      partition: read.i32(elems, at + TOPIC_PARTITION.partition),
-    };
-  });
-}
-
-/** A new rd_kafka_topic_partition_list_t of `partitions`, each with its offset when it has one; the caller destroys it. */
-function partitionList(kafka: KafkaConnection, partitions: (TopicPartition & { offset?: bigint })[]): Pointer {
-  const lib = rdkafka();
-  const list = pointer(lib.rd_kafka_topic_partition_list_new(Math.max(1, partitions.length)));
-  if (!list) throw new Error("librdkafka could not allocate a partition list");
-  for (const { topic, partition, offset } of partitions) {
-    const element = pointer(lib.rd_kafka_topic_partition_list_add(list, cstr(onBroker(kafka, topic)), partition));
-    if (element && offset !== undefined) toBuffer(element, TOPIC_PARTITION.offset, 8).writeBigInt64LE(offset);
-  }
-  return list;
-}
-
-/** Runs `call` on a list of `partitions` and destroys the list. */
-function withList<T>(
-  kafka: KafkaConnection,
-  partitions: (TopicPartition & { offset?: bigint })[],
-  call: (list: Pointer) => T,
-): T {
-  const list = partitionList(kafka, partitions);
-  try {
-    return call(list);
-  } finally {
-    rdkafka().rd_kafka_topic_partition_list_destroy(list);
-  }
-}
 
 /**
  * Out-parameters: a headers handle, a header's name, value and size, a timestamp type. Its address is taken on
