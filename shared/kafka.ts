@@ -2,8 +2,8 @@
  * The only module that imports the Kafka client, so that it can be swapped. Records cross this boundary as
  * strings and Buffers; nothing outside sees a client type. The port (types.ts), the offset arithmetic
  * (positions.ts) and the range reads (range.ts) are client-independent; producers and consumers are
- * @platformatic/kafka's or librdkafka's as `KAFKA_CLIENT` selects (select.ts), and the admin calls (admin.ts)
- * are @platformatic/kafka's with either.
+ * @platformatic/kafka's or librdkafka's as `KAFKA_CLIENT` selects (select.ts), and so are the admin calls a
+ * stage makes while it runs (admin.ts).
  */
 export {
   brokerAnswers,

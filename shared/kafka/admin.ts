@@ -1,14 +1,26 @@
 /**
- * Topic administration and broker probes, all over one Admin client per connection, opened on first use and kept
- * for the life of the process: a drain that polls offsets every second would otherwise connect every second.
+ * Topic administration and broker probes. With librdkafka (`KAFKA_CLIENT`), the calls a running stage makes (the
+ * probe, creating topics, end and committed offsets) go through its admin API (rdkafka/admin.ts), so such a
+ * process never loads @platformatic/kafka, whose modules cost about 60 MB. The rest (deleting groups and topics,
+ * seeking a group, listing its members), which tools and tests call, and every call with @platformatic/kafka,
+ * go over one Admin client of that library per connection, loaded and opened on first use and kept for the life
+ * of the process: a drain that polls offsets every second would otherwise connect every second.
  */
-import { Admin, findErrorBy, NetworkError, type Producer, TimeoutError } from "@platformatic/kafka";
+import type { Admin, Producer } from "@platformatic/kafka";
+import { config } from "../config.ts";
 import { within } from "../deadline.ts";
 import type { TopicSpec } from "../topics.ts";
-import { accessFailure, clientOptions, KafkaAccessError } from "./connection.ts";
+import { accessFailure, clientOptions, connectionKey, KafkaAccessError } from "./connection.ts";
 import { fromBroker, onBroker } from "./namespace.ts";
 import { uncommitted } from "./positions.ts";
+import { closeAdminHandles, createTopics, listCommittedOffsets, listEndOffsets, probeBroker } from "./rdkafka/admin.ts";
+import { rdkafkaAdmin } from "./rdkafka/ffi.ts";
 import type { KafkaConnection, Position } from "./types.ts";
+
+/** The library, loaded by the first call that needs it. */
+const platformatic = () => import("@platformatic/kafka");
+/** librdkafka is selected and has the admin API (2.3 or later; an older system library has not). */
+const onLibrdkafka = () => config().KAFKA_CLIENT === "librdkafka" && rdkafkaAdmin() !== null;
 
 interface Shared {
   admin: Admin;
@@ -26,14 +38,16 @@ let callsInFlight = 0;
 let keepAlive: Timer | undefined;
 
 /** Errors after which the client's connections cannot be trusted: refused, dropped, or timed out. */
-function isConnectionError(error: unknown): boolean {
+async function isConnectionError(error: unknown): Promise<boolean> {
+  const { findErrorBy, NetworkError, TimeoutError } = await platformatic();
   const failure = error instanceof Error ? error : undefined;
   return (
     findErrorBy(failure, "code", NetworkError.code) !== null || findErrorBy(failure, "code", TimeoutError.code) !== null
   );
 }
 
-function open(key: string, kafka: KafkaConnection): Shared {
+async function open(key: string, kafka: KafkaConnection): Promise<Shared> {
+  const { Admin } = await platformatic();
   const admin = new Admin({ clientId: "admin", ...clientOptions(kafka) });
   admin.on("client:broker:connect", ({ connection }) => connection.socket.unref());
   const entry = { admin, calls: 0 };
@@ -43,27 +57,27 @@ function open(key: string, kafka: KafkaConnection): Shared {
 
 /** Runs `work` on the shared client for `kafka`: created on first use, replaced after a connection error. */
 async function withAdmin<T>(kafka: KafkaConnection, work: (admin: Admin) => Promise<T>): Promise<T> {
-  // The whole connection, credentials included: a client of other credentials is another client. Kept in memory.
-  // The namespace only renames what the calls name: it needs no client of its own.
-  const { namespace: _, ...connection } = kafka;
-  const key = JSON.stringify({ ...connection, brokers: [...kafka.brokers].sort() });
-  const cached = shared.get(key);
-  // A client closed by anything but this module would fail every call: replace it instead.
-  const current = cached && !cached.admin.closed ? cached : open(key, kafka);
-  current.calls++;
+  const key = connectionKey(kafka);
   if (callsInFlight++ === 0) keepAlive = setInterval(() => {}, 60_000);
+  let current: Shared | undefined;
   try {
+    const cached = shared.get(key);
+    // A client closed by anything but this module would fail every call: replace it instead.
+    current = cached && !cached.admin.closed ? cached : await open(key, kafka);
+    current.calls++;
     return await work(current.admin);
   } catch (error) {
-    if (isConnectionError(error) && shared.get(key) === current) shared.delete(key);
+    if (current && shared.get(key) === current && (await isConnectionError(error))) shared.delete(key);
     throw error;
   } finally {
-    current.calls--;
     if (--callsInFlight === 0) clearInterval(keepAlive);
-    // Dropped after a connection error: closed once its other callers are done, not under them, and without
-    // making this caller wait for it.
-    if (current.calls === 0 && shared.get(key) !== current && !current.admin.closed)
-      current.admin.close().catch(() => {});
+    if (current) {
+      current.calls--;
+      // Dropped after a connection error: closed once its other callers are done, not under them, and without
+      // making this caller wait for it.
+      if (current.calls === 0 && shared.get(key) !== current && !current.admin.closed)
+        current.admin.close().catch(() => {});
+    }
   }
 }
 
@@ -77,6 +91,7 @@ async function withAdmin<T>(kafka: KafkaConnection, work: (admin: Admin) => Prom
  * await closeAdminConnections();
  */
 export async function closeAdminConnections(): Promise<void> {
+  closeAdminHandles();
   const open = [...shared.values()];
   shared.clear();
   await Promise.all(open.map((entry) => entry.admin.close().catch(() => {})));
@@ -107,6 +122,7 @@ export function answers(client: Producer | Admin, timeoutMs: number): Promise<bo
  * if (!(await checkBroker(kafka, 3_000))) log.warn("no broker yet; retrying in the background");
  */
 export function checkBroker(kafka: KafkaConnection, timeoutMs: number): Promise<boolean> {
+  if (onLibrdkafka()) return within(probeBroker(kafka, timeoutMs), timeoutMs, false);
   // Through withAdmin, so a refused probe replaces the client and the next probe connects afresh.
   const answered = withAdmin(kafka, probe).then(
     () => true,
@@ -137,6 +153,7 @@ export function brokerAnswers(kafka: KafkaConnection, timeoutMs: number): Promis
  * const created = await ensureTopics(kafka, topicSpecs(6));
  */
 export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promise<string[]> {
+  if (onLibrdkafka()) return createTopics(kafka, specs);
   return withAdmin(kafka, async (admin) => {
     const existing = new Set(await admin.listTopics());
     const missing = specs.filter((spec) => !existing.has(onBroker(kafka, spec.name)));
@@ -157,6 +174,7 @@ export function ensureTopics(kafka: KafkaConnection, specs: TopicSpec[]): Promis
  * const before = await endOffsets(kafka, "locations.raw"); // [{ topic, partition: 0, offset: 1234n }, ...]
  */
 export function endOffsets(kafka: KafkaConnection, topic: string): Promise<Position[]> {
+  if (onLibrdkafka()) return listEndOffsets(kafka, topic);
   const name = onBroker(kafka, topic);
   return withAdmin(kafka, async (admin) => {
     const metadata = await admin.metadata({ topics: [name] });
@@ -224,6 +242,7 @@ export function seekGroup(kafka: KafkaConnection, groupId: string, positions: Po
  * const committed = await committedOffsets(kafka, "persist");
  */
 export function committedOffsets(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
+  if (onLibrdkafka()) return listCommittedOffsets(kafka, groupId);
   return withAdmin(kafka, async (admin) => {
     const [group] = await admin.listConsumerGroupOffsets({ groups: [onBroker(kafka, groupId)] });
     return (group?.topics ?? []).flatMap(({ name, partitions }) =>

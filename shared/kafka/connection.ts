@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
-import { AuthenticationError, type SASLOptions } from "@platformatic/kafka";
+import type { SASLOptions } from "@platformatic/kafka";
 import type { Config } from "../config.ts";
 import type { KafkaConnection } from "./types.ts";
 
@@ -98,6 +98,19 @@ function causes(error: unknown): Error[] {
   return chain;
 }
 
+/**
+ * One string per cluster and identity, for sharing a client among the callers of one connection: credentials
+ * included (other credentials make another client; the key stays in memory), the namespace not (it only renames
+ * what the calls name).
+ *
+ * @example
+ * connectionKey({ brokers: ["b:9092", "a:9092"], namespace: "t1" }) === connectionKey({ brokers: ["a:9092", "b:9092"] });
+ */
+export function connectionKey(connection: KafkaConnection): string {
+  const { namespace: _, ...rest } = connection;
+  return JSON.stringify({ ...rest, brokers: [...connection.brokers].sort() });
+}
+
 /** "Kafka at host:port,...": how every message about a connection begins. */
 export const brokersOf = (connection: KafkaConnection) => `Kafka at ${connection.brokers.join(",")}`;
 
@@ -120,6 +133,12 @@ export function saslRejection(connection: KafkaConnection, credentials: boolean)
 }
 
 /**
+ * @platformatic/kafka's `AuthenticationError.code`, compared by value: importing the class would load that whole
+ * library into every process, the librdkafka ones included (a unit test checks the two agree).
+ */
+const AUTHENTICATION_CODE = "PLT_KFK_AUTHENTICATION";
+
+/**
  * Why the broker refused `connection` for good, or undefined when `error` is anything else (a refused or timed
  * out connection: the broker may just not be up yet). The text names the setting to fix and never a secret.
  *
@@ -134,7 +153,7 @@ export function accessFailure(error: unknown, connection: KafkaConnection): stri
   // in plaintext to a TLS port fails as an authentication error caused by it.
   const mismatch = chain.find((cause) => /TLS handshake failed|Broker requires TLS/.test(cause.message));
   if (mismatch) return `${where}: ${mismatch.message} Check KAFKA_TLS and the port of KAFKA_BROKERS`;
-  const auth = chain.find((cause) => codeOf(cause) === AuthenticationError.code);
+  const auth = chain.find((cause) => codeOf(cause) === AUTHENTICATION_CODE);
   if (auth) return saslRejection(connection, auth.message === "SASL authentication failed.");
   const certificate = chain.find((cause) => CERTIFICATE_CODES.has(codeOf(cause)));
   if (certificate) {

@@ -1,11 +1,9 @@
 /**
  * Which client library carries the records: `KAFKA_CLIENT` picks @platformatic/kafka or librdkafka (through
  * bun:ffi) for every producer and consumer of the process. Both implement the same port, so nothing else changes.
- * Topic administration and offset look-ups stay on @platformatic/kafka's admin client with either (admin.ts).
+ * @platformatic/kafka's clients are loaded on first use: a process on librdkafka never pays for their modules.
  */
 import { config, type KafkaClientName } from "../config.ts";
-import { createConsumer as platformaticConsumer } from "./consumer.ts";
-import { createProducer as platformaticProducer } from "./producer.ts";
 import { createRdConsumer } from "./rdkafka/consumer.ts";
 import { createRdProducer } from "./rdkafka/producer.ts";
 import type { ConsumerOptions, KafkaConsumer, KafkaProducer, ProducerOptions } from "./types.ts";
@@ -15,6 +13,12 @@ export interface KafkaClient {
   createConsumer(options: ConsumerOptions): KafkaConsumer;
   createProducer(options: ProducerOptions): KafkaProducer;
 }
+
+// Synchronous loads, because creating a client is: the modules hold no top-level await.
+const platformaticConsumer = (options: ConsumerOptions): KafkaConsumer =>
+  (require("./consumer.ts") as typeof import("./consumer.ts")).createConsumer(options);
+const platformaticProducer = (options: ProducerOptions): KafkaProducer =>
+  (require("./producer.ts") as typeof import("./producer.ts")).createProducer(options);
 
 const CLIENTS: Record<KafkaClientName, KafkaClient> = {
   platformatic: { createConsumer: platformaticConsumer, createProducer: platformaticProducer },

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { AuthenticationError } from "@platformatic/kafka";
 import { parseConfig } from "../../shared/config.ts";
 import { accessFailure, clientOptions, kafkaConnection } from "../../shared/kafka/connection.ts";
 import { fromBroker, onBroker } from "../../shared/kafka/namespace.ts";
@@ -71,6 +72,15 @@ describe("accessFailure", () => {
     const why = accessFailure(wrapped, kafka) ?? "";
     expect(why).toContain("Kafka at b:9093: TLS handshake failed (SELF_SIGNED_CERT_IN_CHAIN");
     expect(why).toContain("KAFKA_TLS_CA_FILE");
+    expect(why).not.toContain("pw");
+  });
+
+  test("the client's own authentication error is a rejected login, naming the settings and never the password", () => {
+    const refused = new Error("Connection to b:9093 failed.", {
+      cause: new AuthenticationError("SASL authentication failed."),
+    });
+    const why = accessFailure(refused, kafka) ?? "";
+    expect(why).toContain('rejected user "svc" (PLAIN): wrong username or password');
     expect(why).not.toContain("pw");
   });
 

@@ -72,15 +72,16 @@ export function openClient(
 const logSlots = new BigUint64Array(3);
 const SYSLOG_LEVELS = ["fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug"] as const;
 
-/** Writes a log event to the log at debug level (trace for librdkafka's own debug lines). */
-export function serveLog(event: Pointer, clientId: string): void {
+/** Writes a log event to the log at debug level (trace for librdkafka's own debug lines); returns its text. */
+export function serveLog(event: Pointer, clientId: string): string | undefined {
   const base = ptr(logSlots);
   const at = (offset: number) => (base + offset) as Pointer;
-  if (rdkafka().rd_kafka_event_log(event, base, at(8), at(16)) !== 0) return;
+  if (rdkafka().rd_kafka_event_log(event, base, at(8), at(16)) !== 0) return undefined;
   const text = new CString(read.ptr(base, 8) as Pointer).toString();
   const facility = new CString(read.ptr(base, 0) as Pointer).toString();
   const severity = SYSLOG_LEVELS[read.i32(base, 16)] ?? "debug";
   rdkafkaLog()[severity === "debug" ? "trace" : "debug"]({ clientId, facility, severity }, text);
+  return text;
 }
 
 export interface EventLoop {
@@ -201,6 +202,9 @@ export function pollEvents(
     immediate = setImmediate(turn);
   };
   const unwatch = wakeOnEnqueue(drain ? [...queues, drain.queue] : queues, wake);
+  // A first turn: librdkafka signals a queue that gets something after it was polled, and what came before the
+  // signal was enabled (a new handle's first logs and errors) would otherwise wait for the next event.
+  wake();
   return {
     wake,
     stop() {

@@ -60,5 +60,23 @@ export function accessRefusal(code: number, text: string, connection: KafkaConne
       /invalid credentials|invalid username or password|authentication failed/i.test(text),
     );
   if (code === ERR.SSL) return `${brokersOf(connection)}: TLS handshake failed (${text}); check KAFKA_TLS_CA_FILE`;
+  // librdkafka's own guess after a TLS handshake the broker closed: the port is a plaintext one.
+  if (code === ERR.TRANSPORT && /connecting to a PLAINTEXT broker listener\?/.test(text))
+    return `${brokersOf(connection)}: TLS handshake failed. The broker closed it (${text}). Check KAFKA_TLS and the port of KAFKA_BROKERS`;
   return undefined;
+}
+
+/**
+ * Why the broker refused a plaintext `connection`, from one of librdkafka's log lines: a disconnect while the
+ * first request (ApiVersion) waits is what a TLS port does with a plaintext client, and librdkafka reports it
+ * in its log alone. Undefined for any other line, and with TLS on. The caller decides how many in a row count.
+ *
+ * @example
+ * listenerRefusal("...: Disconnected: connection closed by peer: ... (after 0ms in state APIVERSION_QUERY)", kafka);
+ * // "Kafka at 127.0.0.1:19094 rejected user \"pipeline\" (SCRAM-SHA-256): the SASL handshake failed; check ..."
+ */
+export function listenerRefusal(text: string, connection: KafkaConnection): string | undefined {
+  if (connection.tls || !/Disconnected.*in state APIVERSION_QUERY/.test(text)) return undefined;
+  if (connection.sasl) return saslRejection(connection, false);
+  return `${brokersOf(connection)} closed the connection before answering; check KAFKA_TLS=on if the port is a TLS one`;
 }

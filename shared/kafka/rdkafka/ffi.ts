@@ -64,7 +64,47 @@ const SYMBOLS = {
   rd_kafka_topic_partition_list_destroy: { args: [T.ptr], returns: T.void },
 } as const;
 
+/** The admin API (2.3 and later): requests answered by a result event on the queue they name. */
+const ADMIN_SYMBOLS = {
+  rd_kafka_event_opaque: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_AdminOptions_new: { args: [T.ptr, T.i32], returns: T.ptr },
+  rd_kafka_AdminOptions_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_AdminOptions_set_request_timeout: { args: [T.ptr, T.i32, T.ptr, T.u64], returns: T.i32 },
+  rd_kafka_AdminOptions_set_opaque: { args: [T.ptr, T.ptr], returns: T.void },
+  rd_kafka_DescribeCluster: { args: [T.ptr, T.ptr, T.ptr], returns: T.void },
+  rd_kafka_NewTopic_new: { args: [T.ptr, T.i32, T.i32, T.ptr, T.u64], returns: T.ptr },
+  rd_kafka_NewTopic_set_config: { args: [T.ptr, T.ptr, T.ptr], returns: T.i32 },
+  rd_kafka_NewTopic_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_CreateTopics: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.void },
+  rd_kafka_event_CreateTopics_result: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_CreateTopics_result_topics: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_topic_result_error: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_topic_result_error_string: { args: [T.ptr], returns: T.cstring },
+  rd_kafka_topic_result_name: { args: [T.ptr], returns: T.cstring },
+  rd_kafka_TopicCollection_of_topic_names: { args: [T.ptr, T.u64], returns: T.ptr },
+  rd_kafka_TopicCollection_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_DescribeTopics: { args: [T.ptr, T.ptr, T.ptr, T.ptr], returns: T.void },
+  rd_kafka_event_DescribeTopics_result: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_DescribeTopics_result_topics: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_TopicDescription_error: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_TopicDescription_name: { args: [T.ptr], returns: T.cstring },
+  rd_kafka_TopicDescription_partitions: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_TopicPartitionInfo_partition: { args: [T.ptr], returns: T.i32 },
+  rd_kafka_ListOffsets: { args: [T.ptr, T.ptr, T.ptr, T.ptr], returns: T.void },
+  rd_kafka_event_ListOffsets_result: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_ListOffsets_result_infos: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_ListOffsetsResultInfo_topic_partition: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_ListConsumerGroupOffsets_new: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_ListConsumerGroupOffsets_destroy: { args: [T.ptr], returns: T.void },
+  rd_kafka_ListConsumerGroupOffsets: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.ptr], returns: T.void },
+  rd_kafka_event_ListConsumerGroupOffsets_result: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_ListConsumerGroupOffsets_result_groups: { args: [T.ptr, T.ptr], returns: T.ptr },
+  rd_kafka_group_result_error: { args: [T.ptr], returns: T.ptr },
+  rd_kafka_group_result_partitions: { args: [T.ptr], returns: T.ptr },
+} as const;
+
 type Library = ReturnType<typeof dlopen<typeof SYMBOLS>>["symbols"];
+type AdminLibrary = Library & ReturnType<typeof dlopen<typeof ADMIN_SYMBOLS>>["symbols"];
 
 /**
  * Where scripts/librdkafka.sh puts the library for `./pipeline setup` and for the image, then a system library
@@ -79,6 +119,8 @@ const CANDIDATES = [
 ];
 
 let library: Library | undefined;
+let libraryPath = "";
+let adminLibrary: AdminLibrary | null | undefined;
 
 /**
  * The library's functions, opened on first call. Throws, naming the package, when no librdkafka.so.1 loads.
@@ -92,6 +134,7 @@ export function rdkafka(): Library {
   for (const path of CANDIDATES) {
     try {
       library = dlopen(path, SYMBOLS).symbols;
+      libraryPath = path;
       return library;
     } catch (error) {
       failures.push(`${path}: ${error instanceof Error ? error.message : String(error)}`);
@@ -102,6 +145,25 @@ export function rdkafka(): Library {
       `the library of PyPI's confluent-kafka wheel), install Debian's librdkafka1 (no SCRAM with Kafka 4) ` +
       `or set KAFKA_CLIENT=platformatic (tried ${failures.join("; ")})`,
   );
+}
+
+/**
+ * The library's functions with its admin API, or null when no librdkafka loads or it is older than 2.3 (Debian
+ * bookworm's 2.0.2 has no DescribeTopics, DescribeCluster or ListOffsets): the admin calls then go elsewhere.
+ *
+ * @example
+ * const lib = rdkafkaAdmin(); // null: use the other admin client
+ */
+export function rdkafkaAdmin(): AdminLibrary | null {
+  if (adminLibrary !== undefined) return adminLibrary;
+  try {
+    const core = rdkafka();
+    adminLibrary =
+      core.rd_kafka_version() >= 0x020300ff ? { ...core, ...dlopen(libraryPath, ADMIN_SYMBOLS).symbols } : null;
+  } catch {
+    adminLibrary = null;
+  }
+  return adminLibrary;
 }
 
 const LIBC = {
@@ -146,7 +208,15 @@ export const EVENT = {
   ERROR: 0x8,
   REBALANCE: 0x10,
   OFFSET_COMMIT: 0x20,
+  CREATETOPICS_RESULT: 100,
+  LISTCONSUMERGROUPOFFSETS_RESULT: 0x8000,
+  DESCRIBETOPICS_RESULT: 0x100000,
+  DESCRIBECLUSTER_RESULT: 0x200000,
+  LISTOFFSETS_RESULT: 0x400000,
 } as const;
+
+/** rd_kafka_OffsetSpec_t: the end of a partition, for rd_kafka_ListOffsets. */
+export const OFFSET_SPEC_LATEST = -1n;
 
 /** rd_kafka_resp_err_t values the client acts on. */
 export const ERR = {
@@ -162,6 +232,9 @@ export const ERR = {
   NO_OFFSET: -168,
   PURGE_QUEUE: -152,
   PURGE_INFLIGHT: -151,
+  UNKNOWN_TOPIC_OR_PART: 3,
+  TOPIC_ALREADY_EXISTS: 36,
+  GROUP_ID_NOT_FOUND: 69,
 } as const;
 
 /** rd_kafka_vtype_t: the fields of rd_kafka_produceva's argument array. */
