@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { LOCAL_SASL_SSL } from "../scripts/stack.ts";
 import { KAFKA_CLIENTS } from "../shared/config.ts";
+import { createTopics, listCommittedOffsets, listEndOffsets, probeBroker } from "../shared/kafka/rdkafka/admin.ts";
 import {
   committedOffsets,
   type Delivery,
@@ -20,6 +21,7 @@ import {
   type Position,
   partitionFor,
   scramFailsOnKafka4,
+  seekGroup,
 } from "../shared/kafka.ts";
 import { dlqOf, TOPICS } from "../shared/topics.ts";
 import { pollUntil, snapshot, startGroupAtEnd, testConfig, testKafka } from "./support.ts";
@@ -457,5 +459,54 @@ describe.each(KAFKA_CLIENTS)("the %s client", (name) => {
       await expect(reading.done).rejects.toBeInstanceOf(KafkaAccessError);
       await reading.consumer.close();
     });
+  });
+});
+
+/** The admin calls a stage makes, on librdkafka's admin API, in a namespace of their own. */
+describe("librdkafka's admin calls", () => {
+  const kafka = { ...testKafka(), namespace: `admin-${RUN}` };
+  afterAll(() => deleteNamespace(kafka));
+
+  test("the probe answers for the broker and not for a closed port", async () => {
+    expect(await probeBroker(kafka, 5_000)).toBe(true);
+    expect(await probeBroker({ brokers: ["127.0.0.1:1"] }, 1_000)).toBe(false);
+  });
+
+  test("topics are created once, in the order asked, with their partitions; ends of a new topic are 0", async () => {
+    expect(
+      await createTopics(kafka, [
+        { name: "b", partitions: 3 },
+        { name: "a", partitions: 2 },
+      ]),
+    ).toEqual(["b", "a"]);
+    // Asked at once: the new partitions' leaders may not be elected yet.
+    expect(await listEndOffsets(kafka, "b")).toEqual(
+      [0, 1, 2].map((partition) => ({ topic: "b", partition, offset: 0n })),
+    );
+    expect(
+      await createTopics(kafka, [
+        { name: "a", partitions: 2 },
+        { name: "c", partitions: 1 },
+      ]),
+    ).toEqual(["c"]);
+    expect(await listEndOffsets(kafka, "missing")).toEqual([]);
+  });
+
+  test("end offsets count what was produced; committed offsets are what the group committed", async () => {
+    await createTopics(kafka, [{ name: "d", partitions: 2 }]);
+    const producer = kafkaClient("librdkafka").createProducer({ kafka, clientId: "admin-test" });
+    try {
+      await producer.send([0, 0, 1].map((partition) => ({ topic: "d", key: "k", partition, value: "x" })));
+    } finally {
+      await producer.close();
+    }
+    expect(await listEndOffsets(kafka, "d")).toEqual([
+      { topic: "d", partition: 0, offset: 2n },
+      { topic: "d", partition: 1, offset: 1n },
+    ]);
+    const groupId = "g";
+    expect(await listCommittedOffsets(kafka, groupId)).toEqual([]);
+    await seekGroup(kafka, groupId, [{ topic: "d", partition: 0, offset: 1n }]);
+    expect(await listCommittedOffsets(kafka, groupId)).toEqual([{ topic: "d", partition: 0, offset: 1n }]);
   });
 });

@@ -22,6 +22,10 @@ function api() {
   return lib;
 }
 
+/** Per-partition errors of a partition without a leader for now (a new topic's, or during a leader change). */
+const LEADERLESS = new Set<number>([ERR.UNKNOWN_TOPIC_OR_PART, ERR.LEADER_NOT_AVAILABLE, ERR.NOT_LEADER_OR_FOLLOWER]);
+const LEADER_RETRY_MS = 100;
+
 /** How long topic creation and the offset look-ups wait for the broker before they fail. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
@@ -300,27 +304,32 @@ export async function listEndOffsets(kafka: KafkaConnection, topic: string): Pro
   if (partitions.length === 0) return [];
   const lib = api();
   const latest = partitions.map((partition) => ({ topic, partition, offset: OFFSET_SPEC_LATEST }));
-  const ends = await withList(kafka, latest, (list) =>
-    request(
-      kafka,
-      REQUEST_TIMEOUT_MS,
-      (rk, options, queue) => lib.rd_kafka_ListOffsets(rk, list, options, queue),
-      (event) => {
-        const count = new BigUint64Array(1);
-        const infos = pointers(
-          lib.rd_kafka_ListOffsets_result_infos(lib.rd_kafka_event_ListOffsets_result(event), ptr(count)),
-          count,
-        );
-        return infos.map((info) =>
-          listedPartition(kafka, pointer(lib.rd_kafka_ListOffsetsResultInfo_topic_partition(info)) as Pointer),
-        );
-      },
-    ),
-  );
-  const failed = ends.find((end) => end.err !== ERR.NO_ERROR);
-  if (failed)
-    throw new Error(`the end of ${topic}:${failed.partition} is unknown: ${lib.rd_kafka_err2str(failed.err)}`);
-  return ends.map(({ partition, offset }) => ({ topic, partition, offset })).sort((a, b) => a.partition - b.partition);
+  const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+  for (;;) {
+    const ends = await withList(kafka, latest, (list) =>
+      request(
+        kafka,
+        REQUEST_TIMEOUT_MS,
+        (rk, options, queue) => lib.rd_kafka_ListOffsets(rk, list, options, queue),
+        (event) => {
+          const count = new BigUint64Array(1);
+          const result = lib.rd_kafka_event_ListOffsets_result(event);
+          return pointers(lib.rd_kafka_ListOffsets_result_infos(result, ptr(count)), count).map((info) =>
+            listedPartition(kafka, pointer(lib.rd_kafka_ListOffsetsResultInfo_topic_partition(info)) as Pointer),
+          );
+        },
+      ),
+    );
+    const failed = ends.find((end) => end.err !== ERR.NO_ERROR);
+    if (!failed)
+      return ends
+        .map(({ partition, offset }) => ({ topic, partition, offset }))
+        .sort((a, b) => a.partition - b.partition);
+    // A topic just created has partitions whose leader is not elected yet: asked again shortly, they answer.
+    if (!LEADERLESS.has(failed.err) || Date.now() > deadline)
+      throw new Error(`the end of ${topic}:${failed.partition} is unknown: ${lib.rd_kafka_err2str(failed.err)}`);
+    await Bun.sleep(LEADER_RETRY_MS);
+  }
 }
 
 /**
