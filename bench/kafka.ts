@@ -68,8 +68,9 @@ interface Pacing {
 
 /**
  * One record per send, offered at a fixed rate by concurrent senders (as a stage or ingest's requests send):
- * the share of a core the process used, and each send's p50 and p99. The offered schedule does not wait for
- * slow sends (open loop), so a slow client shows in its latency, not in a lower rate.
+ * the share of a core the process used, and each send's p50 and p99. A sender awaits its send before the next
+ * one, but each latency counts from when the send was due, not from when it went out: a slow client's backlog
+ * shows in its latency instead of quietly lowering the offered rate.
  */
 async function paced(kafka: KafkaConnection, name: KafkaClientName, { rate, senders, ms }: Pacing) {
   const producer = kafkaClient(name).createProducer({ kafka, clientId: `bench-${name}` });
@@ -84,9 +85,10 @@ async function paced(kafka: KafkaConnection, name: KafkaClientName, { rate, send
         for (let due = started + (sender * 1000) / rate; due < started + ms; due += gap) {
           // The pacing of the offered load, not a synchronisation.
           if (due > performance.now()) await Bun.sleep(due - performance.now());
-          const sent = performance.now();
+          // From when it was due; from when it went out if the timer woke a little early.
+          const from = Math.min(due, performance.now());
           await producer.send(records(name, 1));
-          took.push(performance.now() - sent);
+          took.push(performance.now() - from);
         }
       }),
     );
