@@ -22,12 +22,34 @@ function api() {
   return lib;
 }
 
-/** Per-partition errors of a partition without a leader for now (a new topic's, or during a leader change). */
-const LEADERLESS = new Set<number>([ERR.UNKNOWN_TOPIC_OR_PART, ERR.LEADER_NOT_AVAILABLE, ERR.NOT_LEADER_OR_FOLLOWER]);
+/**
+ * Per-partition errors of a partition without a settled leader for now: a new topic's, during a leader change,
+ * or just after a broker restart (its metadata behind the partition's leader epoch).
+ */
+const LEADERLESS = new Set<number>([
+  ERR.UNKNOWN_TOPIC_OR_PART,
+  ERR.LEADER_NOT_AVAILABLE,
+  ERR.NOT_LEADER_OR_FOLLOWER,
+  ERR.UNKNOWN_LEADER_EPOCH,
+]);
 const LEADER_RETRY_MS = 100;
 
 /** How long topic creation and the offset look-ups wait for the broker before they fail. */
-const REQUEST_TIMEOUT_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * A request librdkafka gave up waiting for. After a broker restart, librdkafka 2.16 can keep sending a group's
+ * offset requests to a broker handle it retired (the coordinator it remembered), and every one times out; a new
+ * handle asks the cluster afresh. So a timeout retires the handle, and the calls below try once more on a new one.
+ */
+class RequestTimeout extends Error {}
+const ANSWER_GRACE_MS = 2_000;
+/** The admin handle's own consumer group, never joined (no subscription, no assignment, no commit). */
+const ADMIN_GROUP = "pipeline-admin-lookups";
+
+/** `call`, and once more (on a new handle) if it timed out. */
+const retriedOnce = <T>(call: () => Promise<T>): Promise<T> =>
+  call().catch((error: unknown) => (error instanceof RequestTimeout ? call() : Promise.reject(error)));
 
 interface Waiting {
   /** Reads the result event (which is destroyed once this returns) and settles the caller. */
@@ -53,7 +75,10 @@ function handleFor(kafka: KafkaConnection): Handle {
   const key = connectionKey(kafka);
   const known = handles.get(key);
   if (known) return known;
-  const { rk, queue } = openClient("producer", { ...connectionSettings(kafka), "client.id": "admin" }, 0);
+  // A consumer with a group of its own that it never joins: librdkafka answers a "not coordinator" reply to a
+  // group offsets request by poking the handle's consumer group, and a producer's has none (it crashes).
+  const settings = { ...connectionSettings(kafka), "client.id": "admin", "group.id": ADMIN_GROUP };
+  const { rk, queue } = openClient("consumer", settings, 0);
   const handle: Handle = { key, kafka, rk, queue, waiting: new Map(), closedAtOnce: 0 };
   handles.set(key, handle);
   return handle;
@@ -78,7 +103,13 @@ function serve(handle: Handle, event: Pointer, type: number) {
   handle.waiting.delete(id);
   handle.closedAtOnce = 0;
   const code = lib.rd_kafka_event_error(event);
-  if (code !== ERR.NO_ERROR) waiting.reject(new Error(String(lib.rd_kafka_event_error_string(event))));
+  const text = String(lib.rd_kafka_event_error_string(event));
+  if (code === ERR.TIMED_OUT) {
+    waiting.reject(new RequestTimeout(text));
+    drop(handle, new RequestTimeout(`another request on this connection: ${text}`));
+    return;
+  }
+  if (code !== ERR.NO_ERROR) waiting.reject(new Error(text));
   else waiting.settle(event);
   if (handle.waiting.size === 0) idle(handle);
 }
@@ -135,15 +166,26 @@ function request<T>(
   const handle = handleFor(kafka);
   const id = ++lastId;
   const { promise, resolve, reject } = Promise.withResolvers<T>();
+  // librdkafka answers every request within its timeout, or should: a request it never answers (seen after a
+  // broker restart) fails here instead, and retires the handle as a timeout does.
+  const stuck = setTimeout(() => {
+    if (!handle.waiting.delete(id)) return;
+    reject(new RequestTimeout(`no answer from librdkafka within ${timeoutMs + ANSWER_GRACE_MS} ms`));
+    drop(handle, new RequestTimeout("another request on this connection got no answer"));
+  }, timeoutMs + ANSWER_GRACE_MS);
   handle.waiting.set(id, {
     settle: (event) => {
+      clearTimeout(stuck);
       try {
         resolve(settle(event));
       } catch (error) {
         reject(error);
       }
     },
-    reject,
+    reject: (error) => {
+      clearTimeout(stuck);
+      reject(error);
+    },
   });
   handle.loop ??= pollEvents([handle.queue], (event, type) => serve(handle, event, type), {
     fail: (error) => drop(handle, error instanceof Error ? error : new Error(String(error))),
@@ -157,6 +199,7 @@ function request<T>(
     // The request copies its arguments and its options: they are freed by the callers and here once it is sent.
     issue(handle.rk, options, handle.queue);
   } catch (error) {
+    clearTimeout(stuck);
     handle.waiting.delete(id);
     if (handle.waiting.size === 0) idle(handle);
     throw error;
@@ -205,7 +248,10 @@ export function probeBroker(kafka: KafkaConnection, timeoutMs: number): Promise<
  * @example
  * const created = await createTopics(kafka, topicSpecs(6));
  */
-export async function createTopics(kafka: KafkaConnection, wanted: TopicSpec[]): Promise<string[]> {
+export const createTopics = (kafka: KafkaConnection, wanted: TopicSpec[]): Promise<string[]> =>
+  retriedOnce(() => createTopicsOnce(kafka, wanted));
+
+async function createTopicsOnce(kafka: KafkaConnection, wanted: TopicSpec[]): Promise<string[]> {
   if (wanted.length === 0) return [];
   // Only the missing ones are asked for: a client allowed to use the topics but not to create any is refused a
   // creation even of a topic that exists.
@@ -299,7 +345,10 @@ function describeTopics(kafka: KafkaConnection, topics: string[]): Promise<Map<s
  * @example
  * const ends = await listEndOffsets(kafka, "locations.raw"); // [{ topic, partition: 0, offset: 1234n }, ...]
  */
-export async function listEndOffsets(kafka: KafkaConnection, topic: string): Promise<Position[]> {
+export const listEndOffsets = (kafka: KafkaConnection, topic: string): Promise<Position[]> =>
+  retriedOnce(() => listEndOffsetsOnce(kafka, topic));
+
+async function listEndOffsetsOnce(kafka: KafkaConnection, topic: string): Promise<Position[]> {
   const partitions = (await describeTopics(kafka, [topic])).get(topic) ?? [];
   if (partitions.length === 0) return [];
   const lib = api();
@@ -339,7 +388,10 @@ export async function listEndOffsets(kafka: KafkaConnection, topic: string): Pro
  * @example
  * const committed = await listCommittedOffsets(kafka, "persist");
  */
-export function listCommittedOffsets(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
+export const listCommittedOffsets = (kafka: KafkaConnection, groupId: string): Promise<Position[]> =>
+  retriedOnce(() => listCommittedOffsetsOnce(kafka, groupId));
+
+function listCommittedOffsetsOnce(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
   const lib = api();
   const group = pointer(lib.rd_kafka_ListConsumerGroupOffsets_new(cstr(onBroker(kafka, groupId)), null));
   if (!group) throw new Error("librdkafka gave no group offsets request");
