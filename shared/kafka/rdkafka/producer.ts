@@ -40,11 +40,37 @@ interface SendState {
   reject: (error: Error) => void;
 }
 
-/** Writes a pointer or size (below 2^53, as every address and length is) as a 64-bit little-endian word. */
-function writeWord(buffer: Buffer, offset: number, n: number) {
-  buffer.writeUInt32LE(n % 0x1_0000_0000, offset);
-  buffer.writeUInt32LE(Math.floor(n / 0x1_0000_0000), offset + 4);
+/**
+ * rd_kafka_produceva's argument array: `count` rd_kafka_vu_t of {@link VU_SIZE} bytes, each its type (an int)
+ * and a union whose 64-bit words hold addresses, sizes and numbers (all below 2^53, as every address is),
+ * written through typed views rather than Buffer calls: this runs once per record.
+ */
+class Fields {
+  readonly buffer: Buffer;
+  private readonly words: Uint32Array;
+  private readonly ints: Int32Array;
+  constructor(readonly count: number) {
+    this.buffer = Buffer.alloc(VU_SIZE * count);
+    this.words = new Uint32Array(this.buffer.buffer, this.buffer.byteOffset, this.buffer.length / 4);
+    this.ints = new Int32Array(this.buffer.buffer, this.buffer.byteOffset, this.buffer.length / 4);
+  }
+  /** Field `i`: its type, and word `slot` of its union. */
+  set(i: number, type: number, slot: number, n: number) {
+    this.ints[(i * VU_SIZE) / 4] = type;
+    this.setWord(i, slot, n);
+  }
+  setWord(i: number, slot: number, n: number) {
+    const at = (i * VU_SIZE + 8 + slot * 8) / 4;
+    this.words[at] = n >>> 0;
+    this.words[at + 1] = Math.floor(n / 0x1_0000_0000);
+  }
+  /** The union of field `i` as one int (a partition, flags). */
+  setInt(i: number, n: number) {
+    this.ints[(i * VU_SIZE + 8) / 4] = n;
+  }
 }
+
+const NO_HEADERS: [string, string][] = [];
 
 /** Room for one record's fields: topic, partition, key, value, flags, opaque, end, and its headers. */
 const FIXED_FIELDS = 7;
@@ -88,7 +114,7 @@ export function createRdProducer(options: ProducerOptions): KafkaProducer {
   /** A refusal that retrying cannot fix (credentials, certificate): every later send fails with it at once. */
   let refused: KafkaAccessError | undefined;
   const topicNames = new Map<string, Buffer>();
-  let fields = Buffer.alloc(VU_SIZE * (FIXED_FIELDS + 8));
+  let fields = new Fields(FIXED_FIELDS + 8);
   let scratch = Buffer.alloc(64 * 1024);
 
   function fail(send: SendState, error: Error) {
@@ -164,48 +190,44 @@ export function createRdProducer(options: ProducerOptions): KafkaProducer {
    * can be garbage by then (a buffer only a raw address refers to may be freed at any allocation).
    */
   function produce(record: OutRecord, id: number): boolean {
-    const headers = Object.entries(record.headers ?? {});
-    const size = VU_SIZE * (FIXED_FIELDS + headers.length);
-    if (fields.length < size) fields = Buffer.alloc(size);
+    const headers = record.headers ? Object.entries(record.headers) : NO_HEADERS;
+    if (fields.count < FIXED_FIELDS + headers.length) fields = new Fields(FIXED_FIELDS + headers.length);
     let need = 1 + byteLength(record.key) + byteLength(record.value);
     for (const [name, text] of headers) need += Buffer.byteLength(name) + 1 + Buffer.byteLength(text);
     if (scratch.length < need) scratch = Buffer.alloc(2 * need);
     const base = ptr(scratch);
     // Byte 0 is what an empty key or value points at: a NULL pointer would be no value at all (a tombstone).
     let used = 1;
-    const place = (data: string | Buffer, terminate: boolean) => {
+    /** Copies `data` into scratch; its address there. */
+    const place = (data: string | Buffer) => {
       const start = used;
       used += typeof data === "string" ? scratch.write(data, used) : data.copy(scratch, used);
-      const length = used - start;
-      if (terminate) scratch[used++] = 0;
-      return { address: base + start, length };
+      return base + start;
     };
-    let at = 0;
-    const field = (type: number, write: (offset: number) => void) => {
-      fields.writeInt32LE(type, at);
-      write(at + 8);
-      at += VU_SIZE;
+    /** Field `i` of `type` as bytes: their address and length, or NULL for null. */
+    const bytes = (i: number, type: number, data: string | Buffer | null) => {
+      const start = used;
+      fields.set(i, type, 0, data === null ? 0 : place(data));
+      fields.setWord(i, 1, used - start);
     };
-    const word = (offset: number, n: number) => writeWord(fields, offset, n);
-    const bytes = (offset: number, data: string | Buffer | null) => {
-      const placed = data === null ? { address: 0, length: 0 } : place(data, false);
-      word(offset, placed.address);
-      word(offset + 8, placed.length);
-    };
-    field(VTYPE.TOPIC, (o) => word(o, ptr(topicName(record.topic))));
-    field(VTYPE.PARTITION, (o) =>
-      fields.writeInt32LE(record.partition ?? (record.key === undefined ? 0 : PARTITION_UA), o),
-    );
-    field(VTYPE.VALUE, (o) => bytes(o, record.value));
-    if (record.key !== undefined) field(VTYPE.KEY, (o) => bytes(o, record.key ?? null));
-    field(VTYPE.MSGFLAGS, (o) => fields.writeInt32LE(MSG_F_COPY, o));
-    field(VTYPE.OPAQUE, (o) => word(o, id));
-    for (const [name, text] of headers)
-      field(VTYPE.HEADER, (o) => {
-        word(o, place(name, true).address);
-        bytes(o + 8, text);
-      });
-    const error = takeError(lib.rd_kafka_produceva(rk, fields, at / VU_SIZE));
+    let n = 0;
+    fields.set(n++, VTYPE.TOPIC, 0, ptr(topicName(record.topic)));
+    fields.set(n++, VTYPE.PARTITION, 0, 0);
+    fields.setInt(n - 1, record.partition ?? (record.key === undefined ? 0 : PARTITION_UA));
+    bytes(n++, VTYPE.VALUE, record.value);
+    if (record.key !== undefined) bytes(n++, VTYPE.KEY, record.key);
+    fields.set(n++, VTYPE.MSGFLAGS, 0, 0);
+    fields.setInt(n - 1, MSG_F_COPY);
+    fields.set(n++, VTYPE.OPAQUE, 0, id);
+    for (const [name, text] of headers) {
+      const address = place(name);
+      scratch[used++] = 0; // a header's name is NUL-terminated
+      fields.set(n, VTYPE.HEADER, 0, address);
+      const start = used;
+      fields.setWord(n, 1, place(text));
+      fields.setWord(n++, 2, used - start);
+    }
+    const error = takeError(lib.rd_kafka_produceva(rk, fields.buffer, n));
     if (!error) return true;
     if (error.code === ERR.QUEUE_FULL) return false;
     throw new Error(`producing to ${record.topic} failed: ${error.message}`);
