@@ -31,6 +31,10 @@ const LEADERLESS = new Set<number>([
   ERR.LEADER_NOT_AVAILABLE,
   ERR.NOT_LEADER_OR_FOLLOWER,
   ERR.UNKNOWN_LEADER_EPOCH,
+  ERR.IN_PROGRESS,
+  ERR.UNKNOWN_PARTITION,
+  // The whole request, when no partition has a leader yet ("No leaders found").
+  ERR.NOENT,
 ]);
 const LEADER_RETRY_MS = 100;
 
@@ -43,6 +47,16 @@ const REQUEST_TIMEOUT_MS = 10_000;
  * handle asks the cluster afresh. So a timeout retires the handle, and the calls below try once more on a new one.
  */
 class RequestTimeout extends Error {}
+
+/** A request librdkafka failed as a whole, with its error code. */
+class AdminError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 const ANSWER_GRACE_MS = 2_000;
 /** The admin handle's own consumer group, never joined (no subscription, no assignment, no commit). */
 const ADMIN_GROUP = "pipeline-admin-lookups";
@@ -66,6 +80,8 @@ interface Handle {
   loop?: EventLoop;
   /** Connections closed before their first answer since a request was last answered. */
   closedAtOnce: number;
+  /** Retired: refused, timed out or failed; destroyed once, on the next turn of the event loop. */
+  dropped: boolean;
 }
 
 const handles = new Map<string, Handle>();
@@ -79,12 +95,13 @@ function handleFor(kafka: KafkaConnection): Handle {
   // group offsets request by poking the handle's consumer group, and a producer's has none (it crashes).
   const settings = { ...connectionSettings(kafka), "client.id": "admin", "group.id": ADMIN_GROUP };
   const { rk, queue } = openClient("consumer", settings, 0);
-  const handle: Handle = { key, kafka, rk, queue, waiting: new Map(), closedAtOnce: 0 };
+  const handle: Handle = { key, kafka, rk, queue, waiting: new Map(), closedAtOnce: 0, dropped: false };
   handles.set(key, handle);
   return handle;
 }
 
 function serve(handle: Handle, event: Pointer, type: number) {
+  if (handle.dropped) return;
   const lib = api();
   if (type === EVENT.LOG) return closedAtOnce(handle, serveLog(event, "admin") ?? "");
   if (type === EVENT.ERROR) {
@@ -109,7 +126,7 @@ function serve(handle: Handle, event: Pointer, type: number) {
     drop(handle, new RequestTimeout(`another request on this connection: ${text}`));
     return;
   }
-  if (code !== ERR.NO_ERROR) waiting.reject(new Error(text));
+  if (code !== ERR.NO_ERROR) waiting.reject(new AdminError(code, text));
   else waiting.settle(event);
   if (handle.waiting.size === 0) idle(handle);
 }
@@ -127,6 +144,24 @@ function closedAtOnce(handle: Handle, line: string) {
   if (handle.closedAtOnce >= CLOSED_AT_ONCE_IN_A_ROW) drop(handle, new KafkaAccessError(why));
 }
 
+/**
+ * Takes what reached an idle handle's queue while nobody served it. Log lines and the answer to a request given
+ * up on are old news, and would otherwise count against the next request (three old "closed at once" lines from
+ * a broker restart would read as a TLS port); a refusal is not (librdkafka reports a repeated one only once), so
+ * it retires the handle. True when it did.
+ */
+function discardBacklog(handle: Handle): boolean {
+  const lib = api();
+  for (;;) {
+    const event = pointer(lib.rd_kafka_queue_poll(handle.queue, 0));
+    if (!event) break;
+    if (lib.rd_kafka_event_type(event) === EVENT.ERROR) serve(handle, event, EVENT.ERROR);
+    lib.rd_kafka_event_destroy(event);
+  }
+  handle.closedAtOnce = 0;
+  return handle.dropped;
+}
+
 function idle(handle: Handle) {
   handle.loop?.stop();
   handle.loop = undefined;
@@ -137,6 +172,8 @@ function idle(handle: Handle) {
  * connects afresh (librdkafka reports a repeated refusal of one handle only once).
  */
 function drop(handle: Handle, error: Error) {
+  if (handle.dropped) return;
+  handle.dropped = true;
   if (handles.get(handle.key) === handle) handles.delete(handle.key);
   for (const waiting of handle.waiting.values()) waiting.reject(error);
   handle.waiting.clear();
@@ -163,16 +200,19 @@ function request<T>(
   settle: (event: Pointer) => T,
 ): Promise<T> {
   const lib = api();
-  const handle = handleFor(kafka);
+  let handle = handleFor(kafka);
+  if (!handle.loop && discardBacklog(handle)) handle = handleFor(kafka);
   const id = ++lastId;
   const { promise, resolve, reject } = Promise.withResolvers<T>();
-  // librdkafka answers every request within its timeout, or should: a request it never answers (seen after a
-  // broker restart) fails here instead, and retires the handle as a timeout does.
+  // librdkafka answers every request within its timeout (twice it for a request to each partition's leader
+  // after asking who leads), or should: one it never answers (seen after a broker restart) fails here instead,
+  // and retires the handle as a timeout does.
+  const answerWithinMs = 2 * timeoutMs + ANSWER_GRACE_MS;
   const stuck = setTimeout(() => {
     if (!handle.waiting.delete(id)) return;
-    reject(new RequestTimeout(`no answer from librdkafka within ${timeoutMs + ANSWER_GRACE_MS} ms`));
+    reject(new RequestTimeout(`no answer from librdkafka within ${answerWithinMs} ms`));
     drop(handle, new RequestTimeout("another request on this connection got no answer"));
-  }, timeoutMs + ANSWER_GRACE_MS);
+  }, answerWithinMs);
   handle.waiting.set(id, {
     settle: (event) => {
       clearTimeout(stuck);
@@ -187,14 +227,18 @@ function request<T>(
       reject(error);
     },
   });
-  handle.loop ??= pollEvents([handle.queue], (event, type) => serve(handle, event, type), {
-    fail: (error) => drop(handle, error instanceof Error ? error : new Error(String(error))),
-  });
-  const options = pointer(lib.rd_kafka_AdminOptions_new(handle.rk, 0));
+  let options: Pointer | null = null;
   try {
+    handle.loop ??= pollEvents([handle.queue], (event, type) => serve(handle, event, type), {
+      fail: (error) => drop(handle, error instanceof Error ? error : new Error(String(error))),
+    });
+    options = pointer(lib.rd_kafka_AdminOptions_new(handle.rk, 0));
     if (!options) throw new Error("librdkafka gave no admin options");
     const text = Buffer.alloc(256);
     lib.rd_kafka_AdminOptions_set_request_timeout(options, timeoutMs, text, text.length);
+    // How long the broker may take to create topics before it answers: within the request's own timeout, so a
+    // slow creation is an answer (and not a timeout whose retry would find the topics made by someone else).
+    lib.rd_kafka_AdminOptions_set_operation_timeout(options, Math.floor(timeoutMs / 2), text, text.length);
     lib.rd_kafka_AdminOptions_set_opaque(options, id as Pointer);
     // The request copies its arguments and its options: they are freed by the callers and here once it is sent.
     issue(handle.rk, options, handle.queue);
@@ -229,17 +273,19 @@ const codeOf = (error: Pointer | bigint | null) => {
  * @example
  * if (!(await probeBroker(kafka, 3_000))) log.warn("no broker yet");
  */
-export function probeBroker(kafka: KafkaConnection, timeoutMs: number): Promise<boolean> {
+export async function probeBroker(kafka: KafkaConnection, timeoutMs: number): Promise<boolean> {
   const lib = api();
-  return request(
-    kafka,
-    timeoutMs,
-    (rk, options, queue) => lib.rd_kafka_DescribeCluster(rk, options, queue),
-    () => true,
-  ).catch((error: unknown) => {
+  try {
+    return await request(
+      kafka,
+      timeoutMs,
+      (rk, options, queue) => lib.rd_kafka_DescribeCluster(rk, options, queue),
+      () => true,
+    );
+  } catch (error) {
     if (error instanceof KafkaAccessError) throw error;
     return false;
-  });
+  }
 }
 
 /**
@@ -255,11 +301,12 @@ async function createTopicsOnce(kafka: KafkaConnection, wanted: TopicSpec[]): Pr
   if (wanted.length === 0) return [];
   // Only the missing ones are asked for: a client allowed to use the topics but not to create any is refused a
   // creation even of a topic that exists.
-  const existing = await describeTopics(
-    kafka,
-    wanted.map((spec) => spec.name),
-  );
-  const specs = wanted.filter((spec) => !existing.has(spec.name));
+  const names = [...new Set(wanted.map((spec) => spec.name))];
+  const existing = await describeTopics(kafka, names);
+  // The first spec of a name counts, as the broker would take the first of two creations.
+  const specs = names
+    .filter((name) => !existing.has(name))
+    .map((name) => wanted.find((spec) => spec.name === name) as TopicSpec);
   if (specs.length === 0) return [];
   const lib = api();
   const text = Buffer.alloc(512);
@@ -305,14 +352,14 @@ async function createTopicsOnce(kafka: KafkaConnection, wanted: TopicSpec[]): Pr
 }
 
 /** The partition numbers of each of `topics` that exists, by the stage's name of the topic. */
-function describeTopics(kafka: KafkaConnection, topics: string[]): Promise<Map<string, number[]>> {
+async function describeTopics(kafka: KafkaConnection, topics: string[]): Promise<Map<string, number[]>> {
   const lib = api();
   const names = topics.map((topic) => cstr(onBroker(kafka, topic)));
   const array = new BigUint64Array(names.map((name) => BigInt(ptr(name))));
   const collection = pointer(lib.rd_kafka_TopicCollection_of_topic_names(ptr(array), names.length));
   if (!collection) throw new Error("librdkafka gave no topic collection");
   try {
-    return request(
+    return await request(
       kafka,
       REQUEST_TIMEOUT_MS,
       (rk, options, queue) => lib.rd_kafka_DescribeTopics(rk, collection, options, queue),
@@ -354,6 +401,8 @@ async function listEndOffsetsOnce(kafka: KafkaConnection, topic: string): Promis
   const lib = api();
   const latest = partitions.map((partition) => ({ topic, partition, offset: OFFSET_SPEC_LATEST }));
   const deadline = Date.now() + REQUEST_TIMEOUT_MS;
+  // A topic just created has partitions whose leader is not elected yet: asked again shortly, they answer.
+  const leaderless = (code: number) => LEADERLESS.has(code) && Date.now() < deadline;
   for (;;) {
     const ends = await withList(kafka, latest, (list) =>
       request(
@@ -368,14 +417,16 @@ async function listEndOffsetsOnce(kafka: KafkaConnection, topic: string): Promis
           );
         },
       ),
-    );
-    const failed = ends.find((end) => end.err !== ERR.NO_ERROR);
-    if (!failed)
+    ).catch((error: unknown) => {
+      if (error instanceof AdminError && leaderless(error.code)) return undefined;
+      throw error;
+    });
+    const failed = ends?.find((end) => end.err !== ERR.NO_ERROR);
+    if (ends && !failed)
       return ends
         .map(({ partition, offset }) => ({ topic, partition, offset }))
         .sort((a, b) => a.partition - b.partition);
-    // A topic just created has partitions whose leader is not elected yet: asked again shortly, they answer.
-    if (!LEADERLESS.has(failed.err) || Date.now() > deadline)
+    if (failed && !leaderless(failed.err))
       throw new Error(`the end of ${topic}:${failed.partition} is unknown: ${lib.rd_kafka_err2str(failed.err)}`);
     await Bun.sleep(LEADER_RETRY_MS);
   }
@@ -391,13 +442,13 @@ async function listEndOffsetsOnce(kafka: KafkaConnection, topic: string): Promis
 export const listCommittedOffsets = (kafka: KafkaConnection, groupId: string): Promise<Position[]> =>
   retriedOnce(() => listCommittedOffsetsOnce(kafka, groupId));
 
-function listCommittedOffsetsOnce(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
+async function listCommittedOffsetsOnce(kafka: KafkaConnection, groupId: string): Promise<Position[]> {
   const lib = api();
   const group = pointer(lib.rd_kafka_ListConsumerGroupOffsets_new(cstr(onBroker(kafka, groupId)), null));
   if (!group) throw new Error("librdkafka gave no group offsets request");
   const groups = new BigUint64Array([BigInt(group)]);
   try {
-    return request(
+    return await request(
       kafka,
       REQUEST_TIMEOUT_MS,
       (rk, options, queue) => lib.rd_kafka_ListConsumerGroupOffsets(rk, ptr(groups), 1, options, queue),
@@ -410,7 +461,13 @@ function listCommittedOffsetsOnce(kafka: KafkaConnection, groupId: string): Prom
         if (code === ERR.GROUP_ID_NOT_FOUND) return [];
         if (code !== ERR.NO_ERROR)
           throw new Error(`the offsets of ${groupId} are unknown: ${lib.rd_kafka_err2str(code)}`);
-        return listedPartitions(kafka, pointer(lib.rd_kafka_group_result_partitions(listed))).map((p) => ({
+        const partitions = listedPartitions(kafka, pointer(lib.rd_kafka_group_result_partitions(listed)));
+        const failed = partitions.find((p) => p.err !== ERR.NO_ERROR);
+        if (failed)
+          throw new Error(
+            `the offset of ${groupId} on ${failed.topic}:${failed.partition} is unknown: ${lib.rd_kafka_err2str(failed.err)}`,
+          );
+        return partitions.map((p) => ({
           topic: p.topic,
           partition: p.partition,
           // librdkafka's "no offset" (-1001) is the broker's -1, as the other client reports it.

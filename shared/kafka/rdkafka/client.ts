@@ -178,6 +178,8 @@ export function pollEvents(
           more = true;
           break;
         }
+        // A handler may stop the loop (its client retired): nothing more is taken off its queues then.
+        if (stopped) break;
         const event = pointer(lib.rd_kafka_queue_poll(queue, 0));
         if (!event) break;
         try {

@@ -70,6 +70,7 @@ const ADMIN_SYMBOLS = {
   rd_kafka_AdminOptions_new: { args: [T.ptr, T.i32], returns: T.ptr },
   rd_kafka_AdminOptions_destroy: { args: [T.ptr], returns: T.void },
   rd_kafka_AdminOptions_set_request_timeout: { args: [T.ptr, T.i32, T.ptr, T.u64], returns: T.i32 },
+  rd_kafka_AdminOptions_set_operation_timeout: { args: [T.ptr, T.i32, T.ptr, T.u64], returns: T.i32 },
   rd_kafka_AdminOptions_set_opaque: { args: [T.ptr, T.ptr], returns: T.void },
   rd_kafka_DescribeCluster: { args: [T.ptr, T.ptr, T.ptr], returns: T.void },
   rd_kafka_NewTopic_new: { args: [T.ptr, T.i32, T.i32, T.ptr, T.u64], returns: T.ptr },
@@ -237,6 +238,9 @@ export const ERR = {
   LEADER_NOT_AVAILABLE: 5,
   NOT_LEADER_OR_FOLLOWER: 6,
   UNKNOWN_LEADER_EPOCH: 75,
+  NOENT: -156,
+  IN_PROGRESS: -178,
+  UNKNOWN_PARTITION: -190,
   TOPIC_ALREADY_EXISTS: 36,
   GROUP_ID_NOT_FOUND: 69,
 } as const;
