@@ -3,6 +3,7 @@
  * `Last-Modified`), bounded by a timeout, and classified so the loop knows what to do next: publish a page,
  * wait for the next tick (unchanged), wait as long as the server asked (429/503 with `Retry-After`), or back off.
  */
+import { fetchText } from "../shared/deadline.ts";
 
 /** What the server sent with the last page it served whole, to ask next time whether anything changed. */
 export interface Validators {
@@ -57,12 +58,14 @@ export async function fetchPage(options: RequestOptions): Promise<Fetched> {
   const headers = new Headers({ accept: "application/json", ...options.headers });
   if (options.validators.etag) headers.set("if-none-match", options.validators.etag);
   if (options.validators.lastModified) headers.set("if-modified-since", options.validators.lastModified);
-  const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), options.signal]);
   let response: Response;
   let text: string;
   try {
-    response = await fetch(options.url, { headers, signal, redirect: "follow" });
-    text = await response.text();
+    ({ response, text } = await fetchText(
+      options.url,
+      { headers, signal: options.signal, redirect: "follow" },
+      options.timeoutMs,
+    ));
   } catch (error) {
     const timedOut = (error as Error).name === "TimeoutError";
     return timedOut

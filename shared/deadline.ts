@@ -13,3 +13,40 @@ export async function within<T>(work: Promise<T>, ms: number, onTimeout: T): Pro
     clearTimeout(timer);
   }
 }
+
+/** An HTTP answer with its body read as text. */
+export interface Answer {
+  response: Response;
+  text: string;
+}
+
+/**
+ * Fetches `url` and reads its body within `timeoutMs`, else rejects with a `TimeoutError` DOMException and
+ * aborts the request. The deadline is a timer of its own raced against the request, not `AbortSignal.timeout`:
+ * Bun's fetch does not always honour that signal (a request to a busy server has stayed pending long past it),
+ * and a wait without an end would stall whatever awaits the answer.
+ *
+ * @example
+ * const { response, text } = await fetchText("http://127.0.0.1:3000/readyz", {}, 2_000);
+ */
+export async function fetchText(url: string, init: RequestInit, timeoutMs: number): Promise<Answer> {
+  const controller = new AbortController();
+  const signal = init.signal ? AbortSignal.any([controller.signal, init.signal]) : controller.signal;
+  let timer: Timer | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError");
+      controller.abort(error);
+      reject(error);
+    }, timeoutMs);
+  });
+  const request = (async () => {
+    const response = await fetch(url, { ...init, signal });
+    return { response, text: await response.text() };
+  })();
+  try {
+    return await Promise.race([request, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -20,6 +20,7 @@ import { createDb } from "../persist/postgres/db.ts";
 import { SINKS } from "../persist/sinks.ts";
 import { documentStoreAnswers } from "../scripts/stack/ferretdb.ts";
 import { config } from "../shared/config.ts";
+import { within } from "../shared/deadline.ts";
 import { brokerAnswers, endOffsets, ensureTopics, kafkaConnection, seekGroup } from "../shared/kafka.ts";
 import { createLogger } from "../shared/log.ts";
 import { TOPICS, topicSpecs } from "../shared/topics.ts";
@@ -88,6 +89,8 @@ const GROUPS = [...GROUP_OF.keys()];
 const INSTANCES = ["ingest", "enrich#1", "aggregate", "intervals", "persist"];
 /** A killed member stays in its group until its session times out (6 s): so soon after a fault, extra members are ours. */
 const MEMBERSHIP_SETTLE_MS = 20_000;
+/** How long the load may take to end once stopped: longer than a request's own timeout. */
+const LOAD_STOP_MS = 30_000;
 
 function say(line: string): void {
   console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
@@ -273,8 +276,17 @@ try {
     await runFaults(faults);
   } finally {
     load.abort();
-    await Promise.all([traffic.done, users.done]);
   }
+  // A request or statement that never ends would stall the run to its outer timeout without a word: say which.
+  const ended = (name: string, done: Promise<unknown>) =>
+    within(
+      done.then(() => ""),
+      LOAD_STOP_MS,
+      name,
+    );
+  const pending = await Promise.all([ended("the HTTP load", traffic.done), ended("the user writes", users.done)]);
+  if (pending.some(Boolean))
+    throw new Error(`${pending.filter(Boolean).join(" and ")} did not stop within ${LOAD_STOP_MS} ms`);
   say(`users written: ${userStatusLine(users.tally)}`);
   say(`load stopped; ${loadLine(streams)}`);
   if (interrupted) throw new Error("interrupted");

@@ -15,6 +15,7 @@ import { intervals } from "../intervals.ts";
 import { persist } from "../persist.ts";
 import { poll } from "../poll.ts";
 import { parseConfig } from "../shared/config.ts";
+import { fetchText } from "../shared/deadline.ts";
 import { deleteNamespace, ensureTopics, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { runStage, type Stage } from "../shared/runner.ts";
 import { topicSpecs } from "../shared/topics.ts";
@@ -145,7 +146,7 @@ export async function inNamespace<T>(name: string, work: (kafka: KafkaConnection
   }
 }
 
-const get = (url: string) => fetch(url, { signal: AbortSignal.timeout(2_000) });
+const get = async (url: string) => (await fetchText(url, {}, 2_000)).response;
 
 /**
  * Starts the stage `name` and resolves once it answers.

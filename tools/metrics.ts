@@ -2,12 +2,13 @@
  * Reading the stages' `/metrics`: just enough of the Prometheus text format for tests, benchmarks and the fault
  * run to read counters and histograms, and the difference between two scrapes of a measured window.
  */
+import { fetchText } from "../shared/deadline.ts";
 
 /** The `/metrics` text of the stage at `url`, or undefined when it does not answer within `timeoutMs`. */
 export async function scrape(url: string, timeoutMs = 3_000): Promise<string | undefined> {
   try {
-    const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
-    return response.ok ? await response.text() : undefined;
+    const { response, text } = await fetchText(`${url}/metrics`, {}, timeoutMs);
+    return response.ok ? text : undefined;
   } catch {
     return undefined;
   }

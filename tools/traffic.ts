@@ -6,6 +6,7 @@
  * - indeterminate: no answer (timeout, connection refused or reset): any event of it may or may not exist.
  * Nothing is retried here, so every event_id belongs to exactly one request.
  */
+import { fetchText } from "../shared/deadline.ts";
 import { corrupt, type EventBody, type EventGenerator, type Rng, ROUTES } from "./generators.ts";
 
 export type Outcome = "ok" | "failed" | "indeterminate";
@@ -123,13 +124,7 @@ export async function post(
   const clientIds = events.flatMap((event) => (typeof event.event_id === "string" ? [event.event_id] : []));
   const started = performance.now();
   try {
-    const response = await fetch(`${url}${route}`, {
-      method: "POST",
-      body,
-      headers,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    const text = await response.text();
+    const { response, text } = await fetchText(`${url}${route}`, { method: "POST", body, headers }, options.timeoutMs);
     const ms = performance.now() - started;
     if (response.ok) {
       const assigned = (JSON.parse(text) as { event_ids?: string[] }).event_ids;
