@@ -168,18 +168,23 @@ function idle(handle: Handle) {
 }
 
 /**
- * Forgets a refused handle: its waiting calls fail with `error`, and the next call opens a new handle, which
- * connects afresh (librdkafka reports a repeated refusal of one handle only once).
+ * Forgets a handle, once: its waiting calls fail with `error`, and the next call opens a new handle, which
+ * connects afresh (librdkafka reports a repeated refusal of one handle only once). False if it was already.
  */
-function drop(handle: Handle, error: Error) {
-  if (handle.dropped) return;
+function retire(handle: Handle, error: Error): boolean {
+  if (handle.dropped) return false;
   handle.dropped = true;
   if (handles.get(handle.key) === handle) handles.delete(handle.key);
   for (const waiting of handle.waiting.values()) waiting.reject(error);
   handle.waiting.clear();
   idle(handle);
+  return true;
+}
+
+/** Retires a refused, timed out or failed handle, and destroys it on the next turn of the event loop. */
+function drop(handle: Handle, error: Error) {
   // Not from inside the loop's turn, which still holds the event it is serving.
-  setImmediate(() => destroy(handle));
+  if (retire(handle, error)) setImmediate(() => destroy(handle));
 }
 
 function destroy(handle: Handle) {
@@ -484,14 +489,9 @@ async function listCommittedOffsetsOnce(kafka: KafkaConnection, groupId: string)
  * Closes every admin handle at once: waiting calls fail, and a later call opens a new handle.
  *
  * @example
- * await closeAdminHandles();
+ * closeAdminHandles(); // at shutdown, once nothing calls the admin helpers any more
  */
 export function closeAdminHandles(): void {
-  for (const handle of [...handles.values()]) {
-    handles.delete(handle.key);
-    for (const waiting of handle.waiting.values()) waiting.reject(new Error("the admin connection closed"));
-    handle.waiting.clear();
-    idle(handle);
-    destroy(handle);
-  }
+  for (const handle of [...handles.values()])
+    if (retire(handle, new Error("the admin connection closed"))) destroy(handle);
 }
