@@ -13,10 +13,22 @@ const slot = (topic: string, partition: number) => `${topic}:${partition}`;
  * await consumer.commit(nextPositions(batch));
  */
 export function nextPositions(records: InRecord[]): Position[] {
-  const next = new Map<string, Position>();
-  for (const { topic, partition, offset } of records)
-    next.set(slot(topic, partition), { topic, partition, offset: offset + 1n });
-  return [...next.values()];
+  const last = new Map<string, Position>();
+  let run: Position | undefined;
+  for (const { topic, partition, offset } of records) {
+    // A batch comes in runs of one partition: the partition is looked up where a run starts, and the offset
+    // incremented once at the end (a bigint sum allocates).
+    if (run === undefined || run.partition !== partition || run.topic !== topic) {
+      const key = slot(topic, partition);
+      run = last.get(key);
+      if (run === undefined) {
+        run = { topic, partition, offset };
+        last.set(key, run);
+      }
+    }
+    run.offset = offset;
+  }
+  return [...last.values()].map(({ topic, partition, offset }) => ({ topic, partition, offset: offset + 1n }));
 }
 
 /**
