@@ -12,6 +12,7 @@ export {
   committedOffsets,
   deleteGroup,
   deleteNamespace,
+  deleteTopics,
   endOffsets,
   ensureTopics,
   groupLag,

@@ -220,6 +220,20 @@ export function deleteNamespace(kafka: KafkaConnection): Promise<number> {
 }
 
 /**
+ * Deletes those of `topics` that exist: what a run that made topics of its own outside a namespace leaves behind.
+ *
+ * @example
+ * await deleteTopics(kafka, ["cdc.public.cdc_1a2b3c4d", "cdc.public.cdc_1a2b3c4d.dlq"]);
+ */
+export function deleteTopics(kafka: KafkaConnection, topics: string[]): Promise<void> {
+  return withAdmin(kafka, async (admin) => {
+    const existing = new Set(await admin.listTopics());
+    const names = topics.map((topic) => onBroker(kafka, topic)).filter((name) => existing.has(name));
+    if (names.length > 0) await admin.deleteTopics({ topics: names });
+  });
+}
+
+/**
  * Sets the committed offsets of `groupId` to `positions` (`rpk group seek`): where its next member starts. The
  * group must have no members then.
  *
