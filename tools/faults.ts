@@ -272,11 +272,6 @@ try {
   const traffic = startLoad({ ingestUrl, run, seed, profile, ledger, loginClock, signal: load.signal });
   streams = traffic.streams;
   stopMonitor = startMonitor();
-  try {
-    await runFaults(faults);
-  } finally {
-    load.abort();
-  }
   // A request or statement that never ends would stall the run to its outer timeout without a word: say which.
   const ended = (name: string, done: Promise<unknown>) =>
     within(
@@ -284,9 +279,15 @@ try {
       LOAD_STOP_MS,
       name,
     );
-  const pending = await Promise.all([ended("the HTTP load", traffic.done), ended("the user writes", users.done)]);
-  if (pending.some(Boolean))
-    throw new Error(`${pending.filter(Boolean).join(" and ")} did not stop within ${LOAD_STOP_MS} ms`);
+  let pending: string[] = [];
+  try {
+    await runFaults(faults);
+  } finally {
+    load.abort();
+    const parts = await Promise.all([ended("the HTTP load", traffic.done), ended("the user writes", users.done)]);
+    pending = parts.filter(Boolean);
+  }
+  if (pending.length > 0) throw new Error(`${pending.join(" and ")} did not stop within ${LOAD_STOP_MS} ms`);
   say(`users written: ${userStatusLine(users.tally)}`);
   say(`load stopped; ${loadLine(streams)}`);
   if (interrupted) throw new Error("interrupted");

@@ -4,6 +4,7 @@
  * `bun run generate --kind users`.
  */
 import postgres from "postgres";
+import { within } from "../shared/deadline.ts";
 import type { UserChange, userChangeGenerator } from "./generators.ts";
 
 /** Running totals of a users write. */
@@ -56,6 +57,9 @@ export interface UserWriteOptions {
   onError?: (change: UserChange, error: Error) => void;
 }
 
+/** How long one change may wait for its answer; a change without one counts as failed (it may have committed). */
+const STATEMENT_TIMEOUT_MS = 10_000;
+
 /**
  * Writes the generator's changes at `rate`, counting them in `tally`; resolves with the id of each handle whose
  * insert committed.
@@ -68,7 +72,8 @@ export interface UserWriteOptions {
  */
 export async function writeUsers(options: UserWriteOptions, tally: UserTally): Promise<Map<number, string>> {
   // One connection: the order of the statements is the order of their commits, hence of the captured changes.
-  const sql = postgres(options.url, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  const connect = () => postgres(options.url, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  let sql = connect();
   const ids = new Map<number, string>();
   const started = performance.now();
   const deadline = options.durationMs === undefined ? Number.POSITIVE_INFINITY : started + options.durationMs;
@@ -82,7 +87,19 @@ export async function writeUsers(options: UserWriteOptions, tally: UserTally): P
       if (options.signal?.aborted || performance.now() >= deadline) break;
       const change = options.generator.next(options.clock?.(n) ?? Date.now());
       try {
-        await apply(sql, change, ids, tally);
+        const answered = await within(
+          apply(sql, change, ids, tally).then(() => true),
+          STATEMENT_TIMEOUT_MS,
+          false,
+        );
+        if (!answered) {
+          // postgres.js can leave a statement pending for good when the server closes the connection as it starts
+          // (a restart of PostgreSQL): that connection is given up, unawaited, and the next change opens another.
+          const stuck = sql;
+          sql = connect();
+          void within(stuck.end({ timeout: 0 }), 1_000, undefined).catch(() => {});
+          throw new Error(`no answer within ${STATEMENT_TIMEOUT_MS} ms`);
+        }
       } catch (error) {
         tally.failed++;
         options.onError?.(change, error as Error);
@@ -91,7 +108,8 @@ export async function writeUsers(options: UserWriteOptions, tally: UserTally): P
     }
   } finally {
     tally.elapsedMs = performance.now() - started;
-    await sql.end({ timeout: 5 });
+    // A connection the server dropped can leave end() pending too: the writer ends either way.
+    await within(sql.end({ timeout: 5 }), 10_000, undefined);
   }
   return ids;
 }
