@@ -126,12 +126,7 @@ export const decoderOf = (topic: string): ((record: InRecord) => unknown) | unde
  * The dead letter of `record` for `topic` (its DLQ unless another side topic is given): original key, bytes and
  * headers, plus where it came from and why it was set aside.
  */
-export function deadLetter(
-  record: InRecord,
-  error: unknown,
-  stage: string,
-  topic = dlqOf(record.topic as TopicName),
-): OutRecord {
+export function deadLetter(record: InRecord, error: unknown, stage: string, topic = dlqOf(record.topic)): OutRecord {
   return {
     topic,
     key: record.key,

@@ -20,8 +20,8 @@ export const TOPICS = {
 
 export type TopicName = (typeof TOPICS)[keyof typeof TOPICS];
 
-/** Dead letters of a consumed topic go to `<topic>.dlq`. */
-export const dlqOf = (topic: TopicName): string => `${topic}.dlq`;
+/** Dead letters of a consumed topic (a fixed one or a captured table's) go to `<topic>.dlq`. */
+export const dlqOf = (topic: string): string => `${topic}.dlq`;
 
 /**
  * The topic capture.ts writes a table's changes to, for `schema.table` as CAPTURE_TABLES names it.

@@ -10,7 +10,7 @@ import { mirrorOf } from "../persist/mysql.ts";
 import { bucketClient } from "../persist/s3.ts";
 import { type ChangeEvent, compareLsns, POSITION_HEADER, parsePosition, positionOf } from "../shared/change.ts";
 import { createProducer, deleteTopics, groupLag, type InRecord, readRange } from "../shared/kafka.ts";
-import { cdcTopicOf, dlqOf, type TopicName } from "../shared/topics.ts";
+import { cdcTopicOf, dlqOf } from "../shared/topics.ts";
 import { groupOf } from "../tools/harness.ts";
 import { ownCapture } from "./capture.ts";
 import { pollUntil, readTopic, type Stage, spawnStage, testConfig, testKafka } from "./support.ts";
@@ -49,10 +49,13 @@ afterAll(async () => {
   await own.drop();
   await source.query(`drop table if exists ${table}`);
   await mirror.query(`drop table if exists ${mirrorOf(topic)}`);
-  for (const { key } of (await bucket.list({ prefix: `${topic}/` })).contents ?? []) await bucket.delete(key);
-  // The run's table has a topic of its own, and its dead letters one more: neither is used again.
-  await deleteTopics(testKafka(), [topic, dlqOf(topic as TopicName)]);
-  await Promise.all([source.end(), mirror.end()]);
+  try {
+    for (const { key } of (await bucket.list({ prefix: `${topic}/` })).contents ?? []) await bucket.delete(key);
+    // The run's table has a topic of its own, and its dead letters one more: neither is used again.
+    await deleteTopics(testKafka(), [topic, dlqOf(topic)]);
+  } finally {
+    await Promise.all([source.end(), mirror.end()]);
+  }
 });
 
 describe("capture", () => {
