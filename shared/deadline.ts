@@ -23,8 +23,8 @@ export interface Answer {
 /**
  * Fetches `url` and reads its body within `timeoutMs`, else rejects with a `TimeoutError` DOMException and
  * aborts the request. The deadline is a timer of its own raced against the request, not `AbortSignal.timeout`:
- * Bun's fetch does not always honour that signal (a request to a busy server has stayed pending long past it),
- * and a wait without an end would stall whatever awaits the answer.
+ * Bun's fetch is known not to always honour that signal (a request to a busy server can stay pending long past
+ * it), and a wait without an end would stall whatever awaits the answer.
  *
  * @example
  * const { response, text } = await fetchText("http://127.0.0.1:3000/readyz", {}, 2_000);
