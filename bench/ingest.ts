@@ -24,6 +24,7 @@ import { closeSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { parseConfig } from "../shared/config.ts";
+import { fetchText } from "../shared/deadline.ts";
 import { brokerAnswers, endOffsets, type KafkaConnection, kafkaConnection } from "../shared/kafka.ts";
 import { TOPICS } from "../shared/topics.ts";
 import { inNamespace, type ProcessHandle, startStage } from "../tools/harness.ts";
@@ -134,8 +135,8 @@ async function startNoop(log: string): Promise<Noop> {
       `bench/noop.ts to answer on port ${port}`,
       async () => {
         if (child.exitCode !== null) throw new BenchError(`bench/noop.ts exited with code ${child.exitCode}`);
-        return fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1_000) }).then(
-          (response) => response.ok || undefined,
+        return fetchText(`http://127.0.0.1:${port}/readyz`, {}, 1_000).then(
+          ({ response }) => response.ok || undefined,
           () => undefined,
         );
       },

@@ -32,21 +32,13 @@ export interface Answer {
 export async function fetchText(url: string, init: RequestInit, timeoutMs: number): Promise<Answer> {
   const controller = new AbortController();
   const signal = init.signal ? AbortSignal.any([controller.signal, init.signal]) : controller.signal;
-  let timer: Timer | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError");
-      controller.abort(error);
-      reject(error);
-    }, timeoutMs);
-  });
   const request = (async () => {
     const response = await fetch(url, { ...init, signal });
     return { response, text: await response.text() };
   })();
-  try {
-    return await Promise.race([request, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const answer = await within(request, timeoutMs, undefined);
+  if (answer) return answer;
+  const error = new DOMException(`no answer within ${timeoutMs} ms`, "TimeoutError");
+  controller.abort(error);
+  throw error;
 }
